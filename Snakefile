@@ -1,0 +1,22 @@
+"""Prefill-mask ablation study: config in, evaluations, fine-tunes, tables and figures out."""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# One experiment per config file: the default applies only when no --configfile was given,
+# so a preset is never merged with the tiny default.
+if not config:
+
+    configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/world.smk"
+include: "rules/eval.smk"
+
+
+rule all:
+    input:
+        final_outputs(),

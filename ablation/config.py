@@ -1,0 +1,86 @@
+"""Config validation: JSON schema plus the checks a schema cannot express, before any job runs.
+
+Like Snakemake's ``validate(config, schema, set_default=True)``, but every problem is reported
+as one line naming the offending key and what is allowed there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from ablation.task_sets import resolve_tasks
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The config does not match the schema; the message lists every offending key."""
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def fill_defaults(config: dict, schema: dict) -> None:
+    """Set missing keys to their schema default, descending into objects (not into $ref'd entries)."""
+    for key, subschema in schema.get("properties", {}).items():
+        if key not in config and "default" in subschema:
+            default = subschema["default"]
+            config[key] = dict(default) if isinstance(default, dict) else default
+        if isinstance(config.get(key), dict) and "properties" in subschema:
+            fill_defaults(config[key], subschema)
+
+
+def _key_path(path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<top level>"
+
+
+def describe_error(error: jsonschema.ValidationError, schema: dict) -> str:
+    """One line: which key, what is wrong, what is allowed."""
+    key = _key_path(error.absolute_path)
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        allowed = sorted(error.schema.get("properties", {}))
+        if "$ref" in error.schema:
+            allowed = sorted(set(allowed) | set(_resolve_ref(schema, error.schema["$ref"]).get("properties", {})))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = "" if key == "<top level>" else f"{key}."
+        names = ", ".join(f"'{prefix}{name}'" for name in unknown)
+        return f"unknown config key {names}; allowed keys here: {', '.join(allowed)}"
+    if error.validator == "enum":
+        allowed = ", ".join(str(value) for value in error.validator_value)
+        return f"config key '{key}': {error.instance!r} is not allowed; allowed: {allowed}"
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"config key '{key}': expected {expected}, got {type(error.instance).__name__} {error.instance!r}"
+    return f"config key '{key}': {error.message}"
+
+
+def _resolve_ref(schema: dict, ref: str) -> dict:
+    """The subschema a local ``#/...`` reference points to."""
+    node = schema
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Complete ``config`` with defaults in place and check it; raise ``ConfigError`` listing every problem."""
+    schema = load_schema(schema_path)
+    fill_defaults(config, schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = sorted({describe_error(error, schema) for error in validator.iter_errors(config)})
+    if not problems:
+        try:
+            resolve_tasks(config["eval"]["task_set"], config["eval"]["tasks"])
+        except ValueError as error:
+            problems.append(f"config key 'eval.tasks': {error}")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    return config

@@ -1,0 +1,140 @@
+"""Zero-shot evaluation of one (model, mask) pair through lm-eval, written as a provenance-stamped metrics.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import lm_eval
+
+from ablation.io import atomic_write_json, atomic_write_text
+from ablation.lm_eval_model import MaskedHFLM
+from ablation.masks import check_mask_mode
+from ablation.provenance import provenance
+from ablation.task_sets import resolve_tasks, task_manager, validation_task_spec
+
+log = logging.getLogger(__name__)
+
+
+def _metric(task_results: dict, name: str) -> float | None:
+    value = task_results.get(f"{name},none")
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def summarise_results(results: dict, tasks: tuple[str, ...]) -> dict:
+    """Per-task acc/acc_norm with stderr, n and chance, and their macro averages.
+
+    Chance is 1 / mean number of choices. Tasks that define no acc_norm (winogrande, whose
+    choices share one continuation) count with their acc in the acc_norm macro.
+    """
+    per_task = {}
+    for task in tasks:
+        task_results = results["results"][task]
+        samples = results["samples"][task]
+        mean_choices = sum(len(sample["arguments"]) for sample in samples) / len(samples)
+        acc_norm = _metric(task_results, "acc_norm")
+        per_task[task] = {
+            "acc": _metric(task_results, "acc"),
+            "acc_stderr": _metric(task_results, "acc_stderr"),
+            "acc_norm": acc_norm,
+            "acc_norm_stderr": _metric(task_results, "acc_norm_stderr"),
+            "n": len(samples),
+            "chance": 1.0 / mean_choices,
+        }
+
+    def macro(values):
+        return sum(values) / len(values)
+
+    return {
+        "tasks": per_task,
+        "macro_acc": macro([m["acc"] for m in per_task.values()]),
+        "macro_acc_norm": macro([m["acc_norm"] if m["acc_norm"] is not None else m["acc"] for m in per_task.values()]),
+        "chance_macro": macro([m["chance"] for m in per_task.values()]),
+    }
+
+
+def samples_jsonl(results: dict, tasks: tuple[str, ...]) -> str:
+    """lm-eval's per-sample log of every task, one JSON object a line, for audits."""
+    lines = [
+        json.dumps({"task": task, **sample}, sort_keys=True, default=str)
+        for task in tasks
+        for sample in results["samples"][task]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_model(
+    *,
+    model_id: str,
+    mask: str,
+    output_dir: str | Path,
+    config: dict,
+    task_set: str,
+    tasks: list[str] | None = None,
+    tasks_dir: str | Path | None = None,
+    revision: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    dtype: str = "float32",
+    attn_implementation: str = "sdpa",
+    seed: int = 1234,
+) -> dict:
+    """Evaluate ``model_id`` under ``mask`` and write ``metrics.json`` and ``samples.jsonl`` to ``output_dir``.
+
+    ``metrics.json`` is written last and atomically: it exists only for a finished evaluation.
+    """
+    started = time.perf_counter()
+    check_mask_mode(mask)
+    task_names = resolve_tasks(task_set, tasks)
+    manager = task_manager(tasks_dir)
+    model = MaskedHFLM(
+        model_id,
+        mask=mask,
+        revision=revision,
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        device=device,
+        batch_size=batch_size,
+    )
+    log.info("evaluating %s under %s on %s (limit %s)", model_id, mask, ", ".join(task_names), limit)
+    scoring_started = time.perf_counter()
+    results = lm_eval.simple_evaluate(
+        model=model,
+        tasks=[validation_task_spec(manager, task) for task in task_names],
+        task_manager=manager,
+        num_fewshot=0,
+        limit=limit,
+        log_samples=True,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
+    scoring_seconds = time.perf_counter() - scoring_started
+    requests = sum(len(sample["arguments"]) for task in task_names for sample in results["samples"][task])
+
+    output_dir = Path(output_dir)
+    atomic_write_text(output_dir / "samples.jsonl", samples_jsonl(results, task_names))
+    metrics = {
+        **summarise_results(results, task_names),
+        "task_set": task_set,
+        "limit": limit,
+        "scoring": model.scoring,
+        "requests": requests,
+        "requests_per_second": requests / scoring_seconds,
+        "provenance": provenance(
+            model_id=model_id,
+            revision=revision,
+            mask=mask,
+            config=config,
+            seed=seed,
+            wall_seconds=time.perf_counter() - started,
+        ),
+    }
+    atomic_write_json(output_dir / "metrics.json", metrics)
+    log.info("macro acc %.4f (chance %.4f)", metrics["macro_acc"], metrics["chance_macro"])
+    return metrics

@@ -1,0 +1,25 @@
+"""Start of every workflow job: logging into the rule's log file and a thread budget."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+
+def start_job(log_path: str | Path, threads: int = 1) -> None:
+    """Send the root logger, warnings and stderr to ``log_path``; let torch use ``threads`` cores."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
+    sys.stderr = stream
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(stream)],
+        force=True,
+    )
+    logging.captureWarnings(True)
+    torch.set_num_threads(max(1, threads))

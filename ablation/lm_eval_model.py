@@ -1,0 +1,65 @@
+"""lm-eval model type ``masked_hf``: stock ``HFLM`` whose log-likelihoods are scored under a mask mode.
+
+Only ``_loglikelihood_tokens`` is overridden (following lm-eval's ``hf_steered`` pattern): it is
+where the context/continuation boundary of each request is known, which ``prefill_bidir``
+needs. Tokenisation, request building and metrics stay lm-eval's own. Usable from the CLI as
+``--model masked_hf --model_args pretrained=DIR,mask=prefill_bidir`` once ``ablation`` is imported,
+or from Python through ``lm_eval.simple_evaluate(model=MaskedHFLM(...))``.
+"""
+
+from __future__ import annotations
+
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+
+from ablation.masks import check_mask_mode
+from ablation.models import load_causal_lm, load_tokenizer, resolve_device
+from ablation.scoring import ScoringRequest, check_strategy, default_strategy, score_continuations
+
+
+@register_model("masked_hf")
+class MaskedHFLM(HFLM):
+    """Zero-shot multiple-choice scoring of any HF decoder LM under ``causal``, ``prefill_bidir`` or ``full_bidir``."""
+
+    def __init__(
+        self,
+        pretrained,
+        mask: str = "causal",
+        scoring: str | None = None,
+        revision: str | None = None,
+        dtype: str = "float32",
+        attn_implementation: str = "sdpa",
+        device: str = "cpu",
+        tokenizer=None,
+        batch_size: int = 16,
+        **kwargs,
+    ) -> None:
+        self.mask_mode = check_mask_mode(mask)
+        self.scoring = check_strategy(mask, scoring or default_strategy(mask))
+        if isinstance(pretrained, str):
+            tokenizer = tokenizer or load_tokenizer(pretrained, revision)
+            pretrained = load_causal_lm(
+                pretrained,
+                revision=revision,
+                dtype=dtype,
+                attn_implementation=attn_implementation,
+                device=resolve_device(device),
+            )
+        super().__init__(pretrained=pretrained, tokenizer=tokenizer, backend="causal", batch_size=batch_size, **kwargs)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+        scores = score_continuations(
+            self.model,
+            [ScoringRequest(tuple(context), tuple(continuation)) for _, context, continuation in requests],
+            mode=self.mask_mode,
+            strategy=self.scoring,
+            batch_size=override_bs or self.batch_size,
+            max_length=self.max_length,
+            pad_token_id=self.tokenizer.pad_token_id or 0,
+        )
+        results = []
+        for (cache_key, _, _), score in zip(requests, scores):
+            answer = (score.logprob, score.is_greedy)
+            self.cache_hook.add_partial("loglikelihood", cache_key, answer)
+            results.append(answer)
+        return results

@@ -1,0 +1,92 @@
+"""Provenance stamps: which model, code, config and libraries produced an output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from ablation.models import is_local_reference
+
+TRACKED_LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "lm_eval", "accelerate", "snakemake")
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in TRACKED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def code_commit(repository: Path = REPOSITORY) -> str:
+    """The workflow's git commit, with ``-dirty`` when tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repository), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown (not a git checkout)"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def config_hash(config: dict) -> str:
+    """Stable hash of a (validated) config: same settings, same hash."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def directory_hash(directory: str | Path) -> str:
+    """sha256 over the relative paths and contents of every file in ``directory``."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    # hidden files (e.g. .snakemake_timestamp) are bookkeeping, not model content
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(path.relative_to(directory)).encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def model_identity(model_id: str, revision: str | None) -> dict:
+    """A local model is identified by its content hash, a hub model by its resolved commit."""
+    if is_local_reference(model_id):
+        return {"id": str(model_id), "local_dir_sha256": directory_hash(model_id)}
+    identity = {"id": model_id, "revision": revision}
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot = snapshot_download(model_id, revision=revision, local_files_only=True)
+        identity["resolved_commit"] = Path(snapshot).name
+    except Exception as error:  # the commit is a nicety; the run itself already loaded the model
+        identity["resolved_commit"] = f"unresolved ({type(error).__name__})"
+    return identity
+
+
+def provenance(
+    *, model_id: str, revision: str | None, mask: str | None, config: dict, seed: int, wall_seconds: float
+) -> dict:
+    """The stamp every metrics and summary file carries."""
+    return {
+        "model": model_identity(model_id, revision),
+        "mask": mask,
+        "code_commit": code_commit(),
+        "config_sha256": config_hash(config),
+        "library_versions": library_versions(),
+        "seed": seed,
+        "wall_seconds": round(wall_seconds, 3),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+    }

@@ -1,0 +1,19 @@
+"""Zero-shot evaluation of a model under a mask mode (Stages 1, 2 and 4)."""
+
+
+rule eval_model:
+    input:
+        unpack(eval_inputs),
+    output:
+        metrics=RESULTS / "eval" / "{model}" / "{mask}" / "metrics.json",
+        samples=RESULTS / "eval" / "{model}" / "{mask}" / "samples.jsonl",
+    log:
+        "logs/eval_model/{model}/{mask}.log",
+    params:
+        model_id=lambda wildcards: model_reference(wildcards.model),
+        model=config["model"],
+        eval=config["eval"],
+        tasks_dir=lambda wildcards, input: input.get("tasks"),
+    threads: 2
+    script:
+        "../workflow/scripts/eval_model.py"

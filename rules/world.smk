@@ -1,0 +1,42 @@
+"""The embedded tiny world: synthetic corpus and tasks, tokenizer and a pre-trained tiny model."""
+
+
+rule build_world_data:
+    output:
+        corpus=WORLD / "corpus.txt",
+        tasks=directory(TINY_TASKS_DIR),
+        instructions=WORLD / "instructions.jsonl",
+    log:
+        "logs/build_world_data/world.log",
+    params:
+        world=config["world"],
+    script:
+        "../workflow/scripts/build_world_data.py"
+
+
+rule train_tokenizer:
+    input:
+        corpus=rules.build_world_data.output.corpus,
+    output:
+        tokenizer=directory(WORLD / "tokenizer"),
+    log:
+        "logs/train_tokenizer/world.log",
+    params:
+        vocab_size=config["world"]["vocab_size"],
+    script:
+        "../workflow/scripts/train_tokenizer.py"
+
+
+rule pretrain_base_model:
+    input:
+        corpus=rules.build_world_data.output.corpus,
+        tokenizer=rules.train_tokenizer.output.tokenizer,
+    output:
+        model=directory(WORLD / "base_model"),
+    log:
+        "logs/pretrain_base_model/world.log",
+    params:
+        world=config["world"],
+    threads: 2
+    script:
+        "../workflow/scripts/pretrain_base_model.py"

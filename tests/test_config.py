@@ -1,0 +1,88 @@
+"""Config validation: defaults filled in, every bad key named with what is allowed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ablation.config import ConfigError, validate_config
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+CONFIGS = [REPOSITORY / "config.yaml", REPOSITORY / "presets" / "ministral-3b.yaml", REPOSITORY / "tests" / "configs" / "micro.yaml"]
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_shipped_configs_are_valid(path):
+    validate_config(load(path))
+
+
+def test_defaults_are_filled_in():
+    config = validate_config({"eval": {"masks": ["causal"]}})
+    assert config["model"]["id"] == "embedded"
+    assert config["eval"]["task_set"] == "tiny"
+    assert config["world"]["model"]["num_hidden_layers"] >= 1
+    assert config["eval"]["masks"] == ["causal"]
+
+
+def invalid(change) -> str:
+    config = copy.deepcopy(load(REPOSITORY / "config.yaml"))
+    change(config)
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config)
+    return str(raised.value)
+
+
+def test_a_misspelled_key_is_named_with_the_allowed_keys():
+    message = invalid(lambda config: config["eval"].update(maks=["causal"]))
+    assert "'eval.maks'" in message and "masks" in message
+
+
+def test_a_misspelled_top_level_key_is_named():
+    message = invalid(lambda config: config.update(modle={"id": "x"}))
+    assert "'modle'" in message and "model" in message
+
+
+def test_a_wrong_type_names_the_key_and_the_expected_type():
+    message = invalid(lambda config: config["eval"].update(limit="ten"))
+    assert "'eval.limit'" in message and "integer" in message and "'ten'" in message
+
+
+def test_an_unknown_mask_names_the_allowed_modes():
+    message = invalid(lambda config: config["eval"].update(masks=["causal", "prefill"]))
+    assert "'eval.masks[1]'" in message and "prefill_bidir" in message and "full_bidir" in message
+
+
+def test_an_unknown_task_names_the_allowed_tasks():
+    message = invalid(lambda config: config["eval"].update(tasks=["tiny_piqa", "mmlu"]))
+    assert "'eval.tasks[1]'" in message and "tiny_hellaswag" in message
+
+
+def test_a_task_from_the_other_task_set_is_refused():
+    message = invalid(lambda config: config["eval"].update(task_set="tiny", tasks=["piqa"]))
+    assert "'eval.tasks'" in message and "tiny_piqa" in message
+
+
+def test_a_misspelled_fine_tune_hyperparameter_is_named():
+    message = invalid(lambda config: config["finetune"]["runs"]["stage3a_causal"].update(lerning_rate=1e-3))
+    assert "'finetune.runs.stage3a_causal.lerning_rate'" in message and "learning_rate" in message
+
+
+def test_a_fine_tune_run_needs_a_train_mask():
+    message = invalid(lambda config: config["finetune"]["runs"].update(extra={"max_steps": 5}))
+    assert "finetune.runs.extra" in message and "train_mask" in message
+
+
+def test_every_problem_is_reported_at_once():
+    def break_twice(config):
+        config["eval"]["batch_size"] = 0
+        config["model"]["dtype"] = "float8"
+
+    message = invalid(break_twice)
+    assert "'eval.batch_size'" in message and "'model.dtype'" in message

@@ -1,0 +1,26 @@
+from pathlib import Path
+
+from ablation.jobs import start_job
+
+start_job(snakemake.log[0], snakemake.threads)
+
+from ablation.evaluate import evaluate_model  # noqa: E402 - after logging is routed
+from ablation.models import resolve_device  # noqa: E402
+
+model, settings = snakemake.params.model, snakemake.params.eval
+evaluate_model(
+    model_id=snakemake.params.model_id,
+    mask=snakemake.wildcards.mask,
+    output_dir=Path(snakemake.output.metrics).parent,
+    config=snakemake.config,
+    task_set=settings["task_set"],
+    tasks=settings["tasks"],
+    tasks_dir=snakemake.params.tasks_dir,
+    revision=model["revision"] if snakemake.wildcards.model == "base" else None,
+    limit=settings["limit"],
+    batch_size=settings["batch_size"],
+    device=resolve_device(model["device"]),
+    dtype=model["dtype"],
+    attn_implementation=model["attn_implementation"],
+    seed=snakemake.config["seed"],
+)
