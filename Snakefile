@@ -12,9 +12,14 @@ if not config:
     configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/world.smk"
 include: "rules/eval.smk"
+include: "rules/finetune.smk"
+include: "rules/report.smk"
 
 
 rule all:

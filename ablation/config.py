@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from ablation.task_sets import resolve_tasks
+from ablation.study import resolve_tasks
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -32,6 +32,17 @@ def fill_defaults(config: dict, schema: dict) -> None:
             config[key] = dict(default) if isinstance(default, dict) else default
         if isinstance(config.get(key), dict) and "properties" in subschema:
             fill_defaults(config[key], subschema)
+
+
+def sort_keys(node):
+    """Order every mapping's keys, in place, so rules' params do not change when a YAML file is reordered."""
+    if isinstance(node, dict):
+        items = sorted(node.items())
+        node.clear()
+        node.update((key, sort_keys(value)) for key, value in items)
+    elif isinstance(node, list):
+        node[:] = [sort_keys(item) for item in node]
+    return node
 
 
 def _key_path(path) -> str:
@@ -83,4 +94,17 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
             problems.append(f"config key 'eval.tasks': {error}")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
-    return config
+    return sort_keys(config)
+
+
+def finetune_settings(config: dict, run: str, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """A run's settings: schema defaults, then the config's fine-tune defaults, then the run's overrides.
+
+    Returned as a plain dict (Snakemake params); ``FinetuneSettings(**settings)`` checks it.
+    """
+    runs = config["finetune"]["runs"]
+    if run not in runs:
+        raise ValueError(f"unknown fine-tune run {run!r}; configured: {', '.join(runs) or 'none'}")
+    properties = load_schema(schema_path)["$defs"]["finetune_settings"]["properties"]
+    schema_defaults = {key: value["default"] for key, value in properties.items() if "default" in value}
+    return {**schema_defaults, **config["finetune"]["defaults"], **runs[run]}

@@ -12,9 +12,9 @@ import lm_eval
 
 from ablation.io import atomic_write_json, atomic_write_text
 from ablation.lm_eval_model import MaskedHFLM
-from ablation.masks import check_mask_mode
 from ablation.provenance import provenance
-from ablation.task_sets import resolve_tasks, task_manager, validation_task_spec
+from ablation.study import check_mask_mode, resolve_tasks
+from ablation.task_sets import task_manager, validation_task_spec
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp creates owner-only files; outputs are for everyone to read
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -39,6 +40,7 @@ def atomic_directory(path: str | Path):
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield staging
+        staging.chmod(0o755)  # mkdtemp creates an owner-only directory
         if path.exists():
             shutil.rmtree(path)
         os.replace(staging, path)

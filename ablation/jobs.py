@@ -10,11 +10,11 @@ import torch
 
 
 def start_job(log_path: str | Path, threads: int = 1) -> None:
-    """Send the root logger, warnings and stderr to ``log_path``; let torch use ``threads`` cores."""
+    """Send the root logger, warnings, stdout and stderr to ``log_path``; let torch use ``threads`` cores."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job
-    sys.stderr = stream
+    sys.stdout = sys.stderr = stream
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

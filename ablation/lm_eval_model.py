@@ -12,9 +12,9 @@ from __future__ import annotations
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-from ablation.masks import check_mask_mode
 from ablation.models import load_causal_lm, load_tokenizer, resolve_device
 from ablation.scoring import ScoringRequest, check_strategy, default_strategy, score_continuations
+from ablation.study import check_mask_mode
 
 
 @register_model("masked_hf")

@@ -32,17 +32,11 @@ from transformers.masking_utils import (
     or_masks,
 )
 
-MASK_MODES = ("causal", "prefill_bidir", "full_bidir")
+from ablation.study import check_mask_mode
+
 MASKABLE_ATTENTION = ("eager", "sdpa", "flex_attention")
 
 MaskFunction = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def check_mask_mode(mode: str) -> str:
-    """Return ``mode`` if it is a known mask mode, else raise naming the allowed ones."""
-    if mode not in MASK_MODES:
-        raise ValueError(f"unknown mask mode {mode!r}; allowed: {', '.join(MASK_MODES)}")
-    return mode
 
 
 def prompt_block_overlay(prompt_tokens: torch.Tensor) -> MaskFunction:

@@ -23,6 +23,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES,
 )
 
+from ablation.checkpoints import RAW_STATE_DICT, raw_checkpoint_meta
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -72,6 +74,16 @@ def load_causal_lm(
     """Load a decoder LM in eval mode, ready to take custom attention masks."""
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+    raw_meta = raw_checkpoint_meta(model_id) if is_local_reference(model_id) else None
+    if raw_meta is not None:
+        # a fine-tune saved by the fallback: rebuild the architecture from its base, then its weights
+        log.info("rehydrating raw checkpoint %s from base model %s", model_id, raw_meta["base_model_id"])
+        model = load_causal_lm(
+            raw_meta["base_model_id"], dtype=dtype, attn_implementation=attn_implementation, device="cpu"
+        )
+        state_dict = torch.load(Path(model_id) / RAW_STATE_DICT, map_location="cpu", weights_only=True)
+        model.load_state_dict(state_dict)
+        return model.to(device).eval()
     config = load_config(model_id, revision)
     model_class = model_class_for(config)
     log.info("loading %s (revision %s) with %s", model_id, revision, model_class.__name__)

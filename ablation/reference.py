@@ -67,3 +67,19 @@ class OriginalScorerLM(HFLM):
             )
             results.append((sum(token_logprobs), is_greedy))
         return results
+
+
+def dense_loop_prefix_lm_mask(
+    prompt_lengths: list[int], padding_mask: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """The original collator's prefix-LM mask: a dense ``[batch, 1, L, L]`` additive float tensor, one Python loop per row."""
+    batch, length = padding_mask.shape
+    blocked = torch.finfo(dtype).min
+    mask = torch.full((batch, 1, length, length), blocked, dtype=dtype)
+    for row in range(batch):
+        valid = int(padding_mask[row].sum())
+        prompt = prompt_lengths[row]
+        for query in range(valid):
+            visible = max(prompt, query + 1)
+            mask[row, 0, query, :visible] = 0.0
+    return mask

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from ablation.masks import build_attention_mask, check_mask_mode, position_ids_from_padding
+from ablation.masks import build_attention_mask, position_ids_from_padding
+from ablation.study import check_mask_mode
 
 SCORING_STRATEGIES = ("single_pass", "shared_prefill")
 

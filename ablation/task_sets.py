@@ -1,4 +1,4 @@
-"""The two task sets of the study: lm-eval's real benchmarks and the embedded tiny world's."""
+"""lm-eval task loading for the study's two task sets (names in ``ablation.study``)."""
 
 from __future__ import annotations
 
@@ -6,24 +6,6 @@ from pathlib import Path
 
 from lm_eval.tasks import TaskManager
 from lm_eval.tasks._yaml_loader import load_yaml
-
-from ablation.world import TINY_TASKS
-
-REAL_TASKS = ("hellaswag", "piqa", "arc_easy", "arc_challenge", "winogrande")
-TASK_SETS = {"real": REAL_TASKS, "tiny": TINY_TASKS}
-
-
-def resolve_tasks(task_set: str, tasks: list[str] | None = None) -> tuple[str, ...]:
-    """The tasks to run: all of ``task_set``, or the named subset of it."""
-    if task_set not in TASK_SETS:
-        raise ValueError(f"unknown task set {task_set!r}; allowed: {', '.join(TASK_SETS)}")
-    allowed = TASK_SETS[task_set]
-    if not tasks:
-        return allowed
-    unknown = [task for task in tasks if task not in allowed]
-    if unknown:
-        raise ValueError(f"unknown task(s) {', '.join(unknown)} for task set {task_set!r}; allowed: {', '.join(allowed)}")
-    return tuple(tasks)
 
 
 def task_manager(tasks_dir: str | Path | None) -> TaskManager:

@@ -2,8 +2,14 @@
 
 from pathlib import Path
 
-from ablation.config import validate_config
-from ablation.masks import MASK_MODES
+from ablation.config import finetune_settings, validate_config
+from ablation.layout import (
+    eval_metrics_path,
+    finetune_dir,
+    report_files,
+    study_paths,
+)
+from ablation.study import MASK_MODES
 
 validate_config(config)
 
@@ -11,34 +17,66 @@ RESULTS = Path(config["results_dir"])
 WORLD = RESULTS / "world"
 EMBEDDED_MODEL = config["model"]["id"] == "embedded"
 TINY_TASKS_DIR = WORLD / "tasks"
+RUNS = list(config["finetune"]["runs"])
+REPORT_FILES = report_files(RESULTS, with_runs=bool(RUNS))
 
 
 wildcard_constraints:
     mask="|".join(MASK_MODES),
-    model="[A-Za-z0-9_.-]+",
+    model="|".join(["base", *RUNS]),
+    run="|".join(RUNS) or "(?!)",
 
 
 def model_reference(model):
-    """What from_pretrained loads for a model name used in output paths."""
-    if model != "base":
-        raise ValueError(f"unknown model {model!r}; known: base")
-    return str(WORLD / "base_model") if EMBEDDED_MODEL else config["model"]["id"]
+    """What from_pretrained loads for a model named in output paths: 'base' or a fine-tune run."""
+    if model == "base":
+        return str(WORLD / "base_model") if EMBEDDED_MODEL else config["model"]["id"]
+    if model in RUNS:
+        return str(finetune_dir(RESULTS, model) / "final")
+    raise ValueError(f"unknown model {model!r}; known: base, {', '.join(RUNS)}")
+
+
+def model_revision(model):
+    """Only the base model has a hub revision; fine-tunes are local directories."""
+    return config["model"]["revision"] if model == "base" and not EMBEDDED_MODEL else None
+
+
+def instruction_dataset():
+    """The tiny world's instruction set, or the hub dataset the config names."""
+    dataset = config["finetune"]["dataset"]
+    return str(WORLD / "instructions.jsonl") if dataset == "embedded" else dataset
 
 
 def eval_inputs(wildcards):
-    """Files an evaluation needs: a locally built model and the tiny tasks, when used."""
+    """Files an evaluation needs: a locally built or fine-tuned model and the tiny tasks, when used."""
     inputs = {}
-    if wildcards.model == "base" and EMBEDDED_MODEL:
-        inputs["model"] = WORLD / "base_model"
+    if wildcards.model != "base" or EMBEDDED_MODEL:
+        inputs["model"] = model_reference(wildcards.model)
     if config["eval"]["task_set"] == "tiny":
         inputs["tasks"] = TINY_TASKS_DIR
     return inputs
 
 
-def eval_metrics(model, mask):
-    return RESULTS / "eval" / model / mask / "metrics.json"
+def finetune_inputs(wildcards):
+    """A fine-tune needs its base model and instruction data when the workflow builds them."""
+    inputs = {}
+    if EMBEDDED_MODEL:
+        inputs["base_model"] = WORLD / "base_model"
+    if config["finetune"]["dataset"] == "embedded":
+        inputs["dataset"] = WORLD / "instructions.jsonl"
+    return inputs
 
 
 def final_outputs():
-    """Everything `snakemake` builds by default: the base model under every configured mask."""
-    return [eval_metrics("base", mask) for mask in config["eval"]["masks"]]
+    """Every stage's evaluations (Stages 1, 2, 4 and the side effect) and the report built from them."""
+    outputs = [eval_metrics_path(RESULTS, "base", mask) for mask in config["eval"]["masks"]]
+    for run in RUNS:
+        outputs += [eval_metrics_path(RESULTS, run, mask) for mask in ("prefill_bidir", "causal")]
+    return outputs + [path for files in REPORT_FILES.values() for path in files]
+
+
+def paper_outputs():
+    """The LaTeX tables and PDF figures the paper includes."""
+    tables = [Path("paper/tables") / path.name for path in REPORT_FILES["tables"] if path.suffix == ".tex"]
+    figures = [Path("paper/figures") / path.name for path in REPORT_FILES["figures"] if path.suffix == ".pdf"]
+    return tables + figures

@@ -11,6 +11,7 @@ rule eval_model:
         "logs/eval_model/{model}/{mask}.log",
     params:
         model_id=lambda wildcards: model_reference(wildcards.model),
+        revision=lambda wildcards: model_revision(wildcards.model),
         model=config["model"],
         eval=config["eval"],
         tasks_dir=lambda wildcards, input: input.get("tasks"),

@@ -86,3 +86,9 @@ def test_every_problem_is_reported_at_once():
 
     message = invalid(break_twice)
     assert "'eval.batch_size'" in message and "'model.dtype'" in message
+
+
+def test_key_order_does_not_matter():
+    config = load(REPOSITORY / "config.yaml")
+    reordered = yaml.safe_load(yaml.safe_dump(config, sort_keys=True))
+    assert repr(validate_config(config)) == repr(validate_config(reordered))

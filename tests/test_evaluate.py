@@ -11,7 +11,7 @@ from ablation.evaluate import evaluate_model, summarise_results
 from ablation.lm_eval_model import MaskedHFLM
 from ablation.reference import OriginalScorerLM
 from ablation.task_sets import task_manager
-from ablation.world import TINY_TASKS
+from ablation.study import TINY_TASKS
 
 
 def run_lm_eval(model, world, tasks=TINY_TASKS):

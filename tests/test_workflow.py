@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,26 @@ def micro_run(tmp_path_factory):
     return workdir
 
 
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """The 'Job stats' table of a dry run, as rule -> count (without the total)."""
+    lines = (result.stdout + result.stderr).splitlines()
+    start = lines.index("Job stats:") + 3
+    jobs = {}
+    for line in lines[start:]:
+        rule, count = line.split()
+        if rule == "total":
+            return jobs
+        jobs[rule] = int(count)
+    raise AssertionError("no total line in the job stats")
+
+
+def write_config(path: Path, change) -> Path:
+    config = yaml.safe_load(MICRO_CONFIG.read_text())
+    change(config)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_micro_config_runs_end_to_end(micro_run):
     results = micro_run / "results"
     assert (results / "world" / "base_model" / "config.json").exists()
@@ -48,12 +69,70 @@ def test_micro_config_runs_end_to_end(micro_run):
         assert (micro_run / "logs" / "eval_model" / "base" / f"{mask}.log").stat().st_size > 0
     for rule in ("build_world_data", "train_tokenizer", "pretrain_base_model"):
         assert (micro_run / "logs" / rule / "world.log").exists()
+    for run, train_mask in (("micro_causal", "causal"), ("micro_prefix_lm", "prefill_bidir")):
+        summary = json.loads((results / "finetune" / run / "summary.json").read_text())
+        assert summary["train_mask"] == train_mask and summary["steps_run"] == 6
+        assert (results / "finetune" / run / "final" / "model.safetensors").exists()
+        for mask in ("prefill_bidir", "causal"):
+            assert json.loads((results / "eval" / run / mask / "metrics.json").read_text())["provenance"]["mask"] == mask
+    for name in ("recovery_ratio", "eval_loss"):
+        assert (results / f"{name}.pdf").stat().st_size > 1000 and (results / f"{name}.png").stat().st_size > 1000
+    for name in ("stages", "derived", "per_task", "stage5"):
+        for fmt in ("csv", "md", "tex"):
+            assert (results / "tables" / f"{name}.{fmt}").stat().st_size > 0
+    page = (results / "RESULTS.md").read_text()
+    assert "micro_prefix_lm" in page and "recovery" in page.lower()
 
 
 def test_a_finished_run_has_nothing_left_to_do(micro_run):
     result = snakemake(micro_run, MICRO_CONFIG, "--dry-run")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_deleting_a_stage4_metrics_file_reruns_only_that_eval_and_the_report(micro_run):
+    (micro_run / "results" / "eval" / "micro_prefix_lm" / "prefill_bidir" / "metrics.json").unlink()
+    assert planned_jobs(snakemake(micro_run, MICRO_CONFIG, "--dry-run")) == {"eval_model": 1, "report_results": 1, "all": 1}
+    rebuilt = snakemake(micro_run, MICRO_CONFIG)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-4000:]
+    assert "Nothing to be done" in snakemake(micro_run, MICRO_CONFIG, "--dry-run").stdout
+
+
+def test_changing_an_eval_setting_reruns_evals_but_no_fine_tune(micro_run, tmp_path):
+    changed = write_config(tmp_path / "limit.yaml", lambda config: config["eval"].update(limit=5))
+    assert planned_jobs(snakemake(micro_run, changed, "--dry-run")) == {"eval_model": 7, "report_results": 1, "all": 1}
+
+
+def test_a_failed_fine_tune_leaves_nothing_that_looks_complete(micro_run, tmp_path):
+    def add_diverging_run(config):
+        config["finetune"]["runs"]["diverging"] = {"train_mask": "causal", "learning_rate": 1.0e30}
+
+    config = write_config(tmp_path / "diverging.yaml", add_diverging_run)
+    target = "results/finetune/diverging/summary.json"  # targets are relative to the working directory
+    run_dir = micro_run / "results" / "finetune" / "diverging"
+    failed = snakemake(micro_run, config, target)
+    assert failed.returncode != 0
+    assert "NonFiniteLossError" in (micro_run / "logs" / "finetune" / "diverging.log").read_text()
+    assert not (run_dir / "final").exists() and not (run_dir / "summary.json").exists()
+    assert planned_jobs(snakemake(micro_run, config, "--dry-run", target)) == {"finetune": 1}
+
+
+def test_the_paper_target_copies_latex_tables_and_pdf_figures(micro_run):
+    result = snakemake(micro_run, MICRO_CONFIG, "paper")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert sorted(path.name for path in (micro_run / "paper" / "tables").iterdir()) == [
+        "derived.tex", "per_task.tex", "stage5.tex", "stages.tex"
+    ]
+    assert sorted(path.name for path in (micro_run / "paper" / "figures").iterdir()) == ["eval_loss.pdf", "recovery_ratio.pdf"]
+
+
+def test_the_report_bundles_every_figure_and_table(micro_run):
+    result = snakemake(micro_run, MICRO_CONFIG, "--report", "report.zip")
+    assert result.returncode == 0, result.stderr[-4000:]
+    with zipfile.ZipFile(micro_run / "report.zip") as bundle:
+        names = bundle.namelist()
+    for expected in ("recovery_ratio.pdf", "recovery_ratio.png", "stages.tex", "RESULTS.md"):
+        assert any(name.endswith(expected) for name in names), expected
 
 
 def test_the_real_preset_validates_and_plans_its_jobs(tmp_path):

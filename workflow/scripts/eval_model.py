@@ -16,7 +16,7 @@ evaluate_model(
     task_set=settings["task_set"],
     tasks=settings["tasks"],
     tasks_dir=snakemake.params.tasks_dir,
-    revision=model["revision"] if snakemake.wildcards.model == "base" else None,
+    revision=snakemake.params.revision,
     limit=settings["limit"],
     batch_size=settings["batch_size"],
     device=resolve_device(model["device"]),

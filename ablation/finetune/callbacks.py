@@ -1,0 +1,147 @@
+"""Trainer callbacks: stop rules, a non-finite-loss guard and a live loss history.
+
+Stop rules read ``state.log_history``, which checkpoints carry, so they judge a resumed run
+on its whole history rather than on the steps since the restart.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+
+from transformers import TrainerCallback
+
+from ablation.io import atomic_write_text
+
+HISTORY_COLUMNS = ("step", "epoch", "elapsed_seconds", "train_loss", "eval_loss", "learning_rate")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the run stops and writes no final model."""
+
+
+class StopRecord:
+    """Why training ended, shared by the stop rules and the run summary."""
+
+    def __init__(self) -> None:
+        self.reason = "max_steps"
+        self.detail = ""
+
+    def stop(self, control, reason: str, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+        control.should_training_stop = True
+
+
+def train_losses(state) -> list[tuple[int, float]]:
+    return [(entry["step"], entry["loss"]) for entry in state.log_history if "loss" in entry]
+
+
+def eval_losses(state) -> list[tuple[int, float]]:
+    return [(entry["step"], entry["eval_loss"]) for entry in state.log_history if "eval_loss" in entry]
+
+
+class NoLearningStop(TrainerCallback):
+    """After ``after_steps``, stop unless the train loss fell by at least ``min_improvement`` since the first log."""
+
+    def __init__(self, after_steps: int, min_improvement: float, record: StopRecord) -> None:
+        self.after_steps, self.min_improvement, self.record = after_steps, min_improvement, record
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        losses = train_losses(state)
+        if state.global_step < self.after_steps or len(losses) < 2:
+            return
+        improvement = losses[0][1] - losses[-1][1]
+        if improvement < self.min_improvement:
+            self.record.stop(
+                control,
+                "no_learning",
+                f"train loss improved by {improvement:.4f} < {self.min_improvement} after {state.global_step} steps",
+            )
+
+
+class EvalLossPlateauStop(TrainerCallback):
+    """Stop when eval loss has not beaten its best by ``min_delta`` for ``patience`` evals (never before ``min_steps``)."""
+
+    def __init__(self, patience: int, min_delta: float, min_steps: int, record: StopRecord) -> None:
+        self.patience, self.min_delta, self.min_steps, self.record = patience, min_delta, min_steps, record
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        best, stale = math.inf, 0
+        for _, loss in eval_losses(state):
+            if loss < best - self.min_delta:
+                best, stale = loss, 0
+            else:
+                stale += 1
+        if stale >= self.patience and state.global_step >= self.min_steps:
+            self.record.stop(
+                control,
+                "auto_stop_plateau",
+                f"eval loss did not improve by {self.min_delta} for {stale} evals (best {best:.4f})",
+            )
+
+
+class NonFiniteLossGuard(TrainerCallback):
+    """Raise as soon as a logged train or eval loss is NaN or infinite."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "eval_loss"):
+            if key in (logs or {}) and not math.isfinite(logs[key]):
+                raise NonFiniteLossError(f"{key} became {logs[key]} at step {state.global_step}; stopping without a final model")
+
+
+class LossHistoryWriter(TrainerCallback):
+    """Stamp each log with elapsed wall time and rewrite ``loss_history.csv`` from the whole history.
+
+    Elapsed time continues across resumes, so throughput (s/step) can be read off a running job.
+    """
+
+    def __init__(self, path) -> None:
+        self.path = path
+        self.started = time.perf_counter()
+        self.elapsed_before_resume: float | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.elapsed_before_resume is None:
+            stamped = [entry["elapsed_seconds"] for entry in state.log_history[:-1] if "elapsed_seconds" in entry]
+            self.elapsed_before_resume = stamped[-1] if stamped else 0.0
+        state.log_history[-1]["elapsed_seconds"] = self.elapsed_before_resume + time.perf_counter() - self.started
+        atomic_write_text(self.path, history_csv(state.log_history))
+
+
+def history_csv(log_history: list[dict]) -> str:
+    """One row per logged step: train and eval losses of the same step merged."""
+    rows: dict[int, dict] = {}
+    for entry in log_history:
+        if "loss" not in entry and "eval_loss" not in entry:
+            continue
+        row = rows.setdefault(entry["step"], {"step": entry["step"]})
+        row["epoch"] = entry.get("epoch", row.get("epoch"))
+        row["elapsed_seconds"] = entry.get("elapsed_seconds", row.get("elapsed_seconds"))
+        if "loss" in entry:
+            row["train_loss"] = entry["loss"]
+            row["learning_rate"] = entry.get("learning_rate")
+        if "eval_loss" in entry:
+            row["eval_loss"] = entry["eval_loss"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for step in sorted(rows):
+        writer.writerow(rows[step])
+    return buffer.getvalue()
+
+
+class ThroughputMeter(TrainerCallback):
+    """Steps and tokens per second of this process's share of the run (a resumed run counts from its restart)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+        self.start_step, self.start_tokens = state.global_step, state.num_input_tokens_seen
+
+    def on_train_end(self, args, state, control, **kwargs):
+        seconds = time.perf_counter() - self.started
+        steps = state.global_step - self.start_step
+        self.seconds = seconds
+        self.seconds_per_step = seconds / steps if steps else None
+        self.tokens_per_second = (state.num_input_tokens_seen - self.start_tokens) / seconds if seconds else None

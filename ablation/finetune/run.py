@@ -1,0 +1,269 @@
+"""One fine-tuning run on the HF Trainer: resumable, auto-stopping, safely saved, summarised.
+
+Run directory layout::
+
+    checkpoints/checkpoint-N/   periodic Trainer checkpoints; a re-run resumes from the last complete one
+    tensorboard/                TensorBoard event files
+    loss_history.csv            step, epoch, elapsed seconds, train/eval loss, learning rate (rewritten live)
+    final/                      the fine-tuned model and tokenizer, written atomically at the end
+    summary.json                metrics, stop reason and provenance, written last
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import resource
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from transformers import Trainer, TrainingArguments
+from transformers.integrations import TensorBoardCallback
+
+from ablation.checkpoints import save_final_model
+from ablation.finetune.callbacks import (
+    EvalLossPlateauStop,
+    LossHistoryWriter,
+    NoLearningStop,
+    NonFiniteLossGuard,
+    StopRecord,
+    ThroughputMeter,
+    eval_losses,
+    history_csv,
+    train_losses,
+)
+from ablation.finetune.data import PromptAwareCollator, load_instruction_splits, tokenize_records
+from ablation.finetune.hub import upload_run
+from ablation.finetune.training_mask import masked_model_inputs
+from ablation.io import atomic_write_json, atomic_write_text
+from ablation.models import load_causal_lm, load_tokenizer
+from ablation.provenance import provenance
+from ablation.study import check_train_mask
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adafactor", "adamw_torch")
+SCHEDULERS = ("cosine", "constant_with_warmup", "linear")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneSettings:
+    """Hyper-parameters of one run; the schema (workflow/schemas) documents each and holds the defaults."""
+
+    train_mask: str
+    train_samples: int
+    eval_samples: int
+    eval_fraction: float
+    max_seq_len: int
+    max_steps: int
+    per_device_batch_size: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    optimizer: str
+    lr_scheduler: str
+    precision: str
+    gradient_checkpointing: bool
+    eval_steps: int
+    save_steps: int
+    logging_steps: int
+    kill_if_no_learning: dict | None = None
+    auto_stop: dict | None = None
+    hub_repo_id: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_train_mask(self.train_mask)
+        for name, value, allowed in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("lr_scheduler", self.lr_scheduler, SCHEDULERS),
+            ("precision", self.precision, PRECISIONS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
+
+    @classmethod
+    def merged(cls, *layers: dict) -> FinetuneSettings:
+        """Settings from layered dicts (schema defaults < config defaults < run overrides)."""
+        merged: dict = {}
+        for layer in layers:
+            merged.update(layer)
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ValueError(f"unknown fine-tune setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        return cls(**merged)
+
+
+class PromptMaskTrainer(Trainer):
+    """Trainer whose every forward (train and eval) uses the run's training mask."""
+
+    def __init__(self, *args, train_mask: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.train_mask = check_train_mask(train_mask)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = masked_model_inputs(self.model.config, inputs, self.train_mask, self.model.dtype)
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+
+def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """The newest checkpoint whose trainer_state.json exists (the Trainer writes it last)."""
+    complete = [path for path in checkpoints_dir.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
+
+
+def training_arguments(settings: FinetuneSettings, run_dir: Path, seed: int, device: str) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.per_device_batch_size,
+        per_device_eval_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        warmup_steps=math.ceil(settings.warmup_ratio * settings.max_steps),
+        optim=settings.optimizer,
+        lr_scheduler_type=settings.lr_scheduler,
+        bf16=settings.precision == "bf16",
+        gradient_checkpointing=settings.gradient_checkpointing,
+        eval_strategy="steps",
+        eval_steps=settings.eval_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        logging_steps=settings.logging_steps,
+        logging_first_step=True,  # the no-learning rule compares against the first loss
+        logging_nan_inf_filter=False,  # a NaN must reach the guard, not be averaged away
+        include_num_input_tokens_seen="non_padding",
+        seed=seed,
+        data_seed=seed,
+        report_to="none",  # TensorBoard is attached explicitly, with our directory
+        remove_unused_columns=False,  # the collator's prompt_lengths drive the mask
+        label_names=["labels"],
+        use_cpu=device == "cpu",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_finetune(
+    *,
+    run_name: str,
+    base_model_id: str,
+    dataset: str,
+    settings: FinetuneSettings,
+    run_dir: str | Path,
+    config: dict,
+    seed: int,
+    attn_implementation: str = "sdpa",
+    device: str = "cpu",
+) -> dict:
+    """Fine-tune ``base_model_id`` on ``dataset`` (a JSONL path or hub id); resume if checkpoints exist."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    tokenizer = load_tokenizer(base_model_id)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    train_records, eval_records = load_instruction_splits(
+        dataset,
+        seed=seed,
+        train_samples=settings.train_samples,
+        eval_samples=settings.eval_samples,
+        eval_fraction=settings.eval_fraction,
+    )
+    train = tokenize_records(train_records, tokenizer, settings.max_seq_len)
+    evaluation = tokenize_records(eval_records, tokenizer, settings.max_seq_len)
+
+    model = load_causal_lm(
+        base_model_id,
+        dtype="bfloat16" if settings.precision == "bf16" else "float32",
+        attn_implementation=attn_implementation,
+    ).train()
+    record, throughput = StopRecord(), ThroughputMeter()
+    callbacks = [
+        throughput,
+        NonFiniteLossGuard(),
+        LossHistoryWriter(run_dir / "loss_history.csv"),
+        TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
+    ]
+    if settings.kill_if_no_learning:
+        callbacks.append(NoLearningStop(**settings.kill_if_no_learning, record=record))
+    if settings.auto_stop:
+        callbacks.append(
+            EvalLossPlateauStop(
+                patience=settings.auto_stop["patience_evals"],
+                min_delta=settings.auto_stop["min_delta"],
+                min_steps=settings.auto_stop["min_steps"],
+                record=record,
+            )
+        )
+    trainer = PromptMaskTrainer(
+        model=model,
+        args=training_arguments(settings, run_dir, seed, device),
+        train_dataset=train.examples,
+        eval_dataset=evaluation.examples,
+        data_collator=PromptAwareCollator(tokenizer.pad_token_id),
+        callbacks=callbacks,
+        train_mask=settings.train_mask,
+    )
+    resume_from = last_complete_checkpoint(run_dir / "checkpoints")
+    if resume_from is not None:
+        log.info("resuming %s from %s", run_name, resume_from)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    state = trainer.state
+    if not eval_losses(state) or eval_losses(state)[-1][0] != state.global_step:
+        trainer.evaluate()  # the summary reports the eval loss of the final weights
+    atomic_write_text(run_dir / "loss_history.csv", history_csv(state.log_history))
+
+    saved_format = save_final_model(trainer.model, tokenizer, run_dir / "final", base_model_id)
+    losses = [loss for _, loss in eval_losses(state)]
+    summary = {
+        "run": run_name,
+        "description": settings.description,
+        "train_mask": settings.train_mask,
+        "settings": dataclasses.asdict(settings),
+        "max_steps": settings.max_steps,
+        "steps_run": state.global_step,
+        "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
+        "epochs": state.epoch,
+        "stop_reason": record.reason,
+        "stop_detail": record.detail,
+        "train_loss": train_losses(state)[-1][1] if train_losses(state) else None,
+        "final_eval_loss": losses[-1],
+        "best_eval_loss": min(losses),
+        "train_records": len(train.examples),
+        "eval_records": len(evaluation.examples),
+        "skipped_empty_response": train.skipped_empty_response + evaluation.skipped_empty_response,
+        "skipped_too_long": train.skipped_too_long + evaluation.skipped_too_long,
+        "tokens_seen": int(state.num_input_tokens_seen),
+        "train_seconds": throughput.seconds,
+        "seconds_per_step": throughput.seconds_per_step,
+        "tokens_per_second": throughput.tokens_per_second,
+        "peak_memory_mb": peak_memory_mb(),
+        "saved_format": saved_format,
+        "provenance": provenance(
+            model_id=base_model_id,
+            revision=None,
+            mask=settings.train_mask,
+            config=config,
+            seed=seed,
+            wall_seconds=time.perf_counter() - started,
+        ),
+    }
+    if settings.hub_repo_id:
+        summary["hub_upload"] = upload_run(run_dir / "final", summary, settings.hub_repo_id, run_name)
+    atomic_write_json(run_dir / "summary.json", summary)
+    log.info("%s: %d steps, stop reason %s, eval loss %.4f", run_name, state.global_step, record.reason, losses[-1])
+    return summary

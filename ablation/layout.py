@@ -1,0 +1,70 @@
+"""Where each stage's files live under the results directory, and the report's condition keys.
+
+Shared by the Snakemake rules and the report, kept free of heavy imports so the Snakefile
+parses quickly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+STAGE1 = "stage1"  # eval(base, causal): the baseline
+STAGE2 = "stage2_prefill_bidir"  # eval(base, prefill_bidir): the clean prefill ablation
+FULL_BIDIR = "stage2_full_bidir"  # eval(base, full_bidir): the original study's leaky patch
+STAGE4_PREFIX = "stage4_"  # eval(<run>, prefill_bidir): ablated after the fine-tune
+SIDE_EFFECT_PREFIX = "side_effect_"  # eval(<run>, causal): the fine-tune without the ablation
+FINETUNE_PREFIX = "finetune_"  # <run>'s summary.json
+
+
+def eval_metrics_path(results_dir: str | Path, model: str, mask: str) -> Path:
+    """``model`` is ``base`` or a fine-tune run's name."""
+    return Path(results_dir) / "eval" / model / mask / "metrics.json"
+
+
+def finetune_dir(results_dir: str | Path, run: str) -> Path:
+    return Path(results_dir) / "finetune" / run
+
+
+def study_paths(
+    results_dir: str | Path,
+    runs: Iterable[str] = (),
+    *,
+    base_model: str = "base",
+    full_bidir: bool = True,
+    side_effect: bool = True,
+    finetune: bool = True,
+) -> dict[str, Path]:
+    """The report's condition key -> file mapping for this layout; usable as a rule's ``input: **study_paths(...)``."""
+    paths = {
+        STAGE1: eval_metrics_path(results_dir, base_model, "causal"),
+        STAGE2: eval_metrics_path(results_dir, base_model, "prefill_bidir"),
+    }
+    if full_bidir:
+        paths[FULL_BIDIR] = eval_metrics_path(results_dir, base_model, "full_bidir")
+    for run in runs:
+        paths[STAGE4_PREFIX + run] = eval_metrics_path(results_dir, run, "prefill_bidir")
+        if side_effect:
+            paths[SIDE_EFFECT_PREFIX + run] = eval_metrics_path(results_dir, run, "causal")
+        if finetune:
+            paths[FINETUNE_PREFIX + run] = finetune_dir(results_dir, run) / "summary.json"
+    return paths
+
+
+REPORT_TABLES = ("stages", "per_task")  # need only the base model's evaluations
+RUN_TABLES = ("derived", "stage5")  # need fine-tunes
+RUN_FIGURES = ("recovery_ratio", "eval_loss")
+TABLE_FORMATS = ("csv", "md", "tex")
+FIGURE_FORMATS = ("pdf", "png")
+
+
+def report_files(results_dir: str | Path, with_runs: bool) -> dict[str, list[Path]]:
+    """The report's outputs: figures in the results directory, tables under ``tables/``, and RESULTS.md."""
+    results_dir = Path(results_dir)
+    tables = REPORT_TABLES + (RUN_TABLES if with_runs else ())
+    figures = RUN_FIGURES if with_runs else ()
+    return {
+        "tables": [results_dir / "tables" / f"{name}.{fmt}" for name in tables for fmt in TABLE_FORMATS],
+        "figures": [results_dir / f"{name}.{fmt}" for name in figures for fmt in FIGURE_FORMATS],
+        "page": [results_dir / "RESULTS.md"],
+    }

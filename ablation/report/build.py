@@ -1,0 +1,25 @@
+"""The whole report in one call: tables, figures and RESULTS.md from the study's files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from ablation.layout import REPORT_TABLES
+from ablation.report.figures import write_figures
+from ablation.report.results_page import write_results_page
+from ablation.report.study import load_study
+from ablation.report.tables import TABLE_NAMES, write_tables
+
+
+def build_report(
+    paths: Mapping[str, str | Path], results_dir: str | Path, *, train_masks: Mapping[str, str], experiment: str
+) -> list[Path]:
+    """Write the files ``ablation.layout.report_files`` names; a study without fine-tunes gets the base-model tables only."""
+    results_dir = Path(results_dir)
+    study = load_study(paths, train_masks=train_masks, experiment=experiment)
+    with_runs = bool(study.runs)
+    tables = write_tables(study, results_dir / "tables", names=TABLE_NAMES if with_runs else REPORT_TABLES)
+    figures = write_figures(study, results_dir) if with_runs else []
+    page = write_results_page(study, results_dir / "RESULTS.md", figures=figures, tables=tables)
+    return [*tables, *figures, page]

@@ -1,0 +1,21 @@
+"""Full-weight fine-tunes under a training mask (Stages 3A, 3B and 5)."""
+
+
+rule finetune:
+    input:
+        unpack(finetune_inputs),
+    output:
+        final=directory(RESULTS / "finetune" / "{run}" / "final"),
+        summary=RESULTS / "finetune" / "{run}" / "summary.json",
+        history=RESULTS / "finetune" / "{run}" / "loss_history.csv",
+    log:
+        "logs/finetune/{run}.log",
+    params:
+        settings=lambda wildcards: finetune_settings(config, wildcards.run),
+        base_model_id=model_reference("base"),
+        dataset=instruction_dataset(),
+        attn_implementation=config["model"]["attn_implementation"],
+        device=config["model"]["device"],
+    threads: 2
+    script:
+        "../workflow/scripts/finetune.py"

@@ -1,0 +1,60 @@
+"""Aggregates: tables, the recovery-ratio figure, RESULTS.md, and the paper's copies of them."""
+
+
+rule report_results:
+    input:
+        **study_paths(RESULTS, RUNS),
+    output:
+        tables=report(
+            REPORT_FILES["tables"],
+            caption="../workflow/report/tables.rst",
+            category="Tables",
+        ),
+        figures=report(
+            REPORT_FILES["figures"],
+            caption="../workflow/report/figures.rst",
+            category="Figures",
+        ),
+        page=report(
+            REPORT_FILES["page"][0],
+            caption="../workflow/report/results_page.rst",
+            category="Results",
+        ),
+    log:
+        "logs/report_results/report.log",
+    params:
+        train_masks={run: settings["train_mask"] for run, settings in config["finetune"]["runs"].items()},
+        experiment=config["experiment"],
+    localrule: True
+    script:
+        "../workflow/scripts/report_results.py"
+
+
+rule paper_figure:
+    input:
+        RESULTS / "{name}.pdf",
+    output:
+        "paper/figures/{name}.pdf",
+    log:
+        "logs/paper/figure_{name}.log",
+    localrule: True
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
+rule paper_table:
+    input:
+        RESULTS / "tables" / "{name}.tex",
+    output:
+        "paper/tables/{name}.tex",
+    log:
+        "logs/paper/table_{name}.log",
+    localrule: True
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
+rule paper:
+    input:
+        paper_outputs(),
+    localrule: True

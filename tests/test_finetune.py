@@ -1,0 +1,288 @@
+"""Fine-tuning: data, the leakage-safe prefix-LM mask, stop rules, resume after SIGKILL and safe saves."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file
+
+from ablation.checkpoints import save_final_model
+from ablation.finetune import FinetuneSettings, run_finetune
+from ablation.finetune.callbacks import (
+    EvalLossPlateauStop,
+    NoLearningStop,
+    NonFiniteLossError,
+    NonFiniteLossGuard,
+    StopRecord,
+    history_csv,
+)
+from ablation.finetune.data import IGNORE_INDEX, PromptAwareCollator, format_prompt, load_instruction_splits, tokenize_records
+from ablation.finetune.training_mask import masked_model_inputs
+from ablation.models import load_causal_lm, load_tokenizer
+from tests.conftest import build_model
+
+MICRO_SETTINGS = dict(
+    train_mask="prefill_bidir", train_samples=48, eval_samples=8, eval_fraction=0.1, max_seq_len=256, max_steps=10,
+    per_device_batch_size=4, gradient_accumulation_steps=2, learning_rate=3e-3, weight_decay=0.0, warmup_ratio=0.1,
+    optimizer="adamw_torch", lr_scheduler="cosine", precision="fp32", gradient_checkpointing=False, eval_steps=4,
+    save_steps=3, logging_steps=1,
+)
+
+
+def settings(**overrides) -> FinetuneSettings:
+    return FinetuneSettings.merged(MICRO_SETTINGS, overrides)
+
+
+def finetune(world: Path, run_dir: Path, **overrides) -> dict:
+    return run_finetune(
+        run_name="micro", base_model_id=str(world / "base_model"), dataset=str(world / "instructions.jsonl"),
+        settings=settings(**overrides), run_dir=run_dir, config={"test": True}, seed=5,
+    )
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def test_prompt_template_follows_the_original():
+    assert format_prompt("Add.", "2 and 3") == "### Instruction:\nAdd.\n\n### Input:\n2 and 3\n\n### Response:\n"
+    assert format_prompt("Say hi.", "  ") == "### Instruction:\nSay hi.\n\n### Response:\n"
+
+
+def test_loss_covers_the_response_and_eos_only(micro_world):
+    tokenizer = load_tokenizer(str(micro_world / "base_model"))
+    records = Dataset.from_list([{"instruction": "Name a colour.", "input": "", "output": "red"}])
+    example = tokenize_records(records, tokenizer, 256).examples[0]
+    prompt_length = example["prompt_length"]
+    assert example["labels"][:prompt_length] == [IGNORE_INDEX] * prompt_length
+    assert example["labels"][prompt_length:] == example["input_ids"][prompt_length:]
+    assert example["input_ids"][-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(example["input_ids"][prompt_length:-1]).strip() == "red"
+
+
+def test_empty_responses_and_overlong_records_are_skipped_and_counted(micro_world):
+    tokenizer = load_tokenizer(str(micro_world / "base_model"))
+    records = Dataset.from_list([
+        {"instruction": "Name a colour.", "input": "", "output": "red"},
+        {"instruction": "Name a colour.", "input": "", "output": "   "},
+        {"instruction": "Repeat. " * 200, "input": "", "output": "ok"},
+    ])
+    split = tokenize_records(records, tokenizer, 64)
+    assert (len(split.examples), split.skipped_empty_response, split.skipped_too_long) == (1, 1, 1)
+
+
+def test_a_missing_dataset_field_is_named(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(json.dumps({"instruction": f"q{i}", "response": "a"}) for i in range(20)) + "\n")
+    with pytest.raises(ValueError, match="lacks field.*input, output"):
+        load_instruction_splits(str(path), seed=0, train_samples=10, eval_samples=2, eval_fraction=0.1)
+
+
+def test_unknown_optimizer_or_scheduler_is_named():
+    with pytest.raises(ValueError, match="adafactor, adamw_torch"):
+        settings(optimizer="sgd")
+    with pytest.raises(ValueError, match="cosine, constant_with_warmup, linear"):
+        settings(lr_scheduler="step")
+    with pytest.raises(ValueError, match="causal, prefill_bidir"):
+        settings(train_mask="full_bidir")
+
+
+def test_collator_pads_and_keeps_prompt_lengths():
+    batch = PromptAwareCollator(pad_token_id=0)([
+        {"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "prompt_length": 1},
+        {"input_ids": [5, 6, 7, 8, 9], "labels": [-100, -100, 7, 8, 9], "prompt_length": 2},
+    ])
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 0, 0], [5, 6, 7, 8, 9]]
+    assert batch["labels"][0].tolist() == [-100, 6, 7, -100, -100]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert batch["prompt_lengths"].tolist() == [1, 2]
+
+
+# --- the training mask ------------------------------------------------------------------------
+
+def response_token_losses(model, train_mask: str, input_ids: list[int], prompt_length: int) -> list[float]:
+    """Per-token loss of the response under the training forward path."""
+    labels = [IGNORE_INDEX] * prompt_length + input_ids[prompt_length:]
+    batch = PromptAwareCollator(0)([{"input_ids": input_ids, "labels": labels, "prompt_length": prompt_length}])
+    inputs = masked_model_inputs(model.config, batch, train_mask, model.dtype)
+    with torch.no_grad():
+        logits = model(**{key: value for key, value in inputs.items() if key != "labels"}).logits[0]
+    losses = torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(input_ids[1:]), reduction="none")
+    return losses[prompt_length - 1 :].tolist()
+
+
+@pytest.mark.parametrize("train_mask", ["causal", "prefill_bidir"])
+def test_a_response_token_loss_never_sees_later_response_tokens(train_mask):
+    model = build_model("mistral")
+    prompt, response = [3, 14, 15, 9, 26], [5, 35, 8, 9, 7]
+    original = response_token_losses(model, train_mask, prompt + response, len(prompt))
+    for changed in range(1, len(response)):
+        altered = response[:changed] + [50] + response[changed + 1 :]
+        losses = response_token_losses(model, train_mask, prompt + altered, len(prompt))
+        assert losses[:changed] == pytest.approx(original[:changed], abs=1e-6)
+
+
+def test_the_prefix_lm_mask_does_open_the_prompt():
+    model = build_model("mistral")
+    ids, prompt_length = [3, 14, 15, 9, 26, 5, 35, 8], 5
+    causal = response_token_losses(model, "causal", ids, prompt_length)
+    prefix = response_token_losses(model, "prefill_bidir", ids, prompt_length)
+    assert prefix[0] != pytest.approx(causal[0], abs=1e-4)
+
+
+# --- stop rules -------------------------------------------------------------------------------
+
+def fake_state(step: int, history: list[dict]):
+    return SimpleNamespace(global_step=step, log_history=history)
+
+
+def test_no_learning_stop_fires_only_after_its_step_and_without_improvement():
+    record, control = StopRecord(), SimpleNamespace(should_training_stop=False)
+    rule = NoLearningStop(after_steps=150, min_improvement=0.08, record=record)
+    flat = [{"step": 1, "loss": 2.0}, {"step": 100, "loss": 1.95}]
+    rule.on_log(None, fake_state(100, flat), control)
+    assert not control.should_training_stop
+    rule.on_log(None, fake_state(150, flat + [{"step": 150, "loss": 1.93}]), control)
+    assert control.should_training_stop and record.reason == "no_learning"
+    control, record = SimpleNamespace(should_training_stop=False), StopRecord()
+    NoLearningStop(150, 0.08, record).on_log(None, fake_state(150, flat + [{"step": 150, "loss": 1.5}]), control)
+    assert not control.should_training_stop and record.reason == "max_steps"
+
+
+def test_eval_loss_plateau_stop_needs_patience_and_min_steps():
+    def run(losses, step, min_steps=600):
+        record, control = StopRecord(), SimpleNamespace(should_training_stop=False)
+        history = [{"step": 100 * (i + 1), "eval_loss": loss} for i, loss in enumerate(losses)]
+        EvalLossPlateauStop(patience=4, min_delta=0.003, min_steps=min_steps, record=record).on_evaluate(None, fake_state(step, history), control)
+        return control.should_training_stop, record.reason
+
+    improving_then_flat = [1.2, 1.1, 1.0, 0.999, 0.998, 1.001, 0.9985]
+    assert run(improving_then_flat, 700) == (True, "auto_stop_plateau")
+    assert run(improving_then_flat, 500) == (False, "max_steps")  # before min_steps
+    assert run(improving_then_flat[:-1], 700) == (False, "max_steps")  # only 3 stale evals
+    assert run([1.2, 1.1, 1.0, 0.9, 0.8], 700) == (False, "max_steps")
+
+
+def test_non_finite_loss_raises():
+    with pytest.raises(NonFiniteLossError, match="nan"):
+        NonFiniteLossGuard().on_log(None, fake_state(7, []), None, logs={"loss": math.nan})
+
+
+def test_history_merges_train_and_eval_rows():
+    text = history_csv([
+        {"step": 1, "loss": 2.0, "learning_rate": 0.1, "epoch": 0.1, "elapsed_seconds": 1.0},
+        {"step": 2, "loss": 1.5, "learning_rate": 0.2, "epoch": 0.2, "elapsed_seconds": 2.0},
+        {"step": 2, "eval_loss": 1.7, "epoch": 0.2, "elapsed_seconds": 2.5},
+        {"step": 2, "train_runtime": 3.0},
+    ])
+    assert text.splitlines() == [
+        "step,epoch,elapsed_seconds,train_loss,eval_loss,learning_rate",
+        "1,0.1,1.0,2.0,,0.1",
+        "2,0.2,2.5,1.5,1.7,0.2",
+    ]
+
+
+# --- whole runs -------------------------------------------------------------------------------
+
+def test_a_run_writes_final_model_summary_history_and_tensorboard(micro_world, tmp_path):
+    summary = finetune(micro_world, tmp_path / "run")
+    run = tmp_path / "run"
+    assert json.loads((run / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    assert summary["steps_run"] == 10 and summary["stop_reason"] == "max_steps"
+    assert summary["train_mask"] == "prefill_bidir" and summary["saved_format"] == "save_pretrained"
+    assert summary["tokens_seen"] > 0 and summary["tokens_per_second"] > 0 and summary["peak_memory_mb"] > 0
+    assert math.isfinite(summary["final_eval_loss"]) and summary["provenance"]["mask"] == "prefill_bidir"
+    assert load_causal_lm(str(run / "final")) is not None
+    history = (run / "loss_history.csv").read_text().splitlines()
+    assert len(history) == 1 + 10 and history[-1].split(",")[0] == "10"
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert not list(run.glob(".final.*"))  # no staging directory left behind
+
+
+def test_eval_loss_plateau_stops_a_run_and_records_why(micro_world, tmp_path):
+    summary = finetune(micro_world, tmp_path / "run", learning_rate=1e-9, max_steps=40, eval_steps=2,
+                       auto_stop={"patience_evals": 2, "min_delta": 0.5, "min_steps": 4})
+    assert summary["stop_reason"] == "auto_stop_plateau" and summary["steps_run"] < 40
+    assert "did not improve" in summary["stop_detail"]
+
+
+def test_no_learning_stops_a_run(micro_world, tmp_path):
+    summary = finetune(micro_world, tmp_path / "run", learning_rate=1e-9, max_steps=30,
+                       kill_if_no_learning={"after_steps": 5, "min_improvement": 0.5})
+    assert summary["stop_reason"] == "no_learning" and summary["steps_run"] < 30
+
+
+def test_a_non_finite_loss_stops_with_a_clear_error_and_no_final_model(micro_world, tmp_path):
+    model = load_causal_lm(str(micro_world / "base_model"))
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] = math.nan
+    broken = tmp_path / "broken"
+    model.save_pretrained(broken)
+    load_tokenizer(str(micro_world / "base_model")).save_pretrained(broken)
+    with pytest.raises(NonFiniteLossError, match="loss became nan"):
+        run_finetune(run_name="nan", base_model_id=str(broken), dataset=str(micro_world / "instructions.jsonl"),
+                     settings=settings(), run_dir=tmp_path / "run", config={}, seed=5)
+    assert not (tmp_path / "run" / "final").exists() and not (tmp_path / "run" / "summary.json").exists()
+
+
+KILLED_RUN = """
+import os, signal, sys
+from transformers import TrainerCallback
+import ablation.finetune.run as run_module
+from tests.test_finetune import finetune
+
+class KillAfterCheckpoint(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 7:  # checkpoint-6 is on disk; die like a lost spot instance
+            os.kill(os.getpid(), signal.SIGKILL)
+
+guard = run_module.NonFiniteLossGuard
+run_module.NonFiniteLossGuard = lambda: type("Killing", (guard, KillAfterCheckpoint), {})()
+finetune(__import__("pathlib").Path(sys.argv[1]), __import__("pathlib").Path(sys.argv[2]))
+"""
+
+
+def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(micro_world, tmp_path):
+    repository = Path(__file__).resolve().parent.parent
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(micro_world), str(tmp_path / "killed")],
+                            cwd=repository, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (tmp_path / "killed" / "checkpoints" / "checkpoint-6" / "trainer_state.json").exists()
+    assert not (tmp_path / "killed" / "final").exists()
+
+    resumed = finetune(micro_world, tmp_path / "killed")
+    uninterrupted = finetune(micro_world, tmp_path / "whole")
+    assert resumed["resumed_from_step"] == 6 and resumed["steps_run"] == uninterrupted["steps_run"] == 10
+    resumed_weights = load_file(tmp_path / "killed" / "final" / "model.safetensors")
+    whole_weights = load_file(tmp_path / "whole" / "final" / "model.safetensors")
+    for name, tensor in whole_weights.items():
+        torch.testing.assert_close(resumed_weights[name], tensor, atol=1e-5, rtol=1e-4)
+    assert resumed["final_eval_loss"] == pytest.approx(uninterrupted["final_eval_loss"], abs=1e-5)
+
+
+def test_the_save_fallback_keeps_weights_that_reload_identically(micro_world, tmp_path):
+    base = str(micro_world / "base_model")
+    model = load_causal_lm(base)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(1.5)  # a "fine-tuned" model that differs from its base
+
+    def failing_save(*args, **kwargs):
+        raise NotImplementedError("reverse weight conversion is not implemented")
+
+    model.save_pretrained = failing_save
+    saved_format = save_final_model(model, load_tokenizer(base), tmp_path / "final", base)
+    assert saved_format == "raw_state_dict"
+    meta = json.loads((tmp_path / "final" / "checkpoint_meta.json").read_text())
+    assert meta["format"] == "raw_state_dict" and meta["base_model_id"] == base and "NotImplementedError" in meta["save_error"]
+    reloaded = load_causal_lm(str(tmp_path / "final"))
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, model(ids).logits, atol=0, rtol=0)
+    assert load_tokenizer(str(tmp_path / "final")) is not None

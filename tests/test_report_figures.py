@@ -1,0 +1,100 @@
+"""Figures: panels present for the conditions given, files written as PDF and PNG, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from ablation.report import (
+    FinetuneRun,
+    Study,
+    eval_loss_figure,
+    load_study,
+    plot_recovery_ratio,
+    recovery_ratio_figure,
+    write_figures,
+)
+from tests.test_report_helpers import synthetic_study, write_study_files
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return synthetic_study(tmp_path_factory.mktemp("figures") / "results")
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    return write_study_files(tmp_path_factory.mktemp("figure_inputs") / "results")
+
+
+def test_recovery_ratio_figure_has_the_three_panels(study):
+    figure = recovery_ratio_figure(study)
+    assert len(figure.axes) == 3
+    stages, side_effect, per_task = figure.axes
+    assert stages.get_title(loc="left").startswith("A")
+    assert per_task.get_title(loc="left").startswith("B")
+    assert side_effect.get_title(loc="left").startswith("C")
+    assert len(stages.patches) == 5  # Stage 1, Stage 2 prefill_bidir and full_bidir, two Stage 4
+    assert len(per_task.patches) == 5 * 5
+    assert len(side_effect.patches) == 3
+    texts = [text.get_text() for text in stages.texts]
+    assert "0.522\nR = 0.750" in texts and "0.388\nR = 0.557" in texts
+    assert any("Δ −0.044" in text.get_text() for text in side_effect.texts)
+    assert [label.get_text() for label in per_task.get_xticklabels()][0] == "hellaswag"
+
+
+def test_recovery_ratio_figure_without_side_effects_or_full_bidir(paths):
+    keys = ("stage1", "stage2_prefill_bidir", "stage4_stage3b_prefix_lm")
+    figure = recovery_ratio_figure(load_study({key: paths[key] for key in keys}))
+    assert len(figure.axes) == 2
+    assert len(figure.axes[0].patches) == 3
+
+
+def test_recovery_ratio_figure_with_a_chosen_run(study):
+    figure = recovery_ratio_figure(study, runs=["stage3a_causal"])
+    assert len(figure.axes[0].patches) == 4
+    with pytest.raises(ValueError, match="no such run"):
+        recovery_ratio_figure(study, runs=["stage9"])
+
+
+def test_recovery_ratio_figure_names_missing_conditions(paths):
+    with pytest.raises(ValueError, match="missing: stage2_prefill_bidir"):
+        recovery_ratio_figure(load_study({"stage1": paths["stage1"]}))
+    with pytest.raises(ValueError, match="Stage 4"):
+        recovery_ratio_figure(load_study({k: paths[k] for k in ("stage1", "stage2_prefill_bidir")}))
+
+
+def test_plot_recovery_ratio_writes_pdf_and_png(study, tmp_path):
+    written = plot_recovery_ratio(study, tmp_path / "figs" / "recovery_ratio.pdf")
+    assert [p.name for p in written] == ["recovery_ratio.pdf", "recovery_ratio.png"]
+    pdf, png = (p.read_bytes() for p in written)
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+    assert png.startswith(PNG_SIGNATURE) and len(png) > 50_000
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["recovery_ratio.pdf", "recovery_ratio.png"]
+
+
+def test_eval_loss_figure_marks_the_early_stop(study):
+    figure = eval_loss_figure(study)
+    assert len(figure.axes) == 1
+    ax = figure.axes[0]
+    assert len(ax.lines) == 3  # two curves and the stop marker of stage3b_prefix_lm
+    assert ax.lines[2].get_xdata()[0] == 100
+    assert any("eval-loss plateau" in text.get_text() for text in ax.texts)
+    assert "stopped early" in [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def test_eval_loss_figure_needs_a_loss_history(paths):
+    with pytest.raises(ValueError, match="loss_history"):
+        eval_loss_figure(load_study({"stage1": paths["stage1"]}))
+    empty = FinetuneRun("run", "causal", summary={"stop_reason": "max_steps"})
+    with pytest.raises(ValueError, match="loss_history"):
+        eval_loss_figure(Study(runs=(empty,)))
+
+
+def test_write_figures_writes_every_figure(study, tmp_path):
+    written = write_figures(study, tmp_path)
+    assert sorted(p.name for p in written) == ["eval_loss.pdf", "eval_loss.png", "recovery_ratio.pdf", "recovery_ratio.png"]
+    assert all(p.stat().st_size > 5_000 for p in written)
+    with pytest.raises(ValueError, match="unknown figure"):
+        write_figures(study, tmp_path, names=("pie_chart",))

@@ -1,0 +1,116 @@
+"""RESULTS.md: setup, answers and numbers from the metrics, links that resolve, verdict rules."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ablation.report import FinetuneRun, Study, load_study, results_markdown, write_results_page
+from ablation.report.results_page import recovery_answer, survival_answer
+from tests.test_report_helpers import make_metrics, synthetic_study, write_study_files
+
+LINK = re.compile(r"\]\(([^)]+)\)")
+
+
+def fake_outputs(directory: Path, names: tuple[str, ...]) -> list[Path]:
+    """Stand-ins for written figure/table files: the page only links them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (directory / name).write_text("x")
+    return [directory / name for name in names]
+
+
+@pytest.fixture
+def page(tmp_path):
+    study = synthetic_study(tmp_path / "results")
+    report = tmp_path / "report"
+    figures = fake_outputs(report / "figures", ("recovery_ratio.pdf", "recovery_ratio.png", "eval_loss.pdf", "eval_loss.png"))
+    tables = fake_outputs(report / "tables", ("stages.csv", "stages.md", "stages.tex"))
+    path = write_results_page(study, report / "RESULTS.md", figures=figures, tables=tables)
+    return path, path.read_text()
+
+
+def test_page_describes_what_was_run(page):
+    _, text = page
+    assert text.startswith("# Results: tiny-prefill-ablation\n")
+    assert "Task set: `tiny` (hellaswag, piqa, arc_easy, arc_challenge, winogrande); limit: all examples" in text
+    assert "| `stage3b_prefix_lm` | `prefill_bidir` | 100 / 150 | 0.27 | auto-stopped: eval-loss plateau |" in text
+    assert "Code commit: `2144bcc` (all evaluations)" in text
+
+
+def test_page_answers_both_questions_with_numbers(page):
+    _, text = page
+    survival = text.split("### 1. Does zero-shot capability survive the prefill ablation?")[1].split("###")[0]
+    assert "**No: accuracy falls to chance level.**" in survival
+    assert "0.6960" in survival and "0.3560" in survival and "damage -0.3400" in survival and "retention 0.511" in survival
+    recovery = text.split("### 2. Can fine-tuning recover it?")[1].split("## Numbers")[0]
+    assert recovery.startswith("\n\n**Only partly**")
+    assert "`stage3b_prefix_lm`, wins back 48.8% of the lost accuracy (recovery ratio 0.750)" in recovery
+    assert "recovery ratio 0.557, recovered fraction 9.4%; retains 80%: fail, gains 5 pts: fail" in recovery
+    assert "best Stage 4: `prefill_bidir` 0.5220 (`stage3b_prefix_lm`) ahead of `causal` 0.3880" in recovery
+    assert "`stage3b_prefix_lm` 0.6520 (-0.0440)" in recovery
+
+
+def test_page_embeds_the_tables_and_figures(page):
+    _, text = page
+    for heading in ("### Evaluations", "### Derived numbers per fine-tune", "### Per-task accuracy", "### Fine-tune runs"):
+        assert heading in text
+    assert "| stage3b_prefix_lm " in text
+    assert "![recovery_ratio](figures/recovery_ratio.png)" in text
+    assert "The original study" not in text  # the tiny task set is not comparable with it
+
+
+def test_every_link_resolves_relative_to_the_page(page):
+    path, text = page
+    links = LINK.findall(text)
+    assert "../results/eval/base/causal/metrics.json" in links
+    assert "tables/stages.tex" in links
+    assert all((path.parent / link).exists() for link in links)
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_page_compares_with_the_original_when_asked(tmp_path):
+    study = synthetic_study(tmp_path / "results")
+    text = results_markdown(study, tmp_path, compare_original=True)
+    original = text.split("## The original study, for comparison")[1]
+    assert "| Stage 4 ablated (full_bidir patch), after 3B FT |      0.4087 |" in original
+    assert "damage -0.3392, retention 0.512, gain +0.0528, recovery ratio 0.5880" in original
+    assert "| 5B      |   10000 |" in original
+
+
+def test_page_without_fine_tunes_says_question_two_is_open(tmp_path):
+    paths = write_study_files(tmp_path / "results")
+    study = load_study({key: paths[key] for key in ("stage1", "stage2_prefill_bidir")})
+    text = results_markdown(study, tmp_path)
+    assert "**Not answered yet:**" in text
+    assert "Fine-tune runs: none in this report." in text
+    assert "### Derived numbers" not in text
+
+
+def test_page_needs_both_base_evaluations(tmp_path):
+    paths = write_study_files(tmp_path / "results")
+    with pytest.raises(ValueError, match="missing: stage2_prefill_bidir"):
+        write_results_page(load_study({"stage1": paths["stage1"]}), tmp_path / "RESULTS.md")
+    assert not (tmp_path / "RESULTS.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("stage2", "verdict"),
+    [(0.68, "**Yes.**"), (0.60, "**Largely.**"), (0.45, "**Only partly.**"), (0.35, "**No: accuracy falls to chance level.**")],
+)
+def test_survival_verdicts(stage2, verdict):
+    study = Study(stage1=make_metrics((0.7,) * 5), stage2=make_metrics((stage2,) * 5))
+    assert survival_answer(study).startswith(verdict)
+
+
+def test_recovery_verdicts():
+    base = dict(stage1=make_metrics((0.7,) * 5), stage2=make_metrics((0.35,) * 5))
+    good = FinetuneRun("good", "prefill_bidir", ablated=make_metrics((0.6,) * 5, mask="prefill_bidir"))
+    flat = FinetuneRun("flat", "causal", ablated=make_metrics((0.34,) * 5, mask="prefill_bidir"))
+    answer = recovery_answer(Study(**base, runs=(flat, good)))
+    assert answer.startswith("**Yes**") and "`good` meet both" in answer
+    assert "`prefill_bidir` 0.6000 (`good`) ahead of `causal` 0.3400 (`flat`, -0.2600)" in answer
+    assert recovery_answer(Study(**base, runs=(flat,))).startswith("**No**")
+    assert "Only train mask `causal` was run" in recovery_answer(Study(**base, runs=(flat,)))

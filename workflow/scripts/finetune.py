@@ -1,0 +1,20 @@
+from ablation.jobs import start_job
+
+start_job(snakemake.log[0], snakemake.threads)
+
+from pathlib import Path  # noqa: E402
+
+from ablation.finetune import FinetuneSettings, run_finetune  # noqa: E402
+from ablation.models import resolve_device  # noqa: E402
+
+run_finetune(
+    run_name=snakemake.wildcards.run,
+    base_model_id=snakemake.params.base_model_id,
+    dataset=snakemake.params.dataset,
+    settings=FinetuneSettings(**snakemake.params.settings),
+    run_dir=Path(snakemake.output.summary).parent,
+    config=snakemake.config,
+    seed=snakemake.config["seed"],
+    attn_implementation=snakemake.params.attn_implementation,
+    device=resolve_device(snakemake.params.device),
+)
