@@ -24,14 +24,17 @@ def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def fill_defaults(config: dict, schema: dict) -> None:
-    """Set missing keys to their schema default, descending into objects (not into $ref'd entries)."""
+def fill_defaults(config: dict, schema: dict, root: dict | None = None) -> None:
+    """Set missing keys to their schema default, descending into objects and local ``$ref``s."""
+    root = root or schema
     for key, subschema in schema.get("properties", {}).items():
         if key not in config and "default" in subschema:
             default = subschema["default"]
             config[key] = dict(default) if isinstance(default, dict) else default
+        if "$ref" in subschema:
+            subschema = {**_resolve_ref(root, subschema["$ref"]), **subschema}
         if isinstance(config.get(key), dict) and "properties" in subschema:
-            fill_defaults(config[key], subschema)
+            fill_defaults(config[key], subschema, root)
 
 
 def sort_keys(node):

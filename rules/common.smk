@@ -47,6 +47,21 @@ def instruction_dataset():
     return str(WORLD / "instructions.jsonl") if dataset == "embedded" else dataset
 
 
+def scheduler_resources(kind):
+    """The cluster request of an 'eval' or 'finetune' job; unset entries are left out."""
+    settings = config["resources"][kind]
+    request = {
+        "gpu": settings["gpus"],
+        "gpu_model": settings["gpu_model"],
+        "mem_mb": settings["mem_mb"],
+        "runtime": settings["runtime"],
+        "slurm_partition": settings["slurm_partition"],
+        "slurm_account": settings["slurm_account"],
+        "constraint": settings["constraint"],
+    }
+    return {name: value for name, value in request.items() if value not in (None, 0)}
+
+
 def eval_inputs(wildcards):
     """Files an evaluation needs: a locally built or fine-tuned model and the tiny tasks, when used."""
     inputs = {}

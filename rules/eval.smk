@@ -15,6 +15,8 @@ rule eval_model:
         model=config["model"],
         eval=config["eval"],
         tasks_dir=lambda wildcards, input: input.get("tasks"),
-    threads: 2
+    threads: config["resources"]["eval"]["threads"]
+    resources:
+        **scheduler_resources("eval"),
     script:
         "../workflow/scripts/eval_model.py"

@@ -16,6 +16,8 @@ rule finetune:
         dataset=instruction_dataset(),
         attn_implementation=config["model"]["attn_implementation"],
         device=config["model"]["device"],
-    threads: 2
+    threads: config["resources"]["finetune"]["threads"]
+    resources:
+        **scheduler_resources("finetune"),
     script:
         "../workflow/scripts/finetune.py"
