@@ -84,6 +84,21 @@ def _resolve_ref(schema: dict, ref: str) -> dict:
     return node
 
 
+def cross_key_problems(config: dict) -> list[str]:
+    """Problems no schema can see: values that must agree with other keys."""
+    problems = []
+    try:
+        resolve_tasks(config["eval"]["task_set"], config["eval"]["tasks"])
+    except ValueError as error:
+        problems.append(f"config key 'eval.tasks': {error}")
+    runs = config["finetune"]["runs"]
+    if config["planner"] is not None and config["planner"]["run"] not in runs:
+        problems.append(
+            f"config key 'planner.run': {config['planner']['run']!r} is not a fine-tune run; configured: {', '.join(runs) or 'none'}"
+        )
+    return problems
+
+
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Complete ``config`` with defaults in place and check it; raise ``ConfigError`` listing every problem."""
     schema = load_schema(schema_path)
@@ -91,10 +106,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     validator = jsonschema.Draft202012Validator(schema)
     problems = sorted({describe_error(error, schema) for error in validator.iter_errors(config)})
     if not problems:
-        try:
-            resolve_tasks(config["eval"]["task_set"], config["eval"]["tasks"])
-        except ValueError as error:
-            problems.append(f"config key 'eval.tasks': {error}")
+        problems += cross_key_problems(config)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return sort_keys(config)

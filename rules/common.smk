@@ -90,6 +90,13 @@ def final_outputs():
     return outputs + [path for files in REPORT_FILES.values() for path in files]
 
 
+def planner_history():
+    """The loss history the cost plan reads; the rule is unavailable when the config has no planner."""
+    if config["planner"] is None:
+        raise ValueError("results/plan.md needs a 'planner' section in the config")
+    return finetune_dir(RESULTS, config["planner"]["run"]) / "loss_history.csv"
+
+
 def paper_outputs():
     """The LaTeX tables and PDF figures the paper includes."""
     tables = [Path("paper/tables") / path.name for path in REPORT_FILES["tables"] if path.suffix == ".tex"]

@@ -16,6 +16,8 @@ rule finetune:
         dataset=instruction_dataset(),
         attn_implementation=config["model"]["attn_implementation"],
         device=config["model"]["device"],
+        processes=max(1, config["resources"]["finetune"]["gpus"]),
+        strategy=config["finetune"]["distributed"],
     threads: config["resources"]["finetune"]["threads"]
     resources:
         **scheduler_resources("finetune"),

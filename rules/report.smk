@@ -58,3 +58,17 @@ rule paper:
     input:
         paper_outputs(),
     localrule: True
+
+
+rule plan_costs:
+    input:
+        history=lambda wildcards: planner_history(),
+    output:
+        plan=RESULTS / "plan.md",
+    log:
+        "logs/plan_costs/plan.log",
+    params:
+        planner=config["planner"],
+    localrule: True
+    script:
+        "../workflow/scripts/plan_costs.py"

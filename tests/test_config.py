@@ -92,3 +92,12 @@ def test_key_order_does_not_matter():
     config = load(REPOSITORY / "config.yaml")
     reordered = yaml.safe_load(yaml.safe_dump(config, sort_keys=True))
     assert repr(validate_config(config)) == repr(validate_config(reordered))
+
+
+def test_the_planner_must_name_a_configured_run():
+    def plan_unknown_run(config):
+        config["planner"] = {"run": "stage9", "measured_on": {"gpu": "A100_SXM4"}, "steps": 10,
+                             "offers": [{"name": "a", "gpu": "A100_SXM4", "gpus": 1, "price_per_hour": 1.0}]}
+
+    message = invalid(plan_unknown_run)
+    assert "'planner.run'" in message and "stage3a_causal" in message

@@ -26,6 +26,8 @@ from ablation.finetune.callbacks import (
     history_csv,
 )
 from ablation.finetune.data import IGNORE_INDEX, PromptAwareCollator, format_prompt, load_instruction_splits, tokenize_records
+from ablation.finetune.launch import launch_finetune
+from ablation.finetune.run import accumulation_per_process
 from ablation.finetune.training_mask import masked_model_inputs
 from ablation.models import load_causal_lm, load_tokenizer
 from tests.conftest import build_model
@@ -286,3 +288,25 @@ def test_the_save_fallback_keeps_weights_that_reload_identically(micro_world, tm
     with torch.no_grad():
         torch.testing.assert_close(reloaded(ids).logits, model(ids).logits, atol=0, rtol=0)
     assert load_tokenizer(str(tmp_path / "final")) is not None
+
+
+def test_two_processes_follow_the_one_process_loss_curve(micro_world, tmp_path):
+    """accelerate launch with 2 processes (gloo on CPU) and halved accumulation: the same effective batch."""
+    job = dict(run_name="ddp", base_model_id=str(micro_world / "base_model"), dataset=str(micro_world / "instructions.jsonl"),
+               settings={**MICRO_SETTINGS, "max_steps": 4, "eval_steps": 2, "save_steps": 2, "eval_fraction": 0.2},
+               config={}, seed=5)  # 8 eval records: whole per-device batches on either side
+    single = launch_finetune({**job, "run_dir": str(tmp_path / "one")}, processes=1)
+    double = launch_finetune({**job, "run_dir": str(tmp_path / "two")}, processes=2)
+    assert double["steps_run"] == single["steps_run"] == 4
+    def train_losses(run):
+        rows = (tmp_path / run / "loss_history.csv").read_text().splitlines()[1:]
+        return [float(row.split(",")[3]) for row in rows]
+
+    assert train_losses("two") == pytest.approx(train_losses("one"), rel=1e-5)
+    assert double["final_eval_loss"] == pytest.approx(single["final_eval_loss"], rel=1e-3)
+
+
+def test_accumulation_must_split_evenly_over_processes():
+    with pytest.raises(ValueError, match="not divisible by 3 processes"):
+        accumulation_per_process(settings(gradient_accumulation_steps=4), 3)
+    assert accumulation_per_process(settings(gradient_accumulation_steps=4), 2) == 2

@@ -107,7 +107,8 @@ class LossHistoryWriter(TrainerCallback):
             stamped = [entry["elapsed_seconds"] for entry in state.log_history[:-1] if "elapsed_seconds" in entry]
             self.elapsed_before_resume = stamped[-1] if stamped else 0.0
         state.log_history[-1]["elapsed_seconds"] = self.elapsed_before_resume + time.perf_counter() - self.started
-        atomic_write_text(self.path, history_csv(state.log_history))
+        if state.is_world_process_zero:
+            atomic_write_text(self.path, history_csv(state.log_history))
 
 
 def history_csv(log_history: list[dict]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import resource
 import time
 from pathlib import Path
@@ -118,20 +119,35 @@ def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
     return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
 
 
+def world_size() -> int:
+    """Processes of a distributed launch (``accelerate launch`` sets WORLD_SIZE), else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def accumulation_per_process(settings: FinetuneSettings, processes: int) -> int:
+    """Gradient accumulation that keeps the effective batch of a one-process run constant."""
+    if settings.gradient_accumulation_steps % processes:
+        raise ValueError(
+            f"gradient_accumulation_steps {settings.gradient_accumulation_steps} is not divisible by {processes} "
+            "processes, so the effective batch cannot stay the same; pick a multiple"
+        )
+    return settings.gradient_accumulation_steps // processes
+
+
 def training_arguments(settings: FinetuneSettings, run_dir: Path, seed: int, device: str) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         max_steps=settings.max_steps,
         per_device_train_batch_size=settings.per_device_batch_size,
         per_device_eval_batch_size=settings.per_device_batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation_per_process(settings, world_size()),
         learning_rate=settings.learning_rate,
         weight_decay=settings.weight_decay,
         warmup_steps=math.ceil(settings.warmup_ratio * settings.max_steps),
         optim=settings.optimizer,
         lr_scheduler_type=settings.lr_scheduler,
         bf16=settings.precision == "bf16",
-        gradient_checkpointing=settings.gradient_checkpointing,
+        activation_checkpointing=settings.gradient_checkpointing,
         eval_strategy="steps",
         eval_steps=settings.eval_steps,
         save_strategy="steps",
@@ -169,8 +185,11 @@ def run_finetune(
     seed: int,
     attn_implementation: str = "sdpa",
     device: str = "cpu",
-) -> dict:
-    """Fine-tune ``base_model_id`` on ``dataset`` (a JSONL path or hub id); resume if checkpoints exist."""
+) -> dict | None:
+    """Fine-tune ``base_model_id`` on ``dataset`` (a JSONL path or hub id); resume if checkpoints exist.
+
+    Returns the summary (None on the non-main processes of a distributed launch).
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     tokenizer = load_tokenizer(base_model_id)
@@ -225,6 +244,8 @@ def run_finetune(
     state = trainer.state
     if not eval_losses(state) or eval_losses(state)[-1][0] != state.global_step:
         trainer.evaluate()  # the summary reports the eval loss of the final weights
+    if not trainer.is_world_process_zero():
+        return None  # in a distributed launch the main process alone writes the outputs
     atomic_write_text(run_dir / "loss_history.csv", history_csv(state.log_history))
 
     saved_format = save_final_model(trainer.model, tokenizer, run_dir / "final", base_model_id)

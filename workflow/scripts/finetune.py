@@ -4,17 +4,22 @@ start_job(snakemake.log[0], snakemake.threads)
 
 from pathlib import Path  # noqa: E402
 
-from ablation.finetune import FinetuneSettings, run_finetune  # noqa: E402
+from ablation.finetune.launch import launch_finetune  # noqa: E402
 from ablation.models import resolve_device  # noqa: E402
 
-run_finetune(
-    run_name=snakemake.wildcards.run,
-    base_model_id=snakemake.params.base_model_id,
-    dataset=snakemake.params.dataset,
-    settings=FinetuneSettings(**snakemake.params.settings),
-    run_dir=Path(snakemake.output.summary).parent,
-    config=snakemake.config,
-    seed=snakemake.config["seed"],
-    attn_implementation=snakemake.params.attn_implementation,
-    device=resolve_device(snakemake.params.device),
+launch_finetune(
+    {
+        "run_name": snakemake.wildcards.run,
+        "base_model_id": snakemake.params.base_model_id,
+        "dataset": snakemake.params.dataset,
+        "settings": snakemake.params.settings,
+        "run_dir": str(Path(snakemake.output.summary).parent),
+        "config": snakemake.config,
+        "seed": snakemake.config["seed"],
+        "attn_implementation": snakemake.params.attn_implementation,
+        "device": resolve_device(snakemake.params.device),
+    },
+    processes=snakemake.params.processes,
+    strategy=snakemake.params.strategy,
+    precision=snakemake.params.settings["precision"],
 )
