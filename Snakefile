@@ -17,6 +17,7 @@ report: "workflow/report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/world.smk"
+include: "rules/prefetch.smk"
 include: "rules/eval.smk"
 include: "rules/finetune.smk"
 include: "rules/report.smk"

@@ -24,7 +24,9 @@ RAW_STATE_DICT = "pytorch_model.bin"
 RAW_FORMAT = "raw_state_dict"
 
 
-def save_final_model(model, tokenizer, final_dir: str | Path, base_model_id: str) -> str:
+def save_final_model(
+    model, tokenizer, final_dir: str | Path, base_model_id: str, base_model_revision: str | None = None
+) -> str:
     """Save atomically into ``final_dir``; return the format written (``save_pretrained`` or ``raw_state_dict``)."""
     with atomic_directory(final_dir) as staging:
         try:
@@ -38,7 +40,12 @@ def save_final_model(model, tokenizer, final_dir: str | Path, base_model_id: str
             if getattr(model, "generation_config", None) is not None:
                 model.generation_config.save_pretrained(staging)
             torch.save(model.state_dict(), staging / RAW_STATE_DICT)
-            meta = {"format": RAW_FORMAT, "base_model_id": base_model_id, "save_error": f"{type(error).__name__}: {error}"}
+            meta = {
+                "format": RAW_FORMAT,
+                "base_model_id": base_model_id,
+                "base_model_revision": base_model_revision,
+                "save_error": f"{type(error).__name__}: {error}",
+            }
             (staging / CHECKPOINT_META).write_text(json.dumps(meta, indent=2) + "\n")
             saved_format = RAW_FORMAT
         tokenizer.save_pretrained(staging)

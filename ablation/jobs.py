@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import torch
 
 
-def start_job(log_path: str | Path, threads: int = 1) -> None:
-    """Send the root logger, warnings, stdout and stderr to ``log_path``; let torch use ``threads`` cores."""
+def start_job(log_path: str | Path, threads: int = 1, offline: bool = False) -> None:
+    """Send the root logger, warnings, stdout and stderr to ``log_path``; let torch use ``threads`` cores.
+
+    ``offline`` forbids Hugging Face downloads (compute nodes read what ``prefetch`` cached); it
+    must be set before huggingface_hub or datasets are imported, hence here, first thing.
+    """
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the job

@@ -79,7 +79,11 @@ def load_causal_lm(
         # a fine-tune saved by the fallback: rebuild the architecture from its base, then its weights
         log.info("rehydrating raw checkpoint %s from base model %s", model_id, raw_meta["base_model_id"])
         model = load_causal_lm(
-            raw_meta["base_model_id"], dtype=dtype, attn_implementation=attn_implementation, device="cpu"
+            raw_meta["base_model_id"],
+            revision=raw_meta.get("base_model_revision"),
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            device="cpu",
         )
         state_dict = torch.load(Path(model_id) / RAW_STATE_DICT, map_location="cpu", weights_only=True)
         model.load_state_dict(state_dict)

@@ -1,5 +1,6 @@
 """Config validation and the helpers that map config entries to files."""
 
+import os
 from pathlib import Path
 
 from ablation.config import finetune_settings, validate_config
@@ -9,9 +10,12 @@ from ablation.layout import (
     report_files,
     study_paths,
 )
-from ablation.study import MASK_MODES
+from ablation.study import MASK_MODES, resolve_tasks
 
 validate_config(config)
+
+# jobs import the workflow's library from this checkout, in this environment or a conda one
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 RESULTS = Path(config["results_dir"])
 WORLD = RESULTS / "world"
@@ -19,6 +23,23 @@ EMBEDDED_MODEL = config["model"]["id"] == "embedded"
 TINY_TASKS_DIR = WORLD / "tasks"
 RUNS = list(config["finetune"]["runs"])
 REPORT_FILES = report_files(RESULTS, with_runs=bool(RUNS))
+PREFETCH_RECORD = RESULTS / "prefetch.json"
+
+
+def prefetched_tasks():
+    """lm-eval's real tasks come from the hub; the tiny ones are built by the workflow."""
+    if config["eval"]["task_set"] != "real":
+        return []
+    return list(resolve_tasks("real", config["eval"]["tasks"]))
+
+
+def prefetched_finetune_dataset():
+    dataset = config["finetune"]["dataset"]
+    return dataset if RUNS and dataset != "embedded" else None
+
+
+# something comes from the hub: every GPU job waits for the prefetch and runs offline
+PREFETCH = not EMBEDDED_MODEL or bool(prefetched_tasks()) or prefetched_finetune_dataset() is not None
 
 
 wildcard_constraints:
@@ -64,7 +85,7 @@ def scheduler_resources(kind):
 
 def eval_inputs(wildcards):
     """Files an evaluation needs: a locally built or fine-tuned model and the tiny tasks, when used."""
-    inputs = {}
+    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
     if wildcards.model != "base" or EMBEDDED_MODEL:
         inputs["model"] = model_reference(wildcards.model)
     if config["eval"]["task_set"] == "tiny":
@@ -73,8 +94,8 @@ def eval_inputs(wildcards):
 
 
 def finetune_inputs(wildcards):
-    """A fine-tune needs its base model and instruction data when the workflow builds them."""
-    inputs = {}
+    """A fine-tune needs its base model and instruction data: built by the workflow, or prefetched."""
+    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
     if EMBEDDED_MODEL:
         inputs["base_model"] = WORLD / "base_model"
     if config["finetune"]["dataset"] == "embedded":

@@ -18,5 +18,7 @@ rule eval_model:
     threads: config["resources"]["eval"]["threads"]
     resources:
         **scheduler_resources("eval"),
+    conda:
+        "../envs/ablation.yaml"
     script:
         "../workflow/scripts/eval_model.py"

@@ -13,6 +13,7 @@ rule finetune:
     params:
         settings=lambda wildcards: finetune_settings(config, wildcards.run),
         base_model_id=model_reference("base"),
+        base_model_revision=model_revision("base"),
         dataset=instruction_dataset(),
         attn_implementation=config["model"]["attn_implementation"],
         device=config["model"]["device"],
@@ -21,5 +22,7 @@ rule finetune:
     threads: config["resources"]["finetune"]["threads"]
     resources:
         **scheduler_resources("finetune"),
+    conda:
+        "../envs/ablation.yaml"
     script:
         "../workflow/scripts/finetune.py"

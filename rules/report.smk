@@ -26,6 +26,8 @@ rule report_results:
         train_masks={run: settings["train_mask"] for run, settings in config["finetune"]["runs"].items()},
         experiment=config["experiment"],
     localrule: True
+    conda:
+        "../envs/ablation.yaml"
     script:
         "../workflow/scripts/report_results.py"
 
@@ -70,5 +72,7 @@ rule plan_costs:
     params:
         planner=config["planner"],
     localrule: True
+    conda:
+        "../envs/ablation.yaml"
     script:
         "../workflow/scripts/plan_costs.py"

@@ -10,6 +10,8 @@ rule build_world_data:
         "logs/build_world_data/world.log",
     params:
         world=config["world"],
+    conda:
+        "../envs/ablation.yaml"
     script:
         "../workflow/scripts/build_world_data.py"
 
@@ -23,6 +25,8 @@ rule train_tokenizer:
         "logs/train_tokenizer/world.log",
     params:
         vocab_size=config["world"]["vocab_size"],
+    conda:
+        "../envs/ablation.yaml"
     script:
         "../workflow/scripts/train_tokenizer.py"
 
@@ -38,5 +42,7 @@ rule pretrain_base_model:
     params:
         world=config["world"],
     threads: 2
+    conda:
+        "../envs/ablation.yaml"
     script:
         "../workflow/scripts/pretrain_base_model.py"

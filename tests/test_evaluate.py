@@ -9,6 +9,7 @@ import pytest
 
 from ablation.evaluate import evaluate_model, summarise_results
 from ablation.lm_eval_model import MaskedHFLM
+from ablation.models import load_causal_lm, load_tokenizer
 from ablation.reference import OriginalScorerLM
 from ablation.task_sets import task_manager
 from ablation.study import TINY_TASKS
@@ -49,8 +50,8 @@ def test_shared_prefill_and_single_pass_give_the_same_numbers(micro_world):
 def test_full_bidir_reproduces_the_original_scorer(micro_world):
     model = str(micro_world / "base_model")
     ours = run_lm_eval(MaskedHFLM(model, mask="full_bidir", batch_size=8), micro_world, TINY_TASKS[:2])
-    original_model = MaskedHFLM(model).model  # same weights, loaded the same way
-    original = run_lm_eval(OriginalScorerLM(original_model, bidirectional=True), micro_world, TINY_TASKS[:2])
+    original_scorer = OriginalScorerLM(load_causal_lm(model), tokenizer=load_tokenizer(model), bidirectional=True)
+    original = run_lm_eval(original_scorer, micro_world, TINY_TASKS[:2])
     for task in TINY_TASKS[:2]:
         assert loglikelihoods(ours, task) == pytest.approx(loglikelihoods(original, task), abs=1e-4)
 

@@ -135,11 +135,23 @@ def test_the_report_bundles_every_figure_and_table(micro_run):
         assert any(name.endswith(expected) for name in names), expected
 
 
+def test_the_cost_plan_reads_a_finished_runs_loss_history(micro_run, tmp_path):
+    def add_planner(config):
+        config["planner"] = {"run": "micro_causal", "measured_on": {"gpu": "RTX_3090"}, "steps": 6000,
+                             "offers": [{"name": "A100", "gpu": "A100_SXM4", "gpus": 1, "price_per_hour": 0.7411}]}
+
+    result = snakemake(micro_run, write_config(tmp_path / "planner.yaml", add_planner), "results/plan.md")
+    assert result.returncode == 0, result.stderr[-4000:]
+    plan = (micro_run / "results" / "plan.md").read_text()
+    assert "6000 steps" in plan and "| A100 | 1x A100_SXM4 | 0.7411 |" in plan
+
+
 def test_the_real_preset_validates_and_plans_its_jobs(tmp_path):
     result = snakemake(tmp_path, PRESET, "--dry-run")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "eval_model" in output and "results/ministral-3b/eval/base/prefill_bidir/metrics.json" in output
+    assert planned_jobs(result) == {"prefetch": 1, "eval_model": 13, "finetune": 5, "report_results": 1, "all": 1}
 
 
 @pytest.mark.parametrize(

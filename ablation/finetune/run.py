@@ -185,6 +185,7 @@ def run_finetune(
     seed: int,
     attn_implementation: str = "sdpa",
     device: str = "cpu",
+    base_model_revision: str | None = None,
 ) -> dict | None:
     """Fine-tune ``base_model_id`` on ``dataset`` (a JSONL path or hub id); resume if checkpoints exist.
 
@@ -192,7 +193,7 @@ def run_finetune(
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    tokenizer = load_tokenizer(base_model_id)
+    tokenizer = load_tokenizer(base_model_id, base_model_revision)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     train_records, eval_records = load_instruction_splits(
@@ -207,6 +208,7 @@ def run_finetune(
 
     model = load_causal_lm(
         base_model_id,
+        revision=base_model_revision,
         dtype="bfloat16" if settings.precision == "bf16" else "float32",
         attn_implementation=attn_implementation,
     ).train()
@@ -248,7 +250,7 @@ def run_finetune(
         return None  # in a distributed launch the main process alone writes the outputs
     atomic_write_text(run_dir / "loss_history.csv", history_csv(state.log_history))
 
-    saved_format = save_final_model(trainer.model, tokenizer, run_dir / "final", base_model_id)
+    saved_format = save_final_model(trainer.model, tokenizer, run_dir / "final", base_model_id, base_model_revision)
     losses = [loss for _, loss in eval_losses(state)]
     summary = {
         "run": run_name,
@@ -276,7 +278,7 @@ def run_finetune(
         "saved_format": saved_format,
         "provenance": provenance(
             model_id=base_model_id,
-            revision=None,
+            revision=base_model_revision,
             mask=settings.train_mask,
             config=config,
             seed=seed,

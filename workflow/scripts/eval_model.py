@@ -2,10 +2,11 @@ from pathlib import Path
 
 from ablation.jobs import start_job
 
-start_job(snakemake.log[0], snakemake.threads)
+start_job(snakemake.log[0], snakemake.threads, offline=True)
 
 from ablation.evaluate import evaluate_model  # noqa: E402 - after logging is routed
 from ablation.models import resolve_device  # noqa: E402
+from ablation.prefetch import pinned_revision  # noqa: E402
 
 model, settings = snakemake.params.model, snakemake.params.eval
 evaluate_model(
@@ -16,7 +17,7 @@ evaluate_model(
     task_set=settings["task_set"],
     tasks=settings["tasks"],
     tasks_dir=snakemake.params.tasks_dir,
-    revision=snakemake.params.revision,
+    revision=pinned_revision(snakemake.input.get("prefetch"), snakemake.params.revision),
     limit=settings["limit"],
     batch_size=settings["batch_size"],
     device=resolve_device(model["device"]),

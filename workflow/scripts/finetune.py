@@ -1,16 +1,18 @@
 from ablation.jobs import start_job
 
-start_job(snakemake.log[0], snakemake.threads)
+start_job(snakemake.log[0], snakemake.threads, offline=True)
 
 from pathlib import Path  # noqa: E402
 
 from ablation.finetune.launch import launch_finetune  # noqa: E402
 from ablation.models import resolve_device  # noqa: E402
+from ablation.prefetch import pinned_revision  # noqa: E402
 
 launch_finetune(
     {
         "run_name": snakemake.wildcards.run,
         "base_model_id": snakemake.params.base_model_id,
+        "base_model_revision": pinned_revision(snakemake.input.get("prefetch"), snakemake.params.base_model_revision),
         "dataset": snakemake.params.dataset,
         "settings": snakemake.params.settings,
         "run_dir": str(Path(snakemake.output.summary).parent),

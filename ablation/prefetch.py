@@ -1,0 +1,67 @@
+"""Fetch everything a study downloads onto the submit host, so GPU jobs can run offline.
+
+Compute nodes often have no internet. The ``prefetch`` rule runs on the submit host before any
+GPU job: it downloads the model snapshot at the configured revision (and records the commit it
+resolved to, which every later job pins), the lm-eval datasets of the real task set and the
+fine-tuning dataset into the shared Hugging Face cache. GPU jobs then run with
+HF_HUB_OFFLINE=1 and HF_DATASETS_OFFLINE=1 (``ablation.jobs.start_job``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ablation.io import atomic_write_json
+from ablation.models import is_local_reference
+
+log = logging.getLogger(__name__)
+
+
+def prefetch_model(model_id: str, revision: str | None) -> dict:
+    """Download (or find in the cache, offline) a hub model's snapshot; return its pinned identity."""
+    if is_local_reference(model_id):
+        return {"id": model_id, "local": True}
+    from huggingface_hub import snapshot_download
+
+    snapshot = Path(snapshot_download(model_id, revision=revision))
+    log.info("model %s at %s is cached in %s", model_id, revision, snapshot)
+    return {"id": model_id, "revision": revision, "resolved_commit": snapshot.name}
+
+
+def prefetch_tasks(tasks: list[str]) -> list[str]:
+    """Build each lm-eval task once, which downloads its dataset into the cache."""
+    from ablation.task_sets import task_manager, validation_task_spec
+
+    manager = task_manager(None)
+    manager.load([validation_task_spec(manager, task) for task in tasks])
+    return list(tasks)
+
+
+def prefetch_dataset(dataset: str) -> str:
+    from datasets import load_dataset
+
+    load_dataset(dataset)
+    return dataset
+
+
+def prefetch(
+    *, model_id: str, revision: str | None, tasks: list[str], finetune_dataset: str | None, out_path: str | Path
+) -> dict:
+    """Fetch the model, the task datasets and the fine-tuning dataset; write what was pinned to ``out_path``."""
+    record = {
+        "model": prefetch_model(model_id, revision),
+        "tasks": prefetch_tasks(tasks) if tasks else [],
+        "finetune_dataset": prefetch_dataset(finetune_dataset) if finetune_dataset else None,
+    }
+    atomic_write_json(out_path, record)
+    return record
+
+
+def pinned_revision(prefetch_record: str | Path | None, configured: str | None) -> str | None:
+    """The commit ``prefetch`` resolved the configured revision to, so every job loads the same weights."""
+    if prefetch_record is None:
+        return configured
+    model = json.loads(Path(prefetch_record).read_text())["model"]
+    return model.get("resolved_commit", configured)

@@ -1,0 +1,13 @@
+from ablation.jobs import start_job
+
+start_job(snakemake.log[0], snakemake.threads)
+
+from ablation.prefetch import prefetch  # noqa: E402
+
+prefetch(
+    model_id=snakemake.params.model_id,
+    revision=snakemake.params.revision,
+    tasks=snakemake.params.tasks,
+    finetune_dataset=snakemake.params.finetune_dataset,
+    out_path=snakemake.output.record,
+)
