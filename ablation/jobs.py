@@ -15,8 +15,10 @@ def start_job(log_path: str | Path, threads: int = 1, offline: bool = False) -> 
 
     ``offline`` forbids Hugging Face downloads (compute nodes read what ``prefetch`` cached); it
     must be set before huggingface_hub or datasets are imported, hence here, first thing.
+    Executors whose jobs cannot see the submit host's cache (one Vast.ai instance per job) set
+    ABLATION_JOBS_ONLINE=1 to let jobs download for themselves.
     """
-    if offline:
+    if offline and os.environ.get("ABLATION_JOBS_ONLINE") != "1":
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["HF_DATASETS_OFFLINE"] = "1"
     log_path = Path(log_path)
