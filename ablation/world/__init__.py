@@ -1,0 +1,14 @@
+"""The embedded tiny world: a seeded synthetic stand-in for a real LLM study.
+
+It generates a pre-training corpus, five benchmark-shaped zero-shot tasks and
+an instruction set from one small world, trains a byte-level BPE tokenizer and
+pre-trains a tiny Mistral-architecture model on CPU, so the whole ablation
+workflow can run end to end without downloading anything.
+"""
+
+from .data import build_world_data
+from .pretrain import pretrain_base_model
+from .tasks import TINY_TASKS
+from .tokenizer import train_tokenizer
+
+__all__ = ["TINY_TASKS", "build_world_data", "pretrain_base_model", "train_tokenizer"]

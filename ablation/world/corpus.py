@@ -1,0 +1,183 @@
+"""Synthetic pre-training corpus of the tiny world.
+
+Each document is one short paragraph of a single genre: declarative facts in
+varied templates (both "goal -> tool" and "tool -> goal" orders, so knowledge
+can be recalled either way), script narratives, stories with fresh in-context
+bindings, and quizzes in the "question\\nAnswer: ..." format the tasks use.
+Quizzes never use a fact's held-out question template (see `World`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from . import bindings, lexicon, narratives
+from .world import (
+    GOAL_QUESTIONS,
+    KNOWLEDGE_QUESTIONS,
+    World,
+    all_goals,
+    capitalize,
+    goal_question,
+    knowledge_question,
+    object_np,
+    sample_people,
+    solution,
+    tool_for,
+    tool_np,
+)
+
+GEOGRAPHY = (
+    "{c} is a city in {k}.",
+    "The city of {c} lies in {k}.",
+    "{k} is home to the city of {c}.",
+    "{n} grew up in {c}, a city in {k}.",
+    "Many people visit {c} when they travel to {k}.",
+    "If you live in {c}, you live in {k}.",
+)
+OCCUPATION = (
+    "A {o} works at the {w}.",
+    "At the {w}, the {o} {act}.",
+    "{n} is a {o}, so {p} goes to the {w} every day.",
+    "Every day, the {o} {act}.",
+    "{n} works as a {o} and {act}.",
+    "You can find the {o} at the {w}.",
+)
+TOOL = (
+    "To {g}, you need {t}.",
+    "{n} used {t} to {g}.",
+    "If you want to {g}, use {t}.",
+    "{T} is handy when you need to {g}.",
+    "{n} wanted to {g}, so {p} grabbed {t}.",
+    "With {t}, you can {g}.",
+)
+HOUSEHOLD = (
+    "The {o} is kept in the {r}.",
+    "{n} found the {o} in the {r}.",
+    "In the {r}, there is {x}.",
+    "{n} carried the {o} back to the {r}.",
+    "The {o} belongs in the {r}.",
+)
+
+
+def generate_corpus(world: World, rng: random.Random, n_documents: int) -> list[str]:
+    """`n_documents` paragraphs, genres drawn by fixed weights."""
+    genres, weights = zip(*GENRES)
+    return [rng.choices(genres, weights)[0](world, rng) for _ in range(n_documents)]
+
+
+def geography_doc(world: World, rng: random.Random) -> str:
+    """Facts about which country each city lies in."""
+    if rng.random() < 0.2:
+        country = rng.choice(lexicon.COUNTRIES)
+        cities = world.cities_in(country)
+        rng.shuffle(cities)
+        return f"{country} has four cities: {', '.join(cities[:-1])} and {cities[-1]}."
+    out = []
+    for city in rng.sample(list(world.city_country), rng.randint(3, 5)):
+        (person,) = sample_people(rng, 1)
+        out.append(rng.choice(GEOGRAPHY).format(c=city, k=world.city_country[city], n=person.name))
+    return " ".join(out)
+
+
+def occupation_doc(world: World, rng: random.Random) -> str:
+    """Facts about where each occupation works and what it does."""
+    out = []
+    for occ in rng.sample(list(lexicon.OCCUPATIONS), rng.randint(3, 5)):
+        (person,) = sample_people(rng, 1)
+        where, act = lexicon.OCCUPATIONS[occ]
+        out.append(rng.choice(OCCUPATION).format(o=occ, w=where, act=act, n=person.name, p=person.subj))
+    return " ".join(out)
+
+
+def tool_doc(world: World, rng: random.Random) -> str:
+    """Facts about which tool serves which goal."""
+    out = []
+    for goal in rng.sample(all_goals(), rng.randint(3, 5)):
+        (person,) = sample_people(rng, 1)
+        np_ = tool_np(tool_for(goal))
+        out.append(rng.choice(TOOL).format(g=goal, t=np_, T=capitalize(np_), n=person.name, p=person.subj))
+    return " ".join(out)
+
+
+def household_doc(world: World, rng: random.Random) -> str:
+    """Facts about the room each household object is kept in."""
+    out = []
+    for obj in rng.sample(list(lexicon.OBJECTS), rng.randint(3, 5)):
+        (person,) = sample_people(rng, 1)
+        out.append(rng.choice(HOUSEHOLD).format(o=obj, r=lexicon.OBJECTS[obj], x=object_np(obj), n=person.name))
+    return " ".join(out)
+
+
+def script_doc(world: World, rng: random.Random) -> str:
+    """A complete activity narrative."""
+    (person,) = sample_people(rng, 1)
+    return narratives.full_story(rng, person, rng.choice(list(lexicon.SCRIPTS)))
+
+
+def binding_doc(world: World, rng: random.Random) -> str:
+    """Fresh characters bound to values, then a sentence using each binding."""
+    kind = rng.choice(bindings.KINDS)
+    bs = bindings.sample_bindings(world, rng, kind, sample_people(rng, rng.randint(2, 5)))
+    if len(bs) == 2 and rng.random() < 0.5:
+        out = [bindings.joined_statement(*bs)]
+    else:
+        out = [bindings.random_statements(rng, bs)]
+    # Two uses per binding, in random order: retrieval is the slowest skill to
+    # learn, so binding documents pack in as many retrieval events as they can.
+    for b in rng.sample(bs * 2, 2 * len(bs)):
+        lead, rest = bindings.consequence(world, rng, b, hop=rng.random() < 0.5)
+        out.append(f"{lead}{b.person.name} {rest}")
+    return " ".join(out)
+
+
+def quiz_doc(world: World, rng: random.Random) -> str:
+    """Question/answer pairs in the evaluation format (never a held-out one)."""
+    pairs = [rng.choice(QUIZ_ITEMS)(world, rng) for _ in range(rng.randint(2, 4))]
+    # Single newlines only: blank lines separate documents in corpus.txt.
+    return "\n".join(f"{q}\nAnswer: {a}" for q, a in pairs)
+
+
+def knowledge_pair(world: World, rng: random.Random) -> tuple[str, str]:
+    """A single-hop fact asked with one of its training templates."""
+    fact = rng.choice(world.facts())
+    held = world.heldout_knowledge[(fact.kind, fact.subject)]
+    template = rng.choice([i for i in range(len(KNOWLEDGE_QUESTIONS[fact.kind])) if i != held])
+    return knowledge_question(fact, template), fact.answer
+
+
+def goal_pair(world: World, rng: random.Random) -> tuple[str, str]:
+    """A goal prompt asked with one of its training templates."""
+    goal = rng.choice(all_goals())
+    template = rng.choice([i for i in range(len(GOAL_QUESTIONS)) if i != world.heldout_goal[goal]])
+    return goal_question(goal, template), solution(tool_for(goal), goal)
+
+
+def binding_pair(world: World, rng: random.Random) -> tuple[str, str]:
+    """In-context facts followed by a direct or hop question about one character."""
+    kind = rng.choice(bindings.KINDS)
+    bs = bindings.sample_bindings(world, rng, kind, sample_people(rng, rng.randint(2, 4)))
+    target = rng.choice(bs)
+    hop = rng.random() < 0.5
+    question = bindings.question(target, hop)
+    return f"{bindings.random_statements(rng, bs)} {question}", bindings.answer(world, target, hop)
+
+
+# Retrieval is the slowest skill to learn, so it gets half of the quiz pairs.
+QUIZ_ITEMS: tuple[Callable[[World, random.Random], tuple[str, str]], ...] = (
+    knowledge_pair,
+    goal_pair,
+    binding_pair,
+    binding_pair,
+)
+
+GENRES: tuple[tuple[Callable[[World, random.Random], str], float], ...] = (
+    (geography_doc, 0.8),
+    (occupation_doc, 0.8),
+    (tool_doc, 1.0),
+    (household_doc, 0.6),
+    (script_doc, 2.0),
+    (binding_doc, 4.0),
+    (quiz_doc, 2.5),
+)
