@@ -49,7 +49,17 @@ def test_layout_and_summary(tmp_path):
     docs = (out / "corpus.txt").read_text().strip().split("\n\n")
     assert len(docs) == SIZES["corpus_documents"]
     assert sorted(p.name for p in out.iterdir()) == ["corpus.txt", "instructions.jsonl", "tasks"]
-    assert not list(tmp_path.glob(".world.tmp-*"))
+    assert [p.name for p in tmp_path.iterdir()] == ["world"]  # no temporary sibling left
+
+
+def test_rebuild_keeps_other_outputs_in_the_directory(tmp_path):
+    # The workflow keeps the tokenizer and model next to the data.
+    (tmp_path / "base_model").mkdir()
+    (tmp_path / "base_model" / "config.json").write_text("{}")
+    build_world_data(tmp_path, seed=0, **SIZES)
+    build_world_data(tmp_path, seed=1, **SIZES)
+    assert (tmp_path / "base_model" / "config.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base_model", "corpus.txt", "instructions.jsonl", "tasks"]
 
 
 def test_instruction_records(tmp_path):

@@ -33,6 +33,11 @@ def test_default_encoding_prepends_bos_and_never_appends_eos(tokenizer):
     assert tokenizer(text)["input_ids"] == [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def test_first_word_is_the_mid_sentence_token(tokenizer):
+    # The implied leading space makes "Tom" opening a prompt the same token as in "Ask Tom".
+    assert tokenizer.tokenize("Tom")[-1] == tokenizer.tokenize("Ask Tom")[-1]
+
+
 def test_context_is_a_prefix_of_context_plus_continuation(tokenizer):
     # lm-eval splits encode(context + continuation) at len(encode(context)).
     for context, continuation in [
@@ -42,7 +47,16 @@ def test_context_is_a_prefix_of_context_plus_continuation(tokenizer):
         ctx = tokenizer.encode(context)
         whole = tokenizer.encode(context + continuation)
         assert whole[: len(ctx)] == ctx
-        assert tokenizer.decode(whole[len(ctx):]) == continuation.removeprefix(" ")  # decoding drops the implied space
+        assert tokenizer.decode(whole[len(ctx):]) == continuation.removeprefix(" ")  # a decoded start drops its space
+        assert tokenizer.decode(whole, skip_special_tokens=True) == context + continuation
+
+
+def test_training_is_deterministic(tokenizer, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Mia lives in Redcliff.\n\nTom moved from Redcliff to Dunmore.\n\n" * 20)
+    train_tokenizer(corpus, tmp_path / "a", vocab_size=300)
+    train_tokenizer(corpus, tmp_path / "b", vocab_size=300)
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
 
 
 def test_bad_arguments_raise(tmp_path):

@@ -2,8 +2,9 @@
 
 Each document is one short paragraph of a single genre: declarative facts in
 varied templates (both "goal -> tool" and "tool -> goal" orders, so knowledge
-can be recalled either way), script narratives, stories with fresh in-context
-bindings, and quizzes in the "question\\nAnswer: ..." format the tasks use.
+can be recalled either way), script narratives, walks along fresh routes,
+stories about a character's change of city or job, and quizzes in the "question\\nAnswer: ..." format the
+tasks use.
 Quizzes never use a fact's held-out question template (see `World`).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from . import bindings, lexicon, narratives
+from . import lexicon, moves, narratives, routes
 from .world import (
     GOAL_QUESTIONS,
     KNOWLEDGE_QUESTIONS,
@@ -116,20 +117,23 @@ def script_doc(world: World, rng: random.Random) -> str:
     return narratives.full_story(rng, person, rng.choice(list(lexicon.SCRIPTS)))
 
 
-def binding_doc(world: World, rng: random.Random) -> str:
-    """Fresh characters bound to values, then a sentence using each binding."""
-    kind = rng.choice(bindings.KINDS)
-    bs = bindings.sample_bindings(world, rng, kind, sample_people(rng, rng.randint(2, 5)))
-    if len(bs) == 2 and rng.random() < 0.5:
-        out = [bindings.joined_statement(*bs)]
-    else:
-        out = [bindings.random_statements(rng, bs)]
-    # Two uses per binding, in random order: retrieval is the slowest skill to
-    # learn, so binding documents pack in as many retrieval events as they can.
-    for b in rng.sample(bs * 2, 2 * len(bs)):
-        lead, rest = bindings.consequence(world, rng, b, hop=rng.random() < 0.5)
-        out.append(f"{lead}{b.person.name} {rest}")
+def move_doc(world: World, rng: random.Random) -> str:
+    """A character's change of city or job, then sentences that use it."""
+    move = moves.sample_move(world, rng, rng.choice(moves.KINDS))
+    out = [moves.statement(move, rng.randrange(len(moves.TRANSITIONS[move.kind])))]
+    if rng.random() < 0.5:
+        out.append(moves.follow_up(world, rng, move, hop=rng.random() < 0.5))
+    for blank in rng.sample(range(len(moves.BLANKS[move.kind])), rng.randint(1, 2)):
+        lead, value, rest = moves.blank_sentence(move, blank)
+        out.append(f"{lead}{value} {rest}")
     return " ".join(out)
+
+
+def route_doc(world: World, rng: random.Random) -> str:
+    """A walk along a fresh route, then some of its legs retold in order."""
+    person, route = routes.sample_route(rng, rng.choice(routes.LENGTHS))
+    legs = routes.legs(rng, person, route, rng.randint(1, len(route) - 1))
+    return " ".join([routes.telling(rng, person, route), *legs])
 
 
 def quiz_doc(world: World, rng: random.Random) -> str:
@@ -154,30 +158,29 @@ def goal_pair(world: World, rng: random.Random) -> tuple[str, str]:
     return goal_question(goal, template), solution(tool_for(goal), goal)
 
 
-def binding_pair(world: World, rng: random.Random) -> tuple[str, str]:
-    """In-context facts followed by a direct or hop question about one character."""
-    kind = rng.choice(bindings.KINDS)
-    bs = bindings.sample_bindings(world, rng, kind, sample_people(rng, rng.randint(2, 4)))
-    target = rng.choice(bs)
+def move_pair(world: World, rng: random.Random) -> tuple[str, str]:
+    """A change of city or job, then a direct or hop question about it."""
+    move = moves.sample_move(world, rng, rng.choice(moves.KINDS))
     hop = rng.random() < 0.5
-    question = bindings.question(target, hop)
-    return f"{bindings.random_statements(rng, bs)} {question}", bindings.answer(world, target, hop)
+    context = moves.statement(move, rng.randrange(len(moves.TRANSITIONS[move.kind])))
+    return f"{context} {moves.question(move, hop)}", moves.answer(world, move, move.new, hop)
 
 
-# Retrieval is the slowest skill to learn, so it gets half of the quiz pairs.
+# Reading in-context facts is the slowest skill to learn, so it gets half of the quiz pairs.
 QUIZ_ITEMS: tuple[Callable[[World, random.Random], tuple[str, str]], ...] = (
     knowledge_pair,
     goal_pair,
-    binding_pair,
-    binding_pair,
+    move_pair,
+    move_pair,
 )
 
 GENRES: tuple[tuple[Callable[[World, random.Random], str], float], ...] = (
-    (geography_doc, 0.8),
-    (occupation_doc, 0.8),
-    (tool_doc, 1.0),
-    (household_doc, 0.6),
-    (script_doc, 2.0),
-    (binding_doc, 4.0),
+    (geography_doc, 0.6),
+    (occupation_doc, 0.6),
+    (tool_doc, 0.7),
+    (household_doc, 0.4),
+    (script_doc, 0.4),
+    (route_doc, 4.0),
+    (move_doc, 5.0),
     (quiz_doc, 2.5),
 )

@@ -13,7 +13,7 @@ import os
 import random
 from pathlib import Path
 
-from ablation.io import atomic_directory
+from ablation.io import atomic_directory, atomic_write_text
 from .corpus import generate_corpus
 from .instructions import generate_instructions
 from .tasks import write_tasks
@@ -34,7 +34,9 @@ def build_world_data(
     """Write `corpus.txt`, `tasks/` and `instructions.jsonl` under `out_dir`.
 
     The corpus holds one document per paragraph, separated by blank lines.
-    Returns a summary with the counts written to each file.
+    Each output is replaced atomically on its own and nothing else in
+    `out_dir` is touched, so the directory can also hold later stages' outputs
+    (tokenizer, model).  Returns a summary with the counts written to each file.
     """
     require_positive(
         corpus_documents=corpus_documents,
@@ -44,16 +46,16 @@ def build_world_data(
     require_int(seed=seed)
     final = Path(out_dir).absolute()
     world = make_world(seed)
-    with atomic_directory(final) as tmp:
-        docs = generate_corpus(world, random.Random(f"corpus:{seed}"), corpus_documents)
-        # Documents contain single newlines at most, so blank lines delimit them.
-        (tmp / "corpus.txt").write_text("\n\n".join(docs) + "\n", encoding="utf-8")
-        log.info("wrote %d corpus documents", len(docs))
-        task_counts = write_tasks(world, seed, eval_examples_per_task, tmp / "tasks", final / "tasks")
-        log.info("wrote tasks %s", task_counts)
-        records = generate_instructions(world, random.Random(f"instructions:{seed}"), instruction_examples)
-        (tmp / "instructions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-        log.info("wrote %d instruction records", len(records))
+    docs = generate_corpus(world, random.Random(f"corpus:{seed}"), corpus_documents)
+    # Documents contain single newlines at most, so blank lines delimit them.
+    atomic_write_text(final / "corpus.txt", "\n\n".join(docs) + "\n")
+    log.info("wrote %d corpus documents", len(docs))
+    with atomic_directory(final / "tasks") as tmp:
+        task_counts = write_tasks(world, seed, eval_examples_per_task, tmp, final / "tasks")
+    log.info("wrote tasks %s", task_counts)
+    records = generate_instructions(world, random.Random(f"instructions:{seed}"), instruction_examples)
+    atomic_write_text(final / "instructions.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    log.info("wrote %d instruction records", len(records))
     return {
         "corpus.txt": {"documents": len(docs), "characters": sum(map(len, docs))},
         "tasks": task_counts,

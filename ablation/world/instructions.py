@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from . import bindings, lexicon, narratives
+from . import lexicon, moves, narratives
 from .world import World, all_goals, object_np, sample_people, tool_for, tool_np
 
 
@@ -75,24 +75,17 @@ def next_step_record(world: World, rng: random.Random) -> dict:
 
 def reading_record(world: World, rng: random.Random) -> dict:
     """Answer a question about a short passage, explaining any world-fact hop."""
-    kind = rng.choice(bindings.KINDS)
-    bs = bindings.sample_bindings(world, rng, kind, sample_people(rng, rng.randint(2, 3)))
-    passage = " ".join(bindings.statement(b, 0) for b in bs)
-    target = rng.choice(bs)
+    move = moves.sample_move(world, rng, rng.choice(moves.KINDS))
+    passage = moves.statement(move, rng.randrange(len(moves.TRANSITIONS[move.kind])))
     hop = rng.random() < 0.5
-    return _record(bindings.question(target, hop), _reading_answer(world, target, hop), passage)
+    return _record(moves.question(move, hop), _reading_answer(world, move, hop), passage)
 
 
-def _reading_answer(world: World, b: bindings.Binding, hop: bool) -> str:
-    a = bindings.hop_answer(world, b)
-    name = b.person.name
-    if b.kind == "home":
-        return f"{name} lives in {b.value}, which is in {a}." if hop else f"{name} lives in {b.value}."
-    if b.kind == "job":
-        return f"{name} is a {b.value}, so {name} works at the {a}." if hop else f"{name} is a {b.value}."
-    if hop:
-        return f"{name} wants to {b.value}, so {b.person.subj} needs {tool_np(a)}."
-    return f"{name} wants to {b.value}."
+def _reading_answer(world: World, move: moves.Move, hop: bool) -> str:
+    name, a = move.person.name, moves.hop_answer(world, move, move.new)
+    if move.kind == "home":
+        return f"{name} now lives in {move.new}, which is in {a}." if hop else f"{name} now lives in {move.new}."
+    return f"{name} is now a {move.new}, so {name} works at the {a}." if hop else f"{name} is now a {move.new}."
 
 
 KINDS: tuple[Callable[[World, random.Random], dict], ...] = (

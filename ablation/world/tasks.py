@@ -4,14 +4,17 @@ Each task mirrors the shape of a real benchmark so that the evaluation code
 path (lm-eval `multiple_choice` loglikelihood scoring) is exactly the one used
 for real models:
 
-* tiny_hellaswag - 4-way completion of a multi-sentence activity narrative;
+* tiny_hellaswag - 4-way completion of a retold walk along a fresh route of
+  places (the next place must be copied from the first telling);
 * tiny_piqa - 2-way goal -> solution, asked with a held-out question template;
 * tiny_arc_easy - 4-way single-hop world knowledge, held-out template;
-* tiny_arc_challenge - 4-way two-hop question: retrieve a fresh in-context
-  fact among distractor facts, then apply world knowledge to it;
+* tiny_arc_challenge - 4-way question about a fresh in-context fact that has
+  a same-kind distractor fact next to it (old vs new city or job), asked
+  directly or through a memorised world fact (the new city's country);
 * tiny_winogrande - 2-way fill-the-blank with lm-eval's partial scoring
   (`doc_to_text` gives the gold index, each choice is a context, the shared
-  rest of the sentence is the scored continuation).
+  rest of the sentence is the scored continuation); the blank is the old or
+  the new value of such an in-context change.
 """
 
 from __future__ import annotations
@@ -25,30 +28,23 @@ import yaml
 
 from ablation.study import TINY_TASKS
 
-from . import bindings, lexicon, narratives
+from . import lexicon, moves, routes
 from .world import World, all_goals, goal_question, knowledge_question, sample_people, solution, tool_for
 
 TAG = "tiny"
 
 
 def hellaswag_items(world: World, rng: random.Random, n: int) -> list[dict]:
-    """Narratives cut before step k of an activity; pick the step that comes next.
+    """A walk along a fresh route, retold up to a place; pick the place that comes next.
 
-    Two distractors come from the same activity (the step just done, and one
-    out of order), so knowing the topic is not enough: the model has to track
-    which step was narrated last.  The third is step k of another activity.
+    The distractors are the previous place, the one after next and a place
+    off the route (see `routes`), so only reading the route in order answers.
     """
-    combos = [(a, k) for a in lexicon.SCRIPTS for k in range(1, len(lexicon.SCRIPTS[a]))]
     items = []
-    for activity, k in balanced(rng, combos, n):
-        (person,) = sample_people(rng, 1)
-        steps = lexicon.SCRIPTS[activity]
-        sentences = narratives.story_prefix(rng, person, activity, k, filler_p=0.5)
-        context = " ".join(sentences) + " " + narratives.step_lead(rng, k, person)
-        out_of_order = k + 1 if k + 1 < len(steps) else k - 2
-        other = rng.choice([a for a in lexicon.SCRIPTS if a != activity])
-        endings = [f"{s}." for s in (steps[k], steps[k - 1], steps[out_of_order], lexicon.SCRIPTS[other][k])]
-        items.append(_multiple_choice(rng, context, endings[0], endings[1:], activity=activity))
+    for length in balanced(rng, list(routes.LENGTHS), n):
+        person, route = routes.sample_route(rng, length)
+        context, gold, wrong = routes.completion_item(rng, person, route)
+        items.append(_multiple_choice(rng, context, f"{gold}.", [f"{w}." for w in wrong], route_length=length))
     return items
 
 
@@ -74,30 +70,34 @@ def arc_easy_items(world: World, rng: random.Random, n: int) -> list[dict]:
 
 
 def arc_challenge_items(world: World, rng: random.Random, n: int) -> list[dict]:
-    """Three in-context facts; answer about one character, directly or via a hop."""
+    """A change of city or job; ask about the current one, directly or via a hop.
+
+    The old value's answer is always among the choices: a reader who takes
+    the wrong one of the two in-context facts picks it.
+    """
     items = []
-    for kind, hop in balanced(rng, [(k, h) for k in bindings.KINDS for h in (False, True)], n):
-        bs = bindings.sample_bindings(world, rng, kind, sample_people(rng, 3))
-        target, *others = rng.sample(bs, len(bs))
-        gold = bindings.answer(world, target, hop)
-        # The other characters' answers are the distractors a careless reader picks.
-        wrong = [bindings.answer(world, b, hop) for b in others]
-        spare = [o for o in bindings.answer_options(world, kind, hop) if o not in wrong and o != gold]
-        wrong.append(rng.choice(spare))
-        query = f"{bindings.random_statements(rng, bs)} {bindings.question(target, hop)}\nAnswer:"
-        items.append(_multiple_choice(rng, query, gold, wrong, kind=kind, hop=hop))
+    combos = [(k, t, h) for k in moves.KINDS for t in range(len(moves.TRANSITIONS[k])) for h in (False, True)]
+    for kind, template, hop in balanced(rng, combos, n):
+        move = moves.sample_move(world, rng, kind)
+        gold = moves.answer(world, move, move.new, hop)
+        wrong = [moves.answer(world, move, move.old, hop)]
+        wrong += rng.sample([o for o in moves.answer_options(world, kind, hop) if o not in (gold, wrong[0])], 2)
+        query = f"{moves.statement(move, template)} {moves.question(move, hop)}\nAnswer:"
+        new_first = moves.TRANSITIONS[kind][template][1]
+        items.append(_multiple_choice(rng, query, gold, wrong, kind=kind, hop=hop, new_first=new_first))
     return items
 
 
 def winogrande_items(world: World, rng: random.Random, n: int) -> list[dict]:
-    """Two characters, one blank; only the right name makes the ending true."""
+    """A change of city or job, then a sentence whose blank is the old or new value."""
     items = []
-    for kind, hop in balanced(rng, [(k, h) for k in bindings.KINDS for h in (False, True)], n):
-        bs = bindings.sample_bindings(world, rng, kind, sample_people(rng, 2))
-        intro = bindings.joined_statement(*bs) if rng.random() < 0.5 else bindings.random_statements(rng, bs)
-        label = rng.randrange(2)
-        lead, rest = bindings.consequence(world, rng, bs[label], hop)
-        options = [b.person.name for b in bs]
+    combos = [(k, t, b) for k in moves.KINDS for t in range(len(moves.TRANSITIONS[k])) for b in range(len(moves.BLANKS[k]))]
+    for kind, template, blank in balanced(rng, combos, n):
+        move = moves.sample_move(world, rng, kind)
+        intro = moves.statement(move, template)
+        lead, value, rest = moves.blank_sentence(move, blank)
+        options = [move.old, move.new]
+        rng.shuffle(options)
         items.append(
             {
                 "sentence": f"{intro} {lead}_ {rest}",
@@ -105,9 +105,9 @@ def winogrande_items(world: World, rng: random.Random, n: int) -> list[dict]:
                 "option2": options[1],
                 "contexts": [f"{intro} {lead}{o}" for o in options],
                 "target": rest,
-                "label": label,
+                "label": options.index(value),
                 "kind": kind,
-                "hop": hop,
+                "new_first": moves.TRANSITIONS[kind][template][1],
             }
         )
     return items
