@@ -79,7 +79,7 @@ def architecture(request):
 
 MICRO_WORLD = dict(seed=7, corpus_documents=300, eval_examples_per_task=12, instruction_examples=60)
 MICRO_MODEL = dict(
-    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=1000.0
 )
 MICRO_TRAINING = dict(max_steps=8, batch_size=8, seq_len=64, learning_rate=3e-3, warmup_steps=2, weight_decay=0.01)
 

@@ -13,6 +13,7 @@ MODEL = dict(
     num_attention_heads=4,
     num_key_value_heads=2,
     max_position_embeddings=128,
+    rope_theta=1000.0,
 )
 TRAINING = dict(max_steps=30, batch_size=4, seq_len=64, learning_rate=3e-3, warmup_steps=3, weight_decay=0.0)
 
@@ -33,7 +34,7 @@ def trained(inputs, tmp_path_factory):
     return out, summary
 
 
-def test_output_loads_and_generates(trained):
+def test_output_loads_and_runs(trained):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -43,6 +44,8 @@ def test_output_loads_and_generates(trained):
     assert model.config.model_type == "mistral"
     assert model.config.num_key_value_heads < model.config.num_attention_heads
     assert model.config.sliding_window is None
+    assert model.config.rope_parameters["rope_theta"] == MODEL["rope_theta"]
+    assert tokenizer.model_max_length == MODEL["max_position_embeddings"]
     ids = torch.tensor([tokenizer.encode("Mia lives in")])
     assert model(input_ids=ids).logits.shape == (1, ids.shape[1], len(tokenizer))
 
@@ -79,6 +82,7 @@ def test_same_seed_same_weights(inputs, trained, tmp_path):
         ("model", "hidden_size", 0),
         ("model", "num_key_value_heads", 3),
         ("model", "max_position_embeddings", 16),
+        ("model", "rope_theta", 0.0),
         ("training", "max_steps", -1),
         ("training", "learning_rate", 0.0),
         ("training", "warmup_steps", -2),

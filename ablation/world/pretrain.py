@@ -28,7 +28,6 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.utils import logging as hf_logging
 
 from ablation.io import atomic_directory
 from .validation import require_int, require_positive
@@ -42,6 +41,7 @@ MODEL_KEYS = (
     "num_attention_heads",
     "num_key_value_heads",
     "max_position_embeddings",
+    "rope_theta",
 )
 TRAINING_KEYS = ("max_steps", "batch_size", "seq_len", "learning_rate", "warmup_steps", "weight_decay")
 SUMMARY_FILE = "pretrain_summary.json"
@@ -77,6 +77,8 @@ def pretrain_base_model(
         losses, wall = _train(net, blocks, training, seed, tmp / "_trainer")
         shutil.rmtree(tmp / "_trainer", ignore_errors=True)
         net.save_pretrained(tmp)
+        # lm-eval and generation read the usable context length from here too.
+        tokenizer.model_max_length = model["max_position_embeddings"]
         tokenizer.save_pretrained(tmp)
         summary = {
             "initial_train_loss": losses[0],
@@ -95,7 +97,10 @@ def pretrain_base_model(
 def validate_model(model: dict) -> None:
     """Check the architecture dict; ValueError names the bad key."""
     _require_keys("model", model, MODEL_KEYS)
-    require_positive(**{f"model.{k}": model[k] for k in MODEL_KEYS})
+    require_positive(**{f"model.{k}": model[k] for k in MODEL_KEYS if k != "rope_theta"})
+    theta = model["rope_theta"]
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+        raise ValueError(f"model.rope_theta must be a positive number, got {theta!r}")
     if model["hidden_size"] % model["num_attention_heads"]:
         raise ValueError("model.hidden_size must be divisible by model.num_attention_heads")
     if model["num_attention_heads"] % model["num_key_value_heads"]:
@@ -138,6 +143,7 @@ def build_config(model: dict, tokenizer: PreTrainedTokenizerBase) -> MistralConf
         num_attention_heads=model["num_attention_heads"],
         num_key_value_heads=model["num_key_value_heads"],
         max_position_embeddings=model["max_position_embeddings"],
+        rope_parameters={"rope_type": "default", "rope_theta": float(model["rope_theta"])},
         sliding_window=None,
         # Tied embeddings halve the parameter count of a vocab-dominated tiny model.
         tie_word_embeddings=True,
