@@ -198,6 +198,7 @@ def _score_shared_prefill(model, requests, mode, batch_size, pad_token_id):
             attention_mask=prefill_mask,
             position_ids=position_ids_from_padding(context_padding),
             use_cache=True,
+            logits_to_keep=1,  # only the last context position predicts a continuation token
         )
         first_token_logprobs = prefill.logits[:, -1].float().log_softmax(-1)  # [contexts, vocab]
 

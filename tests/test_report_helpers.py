@@ -83,10 +83,9 @@ def make_summary(run: str, train_mask: str, stop_reason: str = "max_steps", step
         "final_eval_loss": 1.16,
         "best_eval_loss": 1.12,
         "train_loss": 1.05,
-        "wall_seconds": 3400.0,
         "tokens_seen": 1.2e7,
         "tokens_per_second": 3500.0,
-        "provenance": {},
+        "provenance": {"wall_seconds": 3400.0},
     }
 
 

@@ -36,7 +36,7 @@ def test_page_describes_what_was_run(page):
     _, text = page
     assert text.startswith("# Results: tiny-prefill-ablation\n")
     assert "Task set: `tiny` (hellaswag, piqa, arc_easy, arc_challenge, winogrande); limit: all examples" in text
-    assert "| `stage3b_prefix_lm` | `prefill_bidir` | 100 / 150 | 0.27 | auto-stopped: eval-loss plateau |" in text
+    assert "| `stage3b_prefix_lm` | `prefill_bidir` | 100 / 150 | 0.27 | auto-stopped: eval-loss plateau | 1.1600 | 56.7 min |" in text
     assert "Code commit: `2144bcc` (all evaluations)" in text
 
 

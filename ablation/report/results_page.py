@@ -49,6 +49,17 @@ def _number(value: float | None, spec: str = ".4f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _duration(seconds: float | None) -> str:
+    """Seconds for CPU-sized runs, hours for cluster-sized ones."""
+    if seconds is None:
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
 def _model_line(metrics: Mapping) -> str:
     model = (metrics.get("provenance") or {}).get("model") or {}
     identity = model.get("id", "unknown")
@@ -85,7 +96,7 @@ def _run_rows(study: Study) -> list[str]:
     ]
     for run in study.runs:
         s = run.summary or {}
-        wall = "n/a" if s.get("wall_seconds") is None else f"{s['wall_seconds'] / 3600:.2f} h"
+        wall = _duration((s.get("provenance") or {}).get("wall_seconds"))
         steps = f"{s.get('steps_run', 'n/a')} / {s.get('max_steps', 'n/a')}"
         stop = stop_reason_label(s.get("stop_reason")) if run.summary else "no summary"
         lines.append(
