@@ -100,20 +100,18 @@ def main() -> None:
             lm = MaskedHFLM(gpu_model, tokenizer=tokenizer, mask=mask, batch_size=arguments.batch_size)
             runs[f"{mask}_cuda_bf16"] = timed_run(lm, arguments.world, arguments.limit)
 
+    def speedup(faster: str, slower: str, key: str = "requests_per_s") -> float:
+        return runs[faster][key] / runs[slower][key]
+
     header = f"{'run':<24}{'requests':>10}{'scorer s':>10}{'req/s':>10}{'vs original':>13}{'+tokenize s':>13}{'vs original':>13}"
     print(header)
     for name, run in runs.items():
-        ratio = run["requests_per_s"] / runs["original"]["requests_per_s"]
-        ratio_tokenized = (
-            run["requests_per_s_with_tokenization"] / runs["original"]["requests_per_s_with_tokenization"]
-        )
+        ratio = speedup(name, "original")
+        ratio_tokenized = speedup(name, "original", "requests_per_s_with_tokenization")
         print(
             f"{name:<24}{run['requests']:>10}{run['seconds']:>10.2f}{run['requests_per_s']:>10.1f}{ratio:>12.2f}x"
             f"{run['seconds_with_tokenization']:>13.2f}{ratio_tokenized:>12.2f}x"
         )
-
-    def speedup(faster: str, slower: str, key: str = "requests_per_s") -> float:
-        return runs[faster][key] / runs[slower][key]
 
     summary = {
         "prefill_vs_original_speedup": speedup("prefill_bidir", "original"),

@@ -82,6 +82,7 @@ class Move:
     old: str
     new: str
 
+
 def sample_move(world: World, rng: random.Random, kind: str) -> Move:
     """A fresh character with two values whose hop answers differ too."""
     (person,) = sample_people(rng, 1)

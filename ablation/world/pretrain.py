@@ -30,7 +30,7 @@ from transformers import (
 )
 
 from ablation.io import atomic_directory
-from .validation import require_int, require_positive
+from .validation import require_int, require_positive, require_positive_number
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +98,7 @@ def validate_model(model: dict) -> None:
     """Check the architecture dict; ValueError names the bad key."""
     _require_keys("model", model, MODEL_KEYS)
     require_positive(**{f"model.{k}": model[k] for k in MODEL_KEYS if k != "rope_theta"})
-    theta = model["rope_theta"]
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
-        raise ValueError(f"model.rope_theta must be a positive number, got {theta!r}")
+    require_positive_number(**{"model.rope_theta": model["rope_theta"]})
     if model["hidden_size"] % model["num_attention_heads"]:
         raise ValueError("model.hidden_size must be divisible by model.num_attention_heads")
     if model["num_attention_heads"] % model["num_key_value_heads"]:
@@ -113,9 +111,7 @@ def validate_training(training: dict, model: dict) -> None:
     require_positive(**{f"training.{k}": training[k] for k in ("max_steps", "batch_size", "seq_len")})
     if training["seq_len"] > model["max_position_embeddings"]:
         raise ValueError("training.seq_len must not exceed model.max_position_embeddings")
-    lr = training["learning_rate"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
-        raise ValueError(f"training.learning_rate must be a positive number, got {lr!r}")
+    require_positive_number(**{"training.learning_rate": training["learning_rate"]})
     warmup = training["warmup_steps"]
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"training.warmup_steps must be a non-negative integer, got {warmup!r}")

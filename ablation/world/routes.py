@@ -29,7 +29,6 @@ NEXT_DAY = (
     "Later that week, {s} walked the same way.",
 )
 
-
 LENGTHS = (4, 5)
 
 

@@ -14,6 +14,13 @@ def require_positive(**values: object) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
+def require_positive_number(**values: object) -> None:
+    """Raise ValueError naming the first argument that is not a positive int or float."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
 def require_int(**values: object) -> None:
     """Raise ValueError naming the first argument that is not an int."""
     for name, value in values.items():
