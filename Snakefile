@@ -1,4 +1,8 @@
-"""Prefill-mask ablation study: config in, evaluations, fine-tunes, tables and figures out."""
+"""Two ablation studies of LLMs, one workflow: config in, evaluations, trainings, tables and figures out.
+
+The prefill-mask ablation (rules/world, eval, finetune, report) and the cross-model latent bridge
+(rules/bridge_*); config key `studies` picks which run.
+"""
 
 from snakemake.utils import min_version
 
@@ -16,13 +20,23 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/bridge_common.smk"
 include: "rules/world.smk"
+include: "rules/bridge_world.smk"
 include: "rules/prefetch.smk"
 include: "rules/eval.smk"
 include: "rules/finetune.smk"
 include: "rules/report.smk"
+include: "rules/bridge.smk"
 
 
 rule all:
     input:
-        final_outputs(),
+        prefill_outputs(),
+        bridge_outputs(),
+
+
+rule prefill_mask:
+    """Only the prefill-mask study's outputs (``snakemake prefill_mask``)."""
+    input:
+        prefill_outputs(),

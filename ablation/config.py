@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from ablation.bridge.settings import run_problems
 from ablation.study import resolve_tasks
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -35,6 +36,12 @@ def fill_defaults(config: dict, schema: dict, root: dict | None = None) -> None:
             subschema = {**_resolve_ref(root, subschema["$ref"]), **subschema}
         if isinstance(config.get(key), dict) and "properties" in subschema:
             fill_defaults(config[key], subschema, root)
+        entries = subschema.get("additionalProperties")
+        # a map of plain entries (bridge.models); maps of run settings ($ref) inherit instead
+        if isinstance(config.get(key), dict) and isinstance(entries, dict) and "properties" in entries:
+            for entry in config[key].values():
+                if isinstance(entry, dict):
+                    fill_defaults(entry, entries, root)
 
 
 def sort_keys(node):
@@ -84,9 +91,9 @@ def _resolve_ref(schema: dict, ref: str) -> dict:
     return node
 
 
-def cross_key_problems(config: dict) -> list[str]:
+def cross_key_problems(config: dict, schema: dict) -> list[str]:
     """Problems no schema can see: values that must agree with other keys."""
-    problems = []
+    problems = run_problems(config["bridge"], schema, config["seed"]) if "bridge" in config["studies"] else []
     try:
         resolve_tasks(config["eval"]["task_set"], config["eval"]["tasks"])
     except ValueError as error:
@@ -106,7 +113,7 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     validator = jsonschema.Draft202012Validator(schema)
     problems = sorted({describe_error(error, schema) for error in validator.iter_errors(config)})
     if not problems:
-        problems += cross_key_problems(config)
+        problems += cross_key_problems(config, schema)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return sort_keys(config)

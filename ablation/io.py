@@ -47,3 +47,21 @@ def atomic_directory(path: str | Path):
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def atomic_write_jsonl(path: str | Path, rows) -> Path:
+    """One JSON object per line, written atomically."""
+    return atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The objects of a JSONL file; a bad line raises naming the file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{number}: not a JSON object ({error.msg})") from error
+    return rows

@@ -68,3 +68,24 @@ def report_files(results_dir: str | Path, with_runs: bool) -> dict[str, list[Pat
         "figures": [results_dir / f"{name}.{fmt}" for name in figures for fmt in FIGURE_FORMATS],
         "page": [results_dir / "RESULTS.md"],
     }
+
+
+# ---------------------------------------------------------------- the latent-bridge study
+def bridge_world_dir(results_dir: str | Path) -> Path:
+    """The tiny world's bridge tasks, the second LM's tokenizer and the second LM."""
+    return Path(results_dir) / "world" / "bridge"
+
+
+def embedded_model_dir(results_dir: str | Path, name: str) -> Path:
+    """Where the tiny world's model ``base_model`` or ``bridge_model`` is built."""
+    world = Path(results_dir) / "world"
+    return world / "base_model" if name == "base_model" else bridge_world_dir(results_dir) / name
+
+
+def bridge_baseline_dir(results_dir: str | Path, model: str, dataset: str) -> Path:
+    """Source-alone / target-alone answers of ``model`` on ``dataset``'s eval set."""
+    return Path(results_dir) / "bridge" / "baselines" / model / dataset
+
+
+def bridge_run_dir(results_dir: str | Path, run: str) -> Path:
+    return Path(results_dir) / "bridge" / "runs" / run

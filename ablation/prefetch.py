@@ -46,22 +46,44 @@ def prefetch_dataset(dataset: str) -> str:
     return dataset
 
 
+def prefetch_hub_dataset(path: str, name: str | None, revision: str | None) -> dict:
+    """A bridge dataset (e.g. gsm8k main, hotpot_qa distractor) into the datasets cache."""
+    from datasets import load_dataset
+
+    load_dataset(path, name, revision=revision)
+    return {"path": path, "name": name, "revision": revision}
+
+
 def prefetch(
-    *, model_id: str, revision: str | None, tasks: list[str], finetune_dataset: str | None, out_path: str | Path
+    *,
+    model_id: str | None,
+    revision: str | None,
+    tasks: list[str],
+    finetune_dataset: str | None,
+    out_path: str | Path,
+    bridge_models: dict[str, dict] | None = None,
+    bridge_datasets: list[dict] | None = None,
 ) -> dict:
-    """Fetch the model, the task datasets and the fine-tuning dataset; write what was pinned to ``out_path``."""
+    """Fetch the prefill study's model, task and fine-tuning datasets, and the bridge's hub models
+    and datasets; write what was pinned to ``out_path``."""
     record = {
-        "model": prefetch_model(model_id, revision),
+        "model": prefetch_model(model_id, revision) if model_id else None,
         "tasks": prefetch_tasks(tasks) if tasks else [],
         "finetune_dataset": prefetch_dataset(finetune_dataset) if finetune_dataset else None,
+        "bridge_models": {name: prefetch_model(m["id"], m["revision"]) for name, m in (bridge_models or {}).items()},
+        "bridge_datasets": [prefetch_hub_dataset(d["path"], d["name"], d["revision"]) for d in bridge_datasets or []],
     }
     atomic_write_json(out_path, record)
     return record
 
 
-def pinned_revision(prefetch_record: str | Path | None, configured: str | None) -> str | None:
-    """The commit ``prefetch`` resolved the configured revision to, so every job loads the same weights."""
+def pinned_revision(prefetch_record: str | Path | None, configured: str | None, bridge_model: str | None = None) -> str | None:
+    """The commit ``prefetch`` resolved the configured revision to, so every job loads the same weights.
+
+    ``bridge_model`` names one of the bridge's models instead of the prefill study's model.
+    """
     if prefetch_record is None:
         return configured
-    model = json.loads(Path(prefetch_record).read_text())["model"]
-    return model.get("resolved_commit", configured)
+    record = json.loads(Path(prefetch_record).read_text())
+    model = record["bridge_models"].get(bridge_model) if bridge_model else record["model"]
+    return (model or {}).get("resolved_commit", configured)

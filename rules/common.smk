@@ -18,6 +18,7 @@ validate_config(config)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 RESULTS = Path(config["results_dir"])
+PREFILL_ACTIVE = "prefill_mask" in config["studies"]
 WORLD = RESULTS / "world"
 EMBEDDED_MODEL = config["model"]["id"] == "embedded"
 TINY_TASKS_DIR = WORLD / "tasks"
@@ -26,20 +27,21 @@ REPORT_FILES = report_files(RESULTS, with_runs=bool(RUNS))
 PREFETCH_RECORD = RESULTS / "prefetch.json"
 
 
+def prefetched_model():
+    """The prefill study's hub model, if it has one."""
+    return config["model"]["id"] if PREFILL_ACTIVE and not EMBEDDED_MODEL else None
+
+
 def prefetched_tasks():
     """lm-eval's real tasks come from the hub; the tiny ones are built by the workflow."""
-    if config["eval"]["task_set"] != "real":
+    if not PREFILL_ACTIVE or config["eval"]["task_set"] != "real":
         return []
     return list(resolve_tasks("real", config["eval"]["tasks"]))
 
 
 def prefetched_finetune_dataset():
     dataset = config["finetune"]["dataset"]
-    return dataset if RUNS and dataset != "embedded" else None
-
-
-# something comes from the hub: every GPU job waits for the prefetch and runs offline
-PREFETCH = not EMBEDDED_MODEL or bool(prefetched_tasks()) or prefetched_finetune_dataset() is not None
+    return dataset if PREFILL_ACTIVE and RUNS and dataset != "embedded" else None
 
 
 wildcard_constraints:
@@ -103,8 +105,10 @@ def finetune_inputs(wildcards):
     return inputs
 
 
-def final_outputs():
+def prefill_outputs():
     """Every stage's evaluations (Stages 1, 2, 4 and the side effect) and the report built from them."""
+    if not PREFILL_ACTIVE:
+        return []
     outputs = [eval_metrics_path(RESULTS, "base", mask) for mask in config["eval"]["masks"]]
     for run in RUNS:
         outputs += [eval_metrics_path(RESULTS, run, mask) for mask in ("prefill_bidir", "causal")]

@@ -7,10 +7,12 @@ rule prefetch:
     log:
         "logs/prefetch/prefetch.log",
     params:
-        model_id=config["model"]["id"],
+        model_id=prefetched_model(),
         revision=config["model"]["revision"],
         tasks=prefetched_tasks(),
         finetune_dataset=prefetched_finetune_dataset(),
+        bridge_models=lambda wildcards: bridge_hub_models(),
+        bridge_datasets=lambda wildcards: bridge_hub_datasets(),
     localrule: True
     conda:
         "../envs/ablation.yaml"

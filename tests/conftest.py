@@ -96,3 +96,21 @@ def micro_world(tmp_path_factory):
         world / "corpus.txt", world / "tokenizer", world / "base_model", seed=7, model=MICRO_MODEL, training=MICRO_TRAINING
     )
     return world
+
+
+MICRO_BRIDGE_WORLD = dict(seed=7, train_examples=64, test_examples=16, corpus_documents=200)
+MICRO_BRIDGE_MODEL = {**MICRO_MODEL, "hidden_size": 24, "intermediate_size": 48}
+
+
+@pytest.fixture(scope="session")
+def micro_bridge_world(micro_world, tmp_path_factory):
+    """The micro world plus its bridge tasks and a barely trained Llama-architecture second LM (about a second)."""
+    from ablation.world import build_bridge_world_data, pretrain_bridge_model, train_tokenizer
+
+    bridge = tmp_path_factory.mktemp("micro_bridge_world")
+    build_bridge_world_data(bridge, **MICRO_BRIDGE_WORLD)
+    train_tokenizer(bridge / "corpus.txt", bridge / "tokenizer", vocab_size=350)
+    pretrain_bridge_model(
+        bridge / "corpus.txt", bridge / "tokenizer", bridge / "bridge_model", seed=7, model=MICRO_BRIDGE_MODEL, training=MICRO_TRAINING
+    )
+    return {"data": bridge, "source": micro_world / "base_model", "target": bridge / "bridge_model"}

@@ -59,3 +59,30 @@ def test_without_a_prefetch_the_configured_revision_stands(tmp_path):
     record = tmp_path / "prefetch.json"
     record.write_text(json.dumps({"model": {"id": "./local", "local": True}}))
     assert pinned_revision(record, None) is None
+
+
+BRIDGE_PREFETCH = """
+import json, sys
+from ablation.bridge.frozen import load_frozen
+from ablation.prefetch import pinned_revision, prefetch
+
+prefetch(model_id=None, revision=None, tasks=[], finetune_dataset=None, out_path=sys.argv[1],
+         bridge_models={"llama_tiny": {"id": "study/tiny-bridge", "revision": "main"}})
+revision = pinned_revision(sys.argv[1], "main", bridge_model="llama_tiny")
+frozen = load_frozen("llama_tiny", "study/tiny-bridge", revision, dtype="float32", device="cpu")
+print(json.dumps({"revision": revision, "width": frozen.width}))
+"""
+
+
+def test_the_bridges_hub_models_are_pinned_by_prefetch_and_load_offline(micro_bridge_world, tmp_path):
+    cache = hub_cache_with(micro_bridge_world["target"], tmp_path / "hub", "study/tiny-bridge")
+    environment = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(BRIDGE_PREFETCH), str(tmp_path / "prefetch.json")],
+        cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((tmp_path / "prefetch.json").read_text())
+    assert record["model"] is None
+    assert record["bridge_models"] == {"llama_tiny": {"id": "study/tiny-bridge", "revision": "main", "resolved_commit": COMMIT}}
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"revision": COMMIT, "width": 24}

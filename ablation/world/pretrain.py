@@ -1,10 +1,13 @@
-"""Pre-train the tiny Mistral-architecture base model on the world corpus.
+"""Pre-train the tiny world's LMs: the Mistral-architecture base model and the bridge's Llama target.
 
 The model is a real `MistralForCausalLM` (RoPE, RMSNorm, SwiGLU, grouped-query
 attention) shrunk to CPU size, trained with the stock HF `Trainer`, so every
 later stage (attention-mask ablations, fine-tuning, lm-eval) exercises the
 same code paths a real checkpoint would.  Documents are packed into fixed
-length blocks with EOS between them; training is fp32 and seeded.
+length blocks with EOS between them; training is fp32 and seeded.  The latent
+bridge's second LM (`pretrain_bridge_model`) is a `LlamaForCausalLM` trained by
+the same code on the bridge corpus, so source and target differ in family,
+vocabulary and width as the real study's Mistral and Llama do.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
     PrinterCallback,
     Trainer,
@@ -30,6 +36,7 @@ from transformers import (
 )
 
 from ablation.io import atomic_directory
+from .bridge_data import DOCUMENT_SEPARATOR
 from .validation import require_int, require_positive, require_positive_number
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,7 @@ MODEL_KEYS = (
 )
 TRAINING_KEYS = ("max_steps", "batch_size", "seq_len", "learning_rate", "warmup_steps", "weight_decay")
 SUMMARY_FILE = "pretrain_summary.json"
+MODEL_CLASSES = {"mistral": MistralForCausalLM, "llama": LlamaForCausalLM}
 
 
 def pretrain_base_model(
@@ -55,8 +63,16 @@ def pretrain_base_model(
     seed: int,
     model: dict,
     training: dict,
+    architecture: str = "mistral",
+    document_separator: str = "\n\n",
 ) -> dict:
-    """Train from scratch and save model + tokenizer + summary into `out_dir`."""
+    """Train from scratch and save model + tokenizer + summary into `out_dir`.
+
+    `architecture` is a key of `MODEL_CLASSES`; `document_separator` is what
+    separates the corpus's documents.
+    """
+    if architecture not in MODEL_CLASSES:
+        raise ValueError(f"architecture must be one of {sorted(MODEL_CLASSES)}, got {architecture!r}")
     require_int(seed=seed)
     validate_model(model)
     validate_training(training, model)
@@ -65,11 +81,11 @@ def pretrain_base_model(
         raise ValueError(f"corpus_path {str(corpus)!r} is not a file")
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    blocks = pack_corpus(corpus.read_text(encoding="utf-8"), tokenizer, training["seq_len"])
+    blocks = pack_corpus(corpus.read_text(encoding="utf-8"), tokenizer, training["seq_len"], document_separator)
     log.info("packed corpus into %d blocks of %d tokens", len(blocks), training["seq_len"])
 
     set_seed(seed)
-    net = MistralForCausalLM(build_config(model, tokenizer))
+    net = MODEL_CLASSES[architecture](build_config(model, tokenizer, architecture))
     n_params = sum(p.numel() for p in net.parameters())
     log.info("model has %d parameters", n_params)
 
@@ -92,6 +108,28 @@ def pretrain_base_model(
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     log.info("pre-training done: %s", summary)
     return summary
+
+
+def pretrain_bridge_model(
+    corpus_path: str | os.PathLike,
+    tokenizer_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    seed: int,
+    model: dict,
+    training: dict,
+) -> dict:
+    """Pre-train the latent bridge's Llama-architecture target on the bridge corpus (see `bridge_data`)."""
+    return pretrain_base_model(
+        corpus_path,
+        tokenizer_dir,
+        out_dir,
+        seed=seed,
+        model=model,
+        training=training,
+        architecture="llama",
+        document_separator=DOCUMENT_SEPARATOR,
+    )
 
 
 def validate_model(model: dict) -> None:
@@ -129,8 +167,24 @@ def _require_keys(name: str, given: dict, expected: tuple[str, ...]) -> None:
         raise ValueError(f"{name} has missing keys {missing} / unknown keys {unknown}")
 
 
-def build_config(model: dict, tokenizer: PreTrainedTokenizerBase) -> MistralConfig:
-    """Mistral config for the tiny model; full causal attention (no sliding window)."""
+def build_config(model: dict, tokenizer: PreTrainedTokenizerBase, architecture: str = "mistral") -> MistralConfig | LlamaConfig:
+    """Config of the tiny model; Mistral gets full causal attention (no sliding window)."""
+    if architecture == "llama":
+        return LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=model["hidden_size"],
+            intermediate_size=model["intermediate_size"],
+            num_hidden_layers=model["num_hidden_layers"],
+            num_attention_heads=model["num_attention_heads"],
+            num_key_value_heads=model["num_key_value_heads"],
+            max_position_embeddings=model["max_position_embeddings"],
+            rope_parameters={"rope_type": "default", "rope_theta": float(model["rope_theta"])},
+            tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            attn_implementation="sdpa",
+        )
     return MistralConfig(
         vocab_size=len(tokenizer),
         hidden_size=model["hidden_size"],
@@ -150,14 +204,14 @@ def build_config(model: dict, tokenizer: PreTrainedTokenizerBase) -> MistralConf
     )
 
 
-def pack_corpus(text: str, tokenizer: PreTrainedTokenizerBase, seq_len: int) -> torch.Tensor:
-    """Token blocks [n, seq_len] of the blank-line separated documents.
+def pack_corpus(text: str, tokenizer: PreTrainedTokenizerBase, seq_len: int, separator: str = "\n\n") -> torch.Tensor:
+    """Token blocks [n, seq_len] of the documents (blank-line separated unless `separator` says otherwise).
 
     Documents are packed as "<s> doc </s>" and every block also starts with
     BOS, as every evaluation prompt does (the tokenizer prepends it).  The model
     therefore learns BOS as its attention sink, like Llama/Mistral models do.
     """
-    docs = [d for d in text.split("\n\n") if d.strip()]
+    docs = [d for d in text.split(separator) if d.strip()]
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     ids: list[int] = []
     for enc in tokenizer(docs, add_special_tokens=False)["input_ids"]:
@@ -196,7 +250,7 @@ class _LossLog(TrainerCallback):
             log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, logs["loss"])
 
 
-def _train(net: MistralForCausalLM, blocks: torch.Tensor, training: dict, seed: int, work_dir: Path) -> tuple[list[float], float]:
+def _train(net: PreTrainedModel, blocks: torch.Tensor, training: dict, seed: int, work_dir: Path) -> tuple[list[float], float]:
     """Run the HF Trainer; return logged losses and wall seconds."""
     steps = training["max_steps"]
     args = TrainingArguments(

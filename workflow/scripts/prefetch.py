@@ -10,4 +10,6 @@ prefetch(
     tasks=snakemake.params.tasks,
     finetune_dataset=snakemake.params.finetune_dataset,
     out_path=snakemake.output.record,
+    bridge_models=snakemake.params.bridge_models,
+    bridge_datasets=snakemake.params.bridge_datasets,
 )

@@ -1,0 +1,74 @@
+"""Source-alone and target-alone accuracy: one model reading the evaluation prompts as text.
+
+Their own DAG nodes, computed once per (model, dataset, eval set) and shared by every run that
+names the model; the original regenerated both at every evaluation step of every run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ablation.bridge.answers import INVALID, score
+from ablation.bridge.data import eval_examples, load_rows
+from ablation.bridge.frozen import load_frozen
+from ablation.bridge.generation import Hygiene, generate_from_text
+from ablation.io import atomic_write_json, atomic_write_jsonl
+from ablation.provenance import provenance
+
+BASELINE_HYGIENE = Hygiene(repetition_penalty=1.0, stop_after_answer=True)  # plain greedy, as the original
+
+
+def evaluate_alone(
+    *,
+    model_name: str,
+    model: dict,
+    dataset: str,
+    dataset_source: dict,
+    embedded_data_dir: str | Path | None,
+    eval_settings: dict,
+    metrics_path: str | Path,
+    samples_path: str | Path,
+    config: dict,
+    seed: int,
+    device: str,
+) -> dict:
+    """Generate greedy answers from ``model`` alone; write per-question samples, then the metrics."""
+    started = time.perf_counter()
+    frozen = load_frozen(model_name, model["id"], model["revision"], dtype=model["dtype"], device=device)
+    train_rows = load_rows(dataset, dataset_source, dataset_source["train_split"], embedded_data_dir)
+    eval_rows = load_rows(dataset, dataset_source, dataset_source["eval_split"], embedded_data_dir)
+    examples = eval_examples(dataset, eval_rows, train_rows, eval_settings)
+    generations = generate_from_text(
+        frozen.model, frozen.tokenizer, [example.prompt for example in examples],
+        dataset=dataset, hygiene=BASELINE_HYGIENE,
+        max_new_tokens=eval_settings["max_new_tokens"], batch_size=eval_settings["batch_size"],
+    )  # fmt: skip
+    samples = []
+    for example, generation in zip(examples, generations):
+        scored = score(dataset, generation.text, example.gold)
+        samples.append({
+            "index": example.index, "question": example.question, "prompt": example.prompt,
+            "gold_full_text": example.gold_text, "gold_extracted": example.gold,
+            "full": generation.text, **scored,
+            "input_tokens": generation.input_tokens, "output_tokens": generation.output_tokens,
+        })  # fmt: skip
+    atomic_write_jsonl(samples_path, samples)
+    metrics = {
+        "model": model_name,
+        "dataset": dataset,
+        "samples": len(samples),
+        "accuracy": sum(sample["correct"] for sample in samples) / len(samples),
+        "invalid": sum(sample["extracted"] == INVALID for sample in samples),
+        "mean_input_tokens": sum(sample["input_tokens"] for sample in samples) / len(samples),
+        "mean_output_tokens": sum(sample["output_tokens"] for sample in samples) / len(samples),
+        "eval": eval_settings,
+    }
+    if dataset == "hotpotqa":
+        metrics["f1"] = sum(sample["f1"] for sample in samples) / len(samples)
+    metrics["provenance"] = provenance(
+        model_id=model["id"], revision=model["revision"], mask=None, config=config, seed=seed,
+        wall_seconds=time.perf_counter() - started,
+    )  # fmt: skip
+    atomic_write_json(metrics_path, metrics)
+    return metrics

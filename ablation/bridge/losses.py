@@ -1,0 +1,93 @@
+"""The bridge's training losses (BRIDGE_FACTS "Losses"), each a pure function of tensors.
+
+Positions are given explicitly: ``answer_positions[b, j]`` is the index, in row b's logits, of
+the position that predicts answer token j (−1 past the row's answer), so the bridged sequence
+(soft tokens first) and the text baseline (prompt first) can be compared token for token.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE = -100
+
+
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled positions (``labels`` aligned with the inputs)."""
+    # logits [B, T, V]; labels [B, T]: predict labels[:, t+1] from logits[:, t]
+    shifted_logits = logits[:, :-1].float()
+    shifted_labels = labels[:, 1:]
+    if not (shifted_labels != IGNORE).any():
+        return shifted_logits.sum() * 0.0  # keeps the graph: a batch without targets contributes nothing
+    return F.cross_entropy(shifted_logits.reshape(-1, shifted_logits.size(-1)), shifted_labels.reshape(-1), ignore_index=IGNORE)
+
+
+def gather_positions(logits: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at ``positions`` [B, J] (−1 = none) -> ([B, J, V], valid mask [B, J])."""
+    valid = positions >= 0
+    index = positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, logits.size(-1))
+    return logits.gather(1, index), valid
+
+
+def kl_to_text_baseline(
+    bridged_logits: torch.Tensor,
+    bridged_positions: torch.Tensor,
+    baseline_logits: torch.Tensor,
+    baseline_positions: torch.Tensor,
+) -> torch.Tensor:
+    """KL(baseline || bridged) over the first answer positions, the baseline reading the text prompt.
+
+    The original's baseline read the answer alone, without the question; here it reads the prompt,
+    so the KL pulls the bridged target towards what it would predict had it read the question.
+    """
+    bridged, valid = gather_positions(bridged_logits.float(), bridged_positions)  # [B, J, V]
+    baseline, baseline_valid = gather_positions(baseline_logits.float().detach(), baseline_positions)
+    valid = valid & baseline_valid
+    if not valid.any():
+        return bridged.sum() * 0.0
+    kl = F.kl_div(F.log_softmax(bridged, -1), F.log_softmax(baseline, -1), log_target=True, reduction="none").sum(-1)
+    return (kl * valid).sum() / valid.sum()
+
+
+def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real tokens: [B, T, D], [B, T] -> [B, D]."""
+    weights = mask.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def info_nce(soft_tokens: torch.Tensor, prompt_embeds: torch.Tensor, prompt_mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """In-batch contrast: each row's mean soft token must be closest to its own prompt's mean embedding."""
+    if soft_tokens.size(0) < 2:
+        return soft_tokens.sum() * 0.0  # no negatives in a batch of one
+    anchors = F.normalize(soft_tokens.float().mean(1), dim=-1)  # [B, D]
+    positives = F.normalize(masked_mean(prompt_embeds.float().detach(), prompt_mask), dim=-1)  # [B, D]
+    similarity = anchors @ positives.T / temperature  # [B, B]
+    return F.cross_entropy(similarity, torch.arange(similarity.size(0), device=similarity.device))
+
+
+def prompt_alignment(soft_tokens: torch.Tensor, prompt_embeds: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+    """Masked MSE between soft token k and the target's embedding of prompt token k (k < K)."""
+    k = min(soft_tokens.size(1), prompt_embeds.size(1))
+    mask = prompt_mask[:, :k].unsqueeze(-1).to(torch.float32)
+    squared = (soft_tokens[:, :k].float() - prompt_embeds[:, :k].float().detach()) ** 2 * mask
+    return squared.sum() / (mask.sum() * soft_tokens.size(-1)).clamp(min=1.0)
+
+
+def format_miss_rate(logits: torch.Tensor, answer_positions: torch.Tensor, marker_ids: set[int]) -> float:
+    """The original's format loss: the share of rows whose greedy answer holds no marker token.
+
+    Read from detached argmaxes, it has no gradient; it is logged as a metric, and
+    ``marker_nll`` is the loss that trains the format.
+    """
+    greedy, valid = gather_positions(logits.detach(), answer_positions)
+    tokens = greedy.argmax(-1)  # [B, J]
+    marker = torch.zeros_like(valid)
+    for token in marker_ids:
+        marker |= tokens == token
+    return float(1.0 - (marker & valid).any(1).float().mean())
+
+
+def marker_nll(logits: torch.Tensor, labels: torch.Tensor, marker_mask: torch.Tensor) -> torch.Tensor:
+    """NLL of the gold answer's final '#### n' line: a format loss that carries a gradient."""
+    return token_nll(logits, labels.masked_fill(~marker_mask, IGNORE))

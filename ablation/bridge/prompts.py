@@ -1,0 +1,72 @@
+"""The texts the bridge study shows its models: training and evaluation prompts, and what the
+target reads after the soft tokens (BRIDGE_FACTS "Prompts and scoring").
+
+Pure string functions with no heavy imports: the tiny world renders its pre-training corpus
+through them too, so the tiny LMs learn exactly the formats the study prompts with.
+"""
+
+from __future__ import annotations
+
+import random
+
+DATASETS = ("gsm8k", "hotpotqa")
+
+GSM8K_TRAIN_PROMPT = (
+    "Solve the problem step by step, then end your final line with '#### <number>'.\n\n"
+    "Problem:\n{question}\n\nAnswer:"
+)
+GSM8K_FEWSHOT_HEADER = "Answer the following questions step by step and end with '#### <number>'."
+GSM8K_FEWSHOT_QUESTION = "Q: {question}\nA: Let's think step by step.\n\nAnswer:"
+HOTPOTQA_PROMPT = "Answer the question from the paragraphs.\n\n{paragraphs}\n\nQuestion: {question}\n\nAnswer:"
+
+# What the target reads after the soft tokens (after BOS, which its tokenizer adds).
+SOFT_SUFFIX = {
+    "gsm8k": "\nAnswer the question above and end with '#### <number>'.",
+    "hotpotqa": "\nAnswer the question above in a few words.",
+}
+FEWSHOT_SEED = 42  # the original sampled its 8 shots from the training split with this seed
+
+
+def check_dataset(dataset: str) -> str:
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown bridge dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
+    return dataset
+
+
+def hotpotqa_paragraphs(context: dict) -> str:
+    """HotpotQA's ``context`` ({title: [...], sentences: [[...]]}) as titled paragraphs."""
+    return "\n".join(
+        f"{title}: {''.join(sentences).strip()}" for title, sentences in zip(context["title"], context["sentences"])
+    )
+
+
+def task_prompt(dataset: str, row: dict) -> str:
+    """The literal question prompt: what the source reads, and the target in text mode."""
+    if check_dataset(dataset) == "gsm8k":
+        return GSM8K_TRAIN_PROMPT.format(question=row["question"])
+    return HOTPOTQA_PROMPT.format(paragraphs=hotpotqa_paragraphs(row["context"]), question=row["question"])
+
+
+def fewshot_prefix(shots: list[dict]) -> str:
+    """The original's chain-of-thought prefix: header, then each shot as ``Q: …\\nA: <rationale>\\n#### <n>``."""
+    blocks = [GSM8K_FEWSHOT_HEADER] + [f"Q: {shot['question']}\nA: {shot['answer']}" for shot in shots]
+    return "\n\n".join(blocks) + "\n\n"
+
+
+def eval_prompt(dataset: str, row: dict, shots: list[dict]) -> str:
+    """The evaluation prompt: the task prompt, or for GSM8K with shots the original's few-shot CoT prompt."""
+    if dataset == "gsm8k" and shots:
+        return fewshot_prefix(shots) + GSM8K_FEWSHOT_QUESTION.format(question=row["question"])
+    return task_prompt(dataset, row)
+
+
+def sample_shots(train_rows: list[dict], count: int, seed: int = FEWSHOT_SEED) -> list[dict]:
+    """``count`` training rows drawn with a fixed seed, so every run and baseline sees the same prefix."""
+    if count > len(train_rows):
+        raise ValueError(f"few_shot {count} exceeds the {len(train_rows)} training rows")
+    return random.Random(seed).sample(train_rows, count)
+
+
+def answer_text(dataset: str, row: dict) -> str:
+    """The continuation the target is trained to produce after its prompt (a leading space, no EOS)."""
+    return " " + row["answer"].strip()

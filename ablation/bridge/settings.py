@@ -1,0 +1,110 @@
+"""A bridge run's effective settings: schema defaults, then ``bridge.defaults``, then the run it
+builds on (``base:``), then its own overrides; and which runs are the same experiment.
+
+Seed 004 reuses 1a as 2c rather than training it again: here any two runs whose effective
+settings are equal share one trained translator, the first of them in config order. Kept free of
+heavy imports: the Snakefile resolves runs while it parses.
+"""
+
+from __future__ import annotations
+
+import json
+
+TRANSLATORS = ("cross", "dit")
+PROMPT_MODES = ("soft_only", "soft_plus_text")
+RUN_META_KEYS = ("base", "description")  # name a run's lineage and purpose, not its experiment
+EMBEDDED_PREFIX = "embedded:"  # a model id naming one of the tiny world's models
+EMBEDDED_MODELS = ("base_model", "bridge_model")
+
+
+def schema_run_defaults(schema: dict) -> dict:
+    properties = schema["$defs"]["bridge_run_settings"]["properties"]
+    return {key: value["default"] for key, value in properties.items() if "default" in value}
+
+
+def _lineage(runs: dict, run: str) -> list[str]:
+    """``run`` and the runs it builds on, nearest first; a cycle or a missing base is an error."""
+    chain = [run]
+    while (base := runs[chain[-1]].get("base")) is not None:
+        if base not in runs:
+            raise ValueError(f"config key 'bridge.runs.{chain[-1]}.base': {base!r} is not a bridge run; configured: {', '.join(runs)}")
+        if base in chain:
+            raise ValueError(f"config key 'bridge.runs.{run}.base': runs build on each other in a cycle: {' -> '.join(chain + [base])}")
+        chain.append(base)
+    return chain
+
+
+def run_settings(bridge: dict, run: str, schema: dict, seed: int) -> dict:
+    """The settings ``run`` trains with; ``prompt_mode_forced`` records the seeds' prompt-teacher fix."""
+    runs = bridge["runs"]
+    if run not in runs:
+        raise ValueError(f"unknown bridge run {run!r}; configured: {', '.join(runs) or 'none'}")
+    settings = {**schema_run_defaults(schema), **bridge["defaults"]}
+    for name in reversed(_lineage(runs, run)):
+        settings.update({key: value for key, value in runs[name].items() if key not in RUN_META_KEYS})
+    settings["description"] = runs[run].get("description", "")
+    if settings["seed"] is None:
+        settings["seed"] = seed
+    # a prompt-supervised DiT reproduces the question: reading it twice hurt the target (seed 003)
+    settings["prompt_mode_forced"] = settings["dit_teacher"] == "prompt" and settings["prompt_mode"] != "soft_only"
+    if settings["prompt_mode_forced"]:
+        settings["prompt_mode"] = "soft_only"
+    return settings
+
+
+def experiment_key(settings: dict) -> str:
+    """What makes two runs the same experiment: every setting but the description."""
+    return json.dumps({k: v for k, v in settings.items() if k != "description"}, sort_keys=True, default=str)
+
+
+def resolve_runs(bridge: dict, schema: dict, seed: int) -> dict[str, dict]:
+    """Every run's effective settings, in config order."""
+    return {run: run_settings(bridge, run, schema, seed) for run in bridge["runs"]}
+
+
+def trained_run_of(resolved: dict[str, dict]) -> dict[str, str]:
+    """Each run -> the run whose translator it uses: itself, or the first earlier run with equal settings."""
+    first_by_key: dict[str, str] = {}
+    owner = {}
+    for run, settings in resolved.items():
+        owner[run] = first_by_key.setdefault(experiment_key(settings), run)
+    return owner
+
+
+def embedded_model_name(model_id: str) -> str | None:
+    """``embedded:bridge_model`` -> ``bridge_model``; None for a hub id or a path."""
+    return model_id.removeprefix(EMBEDDED_PREFIX) if model_id.startswith(EMBEDDED_PREFIX) else None
+
+
+def run_problems(bridge: dict, schema: dict, seed: int) -> list[str]:
+    """Problems the schema cannot see: lineage, names that must exist, shapes that must divide."""
+    problems = []
+    models, datasets = bridge["models"], bridge["datasets"]
+    if bridge["eval"]["samples"] < bridge["eval"]["batch_size"]:
+        problems.append(f"config key 'bridge.eval.samples': {bridge['eval']['samples']} is fewer than one batch "
+                        f"(bridge.eval.batch_size {bridge['eval']['batch_size']})")
+    for name, model in models.items():
+        embedded = embedded_model_name(model["id"])
+        if embedded is not None and embedded not in EMBEDDED_MODELS:
+            problems.append(f"config key 'bridge.models.{name}.id': unknown embedded model {model['id']!r}; allowed: "
+                            + ", ".join(EMBEDDED_PREFIX + m for m in EMBEDDED_MODELS))
+    for run in bridge["runs"]:
+        try:
+            settings = run_settings(bridge, run, schema, seed)
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        where = f"config key 'bridge.runs.{run}"
+        for role in ("source", "target"):
+            if settings[role] not in models:
+                problems.append(f"{where}.{role}': {settings[role]!r} is not in bridge.models; configured: {', '.join(models) or 'none'}")
+        if settings["source"] == settings["target"] and settings["source"] in models:
+            problems.append(f"{where}': source and target are the same model {settings['source']!r}")
+        if settings["dataset"] not in datasets:
+            problems.append(f"{where}.dataset': {settings['dataset']!r} is not in bridge.datasets; configured: {', '.join(datasets) or 'none'}")
+        if settings["dit_cfg"] > 0 and settings["dit_drop_cond"] == 0:
+            problems.append(f"{where}.dit_cfg': guidance needs an unconditional velocity; set dit_drop_cond > 0")
+        for heads, width in (("heads", "bottleneck"), ("dit_heads", "dit_dim")):
+            if settings[width] % settings[heads]:
+                problems.append(f"{where}.{heads}': {settings[heads]} does not divide {width} {settings[width]}")
+    return problems

@@ -1,0 +1,63 @@
+"""The latent bridge: source-alone and target-alone baselines, then one translator per distinct run."""
+
+
+wildcard_constraints:
+    bridge_model="|".join(BRIDGE["models"]) or "(?!)",
+    bridge_dataset="gsm8k|hotpotqa",
+    bridge_run="|".join(BRIDGE_TRAINED_RUNS) or "(?!)",
+
+
+rule eval_bridge_baseline:
+    input:
+        unpack(bridge_baseline_inputs),
+    output:
+        metrics=RESULTS / "bridge" / "baselines" / "{bridge_model}" / "{bridge_dataset}" / "metrics.json",
+        samples=RESULTS / "bridge" / "baselines" / "{bridge_model}" / "{bridge_dataset}" / "samples.jsonl",
+    log:
+        "logs/eval_bridge_baseline/{bridge_model}/{bridge_dataset}.log",
+    params:
+        model=lambda wildcards: bridge_job_model(wildcards.bridge_model),
+        dataset_source=lambda wildcards: BRIDGE["datasets"][wildcards.bridge_dataset],
+        embedded_data_dir=BRIDGE_WORLD,
+        eval=BRIDGE["eval"],
+        device=config["model"]["device"],
+    threads: config["resources"]["bridge_eval"]["threads"]
+    resources:
+        **scheduler_resources("bridge_eval"),
+    conda:
+        "../envs/ablation.yaml"
+    script:
+        "../workflow/scripts/eval_bridge_baseline.py"
+
+
+rule train_bridge:
+    input:
+        unpack(bridge_run_inputs),
+    output:
+        **{name.split(".")[0]: RESULTS / "bridge" / "runs" / "{bridge_run}" / name for name in BRIDGE_RUN_FILES},
+    log:
+        "logs/train_bridge/{bridge_run}.log",
+    params:
+        settings=lambda wildcards: BRIDGE_RUNS[wildcards.bridge_run],
+        models=lambda wildcards: {
+            BRIDGE_RUNS[wildcards.bridge_run][role]: bridge_job_model(BRIDGE_RUNS[wildcards.bridge_run][role])
+            for role in ("source", "target")
+        },
+        dataset_source=lambda wildcards: BRIDGE["datasets"][BRIDGE_RUNS[wildcards.bridge_run]["dataset"]],
+        embedded_data_dir=BRIDGE_WORLD,
+        eval=BRIDGE["eval"],
+        device=config["model"]["device"],
+        processes=max(1, config["resources"]["bridge_train"]["gpus"]),
+    threads: config["resources"]["bridge_train"]["threads"]
+    resources:
+        **scheduler_resources("bridge_train"),
+    conda:
+        "../envs/ablation.yaml"
+    script:
+        "../workflow/scripts/train_bridge.py"
+
+
+rule bridge:
+    """Every bridge run of the config (``snakemake bridge``): only this study's jobs."""
+    input:
+        bridge_outputs(),

@@ -1,0 +1,100 @@
+"""The bridge study's helpers: resolved runs, which run trains for which, and each job's files."""
+
+from ablation.bridge.settings import embedded_model_name, resolve_runs, trained_run_of
+from ablation.config import load_schema
+from ablation.layout import bridge_baseline_dir, bridge_run_dir, bridge_world_dir, embedded_model_dir
+
+BRIDGE = config["bridge"]
+BRIDGE_ACTIVE = "bridge" in config["studies"]
+BRIDGE_RUNS = resolve_runs(BRIDGE, load_schema(), config["seed"]) if BRIDGE_ACTIVE else {}
+# seed 004's "2c = reuse 1a": runs with equal settings share the first one's translator
+BRIDGE_TRAINED_BY = trained_run_of(BRIDGE_RUNS)
+BRIDGE_TRAINED_RUNS = list(dict.fromkeys(BRIDGE_TRAINED_BY.values()))
+BRIDGE_WORLD = bridge_world_dir(RESULTS)
+BRIDGE_RUN_FILES = ("summary.json", "history.jsonl", "loss_history.csv", "translator.pt")
+
+
+def bridge_hub_models():
+    """The bridge's models that come from the hub (not built by the workflow, not a local path)."""
+    from ablation.models import is_local_reference
+
+    if not BRIDGE_ACTIVE:
+        return {}
+    return {
+        name: model
+        for name, model in BRIDGE["models"].items()
+        if embedded_model_name(model["id"]) is None and not is_local_reference(model["id"])
+    }
+
+
+def bridge_hub_datasets():
+    """The bridge's datasets read from the hub, for prefetch."""
+    from pathlib import Path
+
+    if not BRIDGE_ACTIVE:
+        return []
+    used = {settings["dataset"] for settings in BRIDGE_RUNS.values()}
+    return [
+        source
+        for dataset, source in BRIDGE["datasets"].items()
+        if dataset in used and source["path"] != "embedded" and not Path(source["path"]).is_dir()
+    ]
+
+
+# something comes from the hub: every GPU job waits for the prefetch and runs offline
+PREFETCH = any([prefetched_model(), prefetched_tasks(), prefetched_finetune_dataset(), bridge_hub_models(), bridge_hub_datasets()])
+
+
+def bridge_model_path(name):
+    """What from_pretrained loads for a bridge model: the tiny world's build, a local path or a hub id."""
+    model_id = BRIDGE["models"][name]["id"]
+    embedded = embedded_model_name(model_id)
+    return str(embedded_model_dir(RESULTS, embedded)) if embedded else model_id
+
+
+def bridge_model_inputs(name):
+    """The files a job needs for model ``name``: its tiny-world build, if it is one."""
+    embedded = embedded_model_name(BRIDGE["models"][name]["id"])
+    return [embedded_model_dir(RESULTS, embedded)] if embedded else []
+
+
+def bridge_dataset_inputs(dataset):
+    source = BRIDGE["datasets"][dataset]
+    return [BRIDGE_WORLD / dataset] if source["path"] == "embedded" else []
+
+
+def bridge_job_model(name):
+    """The model entry a job loads: path resolved, revision as configured (pinned from prefetch in the job)."""
+    return {**BRIDGE["models"][name], "id": bridge_model_path(name)}
+
+
+def bridge_baseline_files(model, dataset):
+    directory = bridge_baseline_dir(RESULTS, model, dataset)
+    return {"metrics": directory / "metrics.json", "samples": directory / "samples.jsonl"}
+
+
+def bridge_baseline_inputs(wildcards):
+    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
+    return {
+        **inputs,
+        "model": bridge_model_inputs(wildcards.bridge_model),
+        "data": bridge_dataset_inputs(wildcards.bridge_dataset),
+    }
+
+
+def bridge_run_inputs(wildcards):
+    settings = BRIDGE_RUNS[wildcards.bridge_run]
+    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
+    return {
+        **inputs,
+        "source_model": bridge_model_inputs(settings["source"]),
+        "target_model": bridge_model_inputs(settings["target"]),
+        "data": bridge_dataset_inputs(settings["dataset"]),
+        "source_samples": bridge_baseline_files(settings["source"], settings["dataset"])["samples"],
+        "target_samples": bridge_baseline_files(settings["target"], settings["dataset"])["samples"],
+    }
+
+
+def bridge_outputs():
+    """Every bridge run's trained files (a reused run points at the run that trained for it)."""
+    return [bridge_run_dir(RESULTS, run) / "summary.json" for run in BRIDGE_TRAINED_RUNS]

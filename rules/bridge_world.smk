@@ -1,0 +1,44 @@
+"""The tiny world's bridge tasks (GSM8K- and HotpotQA-shaped) and its second LM, a Llama-architecture model."""
+
+
+rule build_bridge_world_data:
+    output:
+        gsm8k=directory(BRIDGE_WORLD / "gsm8k"),
+        hotpotqa=directory(BRIDGE_WORLD / "hotpotqa"),
+        corpus=BRIDGE_WORLD / "corpus.txt",
+    log:
+        "logs/build_bridge_world_data/world.log",
+    params:
+        world=BRIDGE["world"],
+    conda:
+        "../envs/ablation.yaml"
+    script:
+        "../workflow/scripts/build_bridge_world_data.py"
+
+
+use rule train_tokenizer as train_bridge_tokenizer with:
+    input:
+        corpus=rules.build_bridge_world_data.output.corpus,
+    output:
+        tokenizer=directory(BRIDGE_WORLD / "tokenizer"),
+    log:
+        "logs/train_bridge_tokenizer/world.log",
+    params:
+        vocab_size=BRIDGE["world"]["vocab_size"],
+
+
+rule pretrain_bridge_model:
+    input:
+        corpus=rules.build_bridge_world_data.output.corpus,
+        tokenizer=rules.train_bridge_tokenizer.output.tokenizer,
+    output:
+        model=directory(BRIDGE_WORLD / "bridge_model"),
+    log:
+        "logs/pretrain_bridge_model/world.log",
+    params:
+        world=BRIDGE["world"],
+    threads: 2
+    conda:
+        "../envs/ablation.yaml"
+    script:
+        "../workflow/scripts/pretrain_bridge_model.py"

@@ -1,0 +1,87 @@
+"""Bridge config: run inheritance, reuse of equal runs, the prompt-teacher fix, and errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from ablation.bridge.settings import resolve_runs, run_settings, trained_run_of
+from ablation.config import ConfigError, load_schema, validate_config
+
+MICRO_BRIDGE = yaml.safe_load(open("tests/configs/micro_bridge.yaml"))
+
+
+def config_with(**bridge_changes) -> dict:
+    config = copy.deepcopy(MICRO_BRIDGE)
+    config["bridge"].update(bridge_changes)
+    return config
+
+
+def test_a_run_inherits_from_its_base_then_overrides():
+    runs = {"one": {"soft_tokens": 6, "lr": 0.01}, "two": {"base": "one", "soft_tokens": 8}, "three": {"base": "two", "depth": 3}}
+    config = validate_config(config_with(runs=runs))
+    settings = resolve_runs(config["bridge"], load_schema(), config["seed"])
+    assert settings["three"]["soft_tokens"] == 8 and settings["three"]["lr"] == 0.01 and settings["three"]["depth"] == 3
+    assert settings["one"]["depth"] == config["bridge"]["defaults"]["depth"]
+    assert settings["two"]["translator"] == "cross"  # from bridge.defaults
+    assert settings["one"]["seed"] == 7  # the config's seed when the run names none
+
+
+def test_runs_with_equal_settings_share_one_translator():
+    runs = {"1a": {"description": "stable"}, "2a": {"soft_tokens": 2}, "2c": {"base": "1a", "description": "reuse 1a"}, "2d": {"soft_tokens": 4}}
+    config = validate_config(config_with(runs=runs))
+    owner = trained_run_of(resolve_runs(config["bridge"], load_schema(), config["seed"]))
+    # 2d spells out 1a's soft_tokens (4, from the defaults): the same experiment too
+    assert owner == {"1a": "1a", "2a": "2a", "2c": "1a", "2d": "1a"}
+
+
+def test_a_prompt_teacher_forces_soft_only_and_records_it():
+    config = validate_config(config_with(runs={"swap": {"translator": "dit", "dit_teacher": "prompt", "prompt_mode": "soft_plus_text"}}))
+    settings = run_settings(config["bridge"], "swap", load_schema(), config["seed"])
+    assert settings["prompt_mode"] == "soft_only" and settings["prompt_mode_forced"] is True
+    plain = run_settings(config["bridge"], "swap", load_schema(), config["seed"]) | {}
+    assert plain["dit_teacher"] == "prompt"
+
+
+@pytest.mark.parametrize(
+    ("runs", "message"),
+    [
+        ({"r": {"translator": "lstm"}}, "'bridge.runs.r.translator': 'lstm' is not allowed; allowed: cross, dit"),
+        ({"r": {"prompt_mode": "text"}}, "'bridge.runs.r.prompt_mode': 'text' is not allowed; allowed: soft_only, soft_plus_text"),
+        ({"r": {"soft_tokens": 0}}, "'bridge.runs.r.soft_tokens': 0 is less than the minimum of 1"),
+        ({"r": {"base": "nowhere"}}, "'bridge.runs.r.base': 'nowhere' is not a bridge run"),
+        ({"a": {"base": "b"}, "b": {"base": "a"}}, "runs build on each other in a cycle"),
+        ({"r": {"target": "gpt"}}, "'bridge.runs.r.target': 'gpt' is not in bridge.models"),
+        ({"r": {"target": "mistral_tiny"}}, "source and target are the same model"),
+        ({"r": {"heads": 3}}, "'bridge.runs.r.heads': 3 does not divide bottleneck 16"),
+        ({"r": {"lerning_rate": 1}}, "unknown config key 'bridge.runs.r.lerning_rate'"),
+        ({"r": {"dit_cfg": 2.0}}, "'bridge.runs.r.dit_cfg': guidance needs an unconditional velocity"),
+    ],
+)
+def test_bad_run_settings_name_the_key(runs, message):
+    with pytest.raises(ConfigError, match=None) as error:
+        validate_config(config_with(runs=runs))
+    assert message in str(error.value)
+
+
+def test_unknown_embedded_model_and_missing_dataset_are_named():
+    config = config_with(models={"mistral_tiny": {"id": "embedded:huge_model"}, "llama_tiny": {"id": "embedded:bridge_model"}})
+    with pytest.raises(ConfigError, match="'bridge.models.mistral_tiny.id': unknown embedded model 'embedded:huge_model'"):
+        validate_config(config)
+    config = config_with(datasets={"gsm8k": {"path": "embedded"}}, runs={"r": {"dataset": "hotpotqa"}})
+    with pytest.raises(ConfigError, match="'bridge.runs.r.dataset': 'hotpotqa' is not in bridge.datasets"):
+        validate_config(config)
+
+
+def test_an_eval_set_smaller_than_a_batch_is_refused_before_any_job():
+    with pytest.raises(ConfigError, match="'bridge.eval.samples': 2 is fewer than one batch"):
+        validate_config(config_with(eval={"samples": 2, "batch_size": 4}))
+
+
+def test_the_bridge_section_is_ignored_when_its_study_is_off():
+    config = copy.deepcopy(MICRO_BRIDGE)
+    config["studies"] = ["prefill_mask"]
+    config["bridge"]["runs"] = {"r": {"target": "gpt"}}
+    validate_config(config)

@@ -1,0 +1,76 @@
+"""The bridge study through real Snakemake executions of the micro bridge config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_workflow import REPOSITORY, planned_jobs, snakemake
+
+MICRO_BRIDGE = REPOSITORY / "tests" / "configs" / "micro_bridge.yaml"
+TINY_DEFAULT = REPOSITORY / "config.yaml"
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def bridge_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("micro_bridge_run")
+    result = snakemake(workdir, MICRO_BRIDGE)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_the_micro_bridge_config_runs_end_to_end(bridge_run):
+    results = bridge_run / "results"
+    assert (results / "world" / "bridge" / "bridge_model" / "config.json").exists()
+    for model in ("mistral_tiny", "llama_tiny"):
+        for dataset in ("gsm8k", "hotpotqa"):
+            metrics = json.loads((results / "bridge" / "baselines" / model / dataset / "metrics.json").read_text())
+            assert metrics["samples"] == 8 and metrics["provenance"]["model"]["local_dir_sha256"]
+    # micro_same has micro_cross's settings: trained once, under micro_cross's name
+    assert sorted(path.name for path in (results / "bridge" / "runs").iterdir()) == ["micro_cross", "micro_dit_hotpot"]
+    summary = json.loads((results / "bridge" / "runs" / "micro_dit_hotpot" / "summary.json").read_text())
+    assert summary["dataset"] == "hotpotqa" and summary["settings"]["translator"] == "dit"
+    assert summary["settings"]["prompt_mode"] == "soft_only" and summary["settings"]["prompt_mode_forced"]
+    assert summary["steps_evaluated"] == [0, 2, 4, "final"] and "final_bridged_f1" in summary
+    baseline = json.loads((results / "bridge" / "baselines" / "llama_tiny" / "hotpotqa" / "metrics.json").read_text())
+    assert summary["target_acc"] == baseline["accuracy"]
+    assert (bridge_run / "logs" / "train_bridge" / "micro_cross.log").stat().st_size > 0
+
+
+def test_a_rerun_has_nothing_to_do(bridge_run):
+    result = snakemake(bridge_run, MICRO_BRIDGE, "-n")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_one_study_as_a_target_plans_only_its_jobs(tmp_path):
+    bridge_only = planned_jobs(snakemake(tmp_path, TINY_DEFAULT, "-n", "bridge"))
+    assert not {"eval_model", "finetune", "report_results"} & set(bridge_only)
+    assert bridge_only["train_bridge"] >= 1 and bridge_only["pretrain_base_model"] == 1  # the source is the prefill study's model
+    prefill_only = planned_jobs(snakemake(tmp_path, TINY_DEFAULT, "-n", "prefill_mask"))
+    assert not {name for name in prefill_only if "bridge" in name}
+    everything = planned_jobs(snakemake(tmp_path, TINY_DEFAULT, "-n"))
+    assert everything["train_bridge"] == bridge_only["train_bridge"] and everything["finetune"] == prefill_only["finetune"]
+
+
+def test_the_latentwire_preset_requests_its_gpus_from_slurm(tmp_path):
+    import yaml
+
+    from tests.test_cluster_slurm import preset_dry_run, sbatch_flags
+
+    preset_path = REPOSITORY / "presets" / "latentwire-gsm8k.yaml"
+    preset = yaml.safe_load(preset_path.read_text())
+    jobs = preset_dry_run(tmp_path, preset_path)
+    by_rule: dict[str, list[dict]] = {}
+    for job in jobs:
+        by_rule.setdefault(job["rule"], []).append(job)
+    # two runs; both read Mistral and Llama on GSM8K, so two baselines serve both directions
+    assert len(by_rule["train_bridge"]) == 2 and len(by_rule["eval_bridge_baseline"]) == 2
+    assert len(by_rule["prefetch"]) == 1 and not {"eval_model", "finetune", "pretrain_base_model"} & set(by_rule)
+    train = sbatch_flags(by_rule["train_bridge"][0]["resources"], preset["resources"]["bridge_train"]["threads"])
+    assert "--gpus=h100:4" in train and "--mem 256000" in train and "-t 360" in train
+    baseline = sbatch_flags(by_rule["eval_bridge_baseline"][0]["resources"], preset["resources"]["bridge_eval"]["threads"])
+    assert "--gpus=h100:1" in baseline and "-t 60" in baseline

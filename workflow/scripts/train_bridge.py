@@ -1,0 +1,30 @@
+from ablation.jobs import start_job
+
+start_job(snakemake.log[0], snakemake.threads, offline=True)
+
+from pathlib import Path  # noqa: E402
+
+from ablation.bridge.launch import launch_bridge  # noqa: E402
+from ablation.models import resolve_device  # noqa: E402
+from ablation.prefetch import pinned_revision  # noqa: E402
+
+prefetch_record = snakemake.input.get("prefetch")
+models = {
+    name: {**model, "revision": pinned_revision(prefetch_record, model["revision"], bridge_model=name)}
+    for name, model in snakemake.params.models.items()
+}
+launch_bridge(
+    {
+        "run": snakemake.wildcards.bridge_run,
+        "settings": snakemake.params.settings,
+        "models": models,
+        "dataset_source": snakemake.params.dataset_source,
+        "embedded_data_dir": str(snakemake.params.embedded_data_dir),
+        "eval_settings": snakemake.params.eval,
+        "baseline_samples": {"source": snakemake.input.source_samples, "target": snakemake.input.target_samples},
+        "run_dir": str(Path(snakemake.output.summary).parent),
+        "config": snakemake.config,
+        "device": resolve_device(snakemake.params.device),
+    },
+    processes=snakemake.params.processes,
+)
