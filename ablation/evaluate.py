@@ -81,6 +81,7 @@ def evaluate_model(
     device: str = "cpu",
     dtype: str = "float32",
     attn_implementation: str = "sdpa",
+    eval_weights: str = "dequantized",
     seed: int = 1234,
 ) -> dict:
     """Evaluate ``model_id`` under ``mask`` and write ``metrics.json`` and ``samples.jsonl`` to ``output_dir``.
@@ -98,6 +99,7 @@ def evaluate_model(
         dtype=dtype,
         attn_implementation=attn_implementation,
         device=device,
+        eval_weights=eval_weights,
         batch_size=batch_size,
     )
     log.info("evaluating %s under %s on %s (limit %s)", model_id, mask, ", ".join(task_names), limit)
@@ -133,6 +135,7 @@ def evaluate_model(
             config=config,
             seed=seed,
             wall_seconds=time.perf_counter() - started,
+            weights=model.model.weights_provenance,
         ),
     }
     atomic_write_json(output_dir / "metrics.json", metrics)

@@ -2,9 +2,13 @@
 
 Only ``_loglikelihood_tokens`` is overridden (following lm-eval's ``hf_steered`` pattern): it is
 where the context/continuation boundary of each request is known, which ``prefill_bidir``
-needs. Tokenisation, request building and metrics stay lm-eval's own. Usable from the CLI as
-``--model masked_hf --model_args pretrained=DIR,mask=prefill_bidir`` once ``ablation`` is imported,
-or from Python through ``lm_eval.simple_evaluate(model=MaskedHFLM(...))``.
+needs. Tokenisation, request building and metrics stay lm-eval's own.
+
+lm-eval discovers no model plugins, so importing this module is what registers ``masked_hf``. The
+``ablation-lm-eval`` command (``cli`` below, installed by ``pip install -e .``) is lm-eval's own
+command line with that import done: ``ablation-lm-eval run --model masked_hf --model_args
+pretrained=DIR,mask=prefill_bidir --tasks ...`` takes every flag ``lm_eval`` takes. From Python:
+``lm_eval.simple_evaluate(model=MaskedHFLM(...))``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class MaskedHFLM(HFLM):
         dtype: str = "float32",
         attn_implementation: str = "sdpa",
         device: str = "cpu",
+        eval_weights: str = "dequantized",
         tokenizer=None,
         batch_size: int = 16,
         **kwargs,
@@ -44,6 +49,7 @@ class MaskedHFLM(HFLM):
                 dtype=dtype,
                 attn_implementation=attn_implementation,
                 device=resolve_device(device),
+                quantized_weights=eval_weights,
             )
         super().__init__(pretrained=pretrained, tokenizer=tokenizer, backend="causal", batch_size=batch_size, **kwargs)
 
@@ -63,3 +69,10 @@ class MaskedHFLM(HFLM):
             self.cache_hook.add_partial("loglikelihood", cache_key, answer)
             results.append(answer)
         return results
+
+
+def cli() -> None:
+    """``ablation-lm-eval``: lm-eval's command line, with ``masked_hf`` registered by importing this module."""
+    from lm_eval.__main__ import cli_evaluate
+
+    cli_evaluate()

@@ -76,10 +76,21 @@ def model_identity(model_id: str, revision: str | None) -> dict:
 
 
 def provenance(
-    *, model_id: str, revision: str | None, mask: str | None, config: dict, seed: int, wall_seconds: float
+    *,
+    model_id: str,
+    revision: str | None,
+    mask: str | None,
+    config: dict,
+    seed: int,
+    wall_seconds: float,
+    weights: dict | None = None,
 ) -> dict:
-    """The stamp every metrics and summary file carries."""
-    return {
+    """The stamp every metrics and summary file carries.
+
+    ``weights`` (``ablation.models.weights_record``) says how the model's weights were loaded: the
+    checkpoint's quantization and whether it was dequantized; stamps without it omit the key.
+    """
+    stamp = {
         "model": model_identity(model_id, revision),
         "mask": mask,
         "code_commit": code_commit(),
@@ -90,3 +101,6 @@ def provenance(
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(),
     }
+    if weights is not None:
+        stamp["weights"] = weights
+    return stamp

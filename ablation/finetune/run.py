@@ -211,6 +211,7 @@ def run_finetune(
         revision=base_model_revision,
         dtype="bfloat16" if settings.precision == "bf16" else "float32",
         attn_implementation=attn_implementation,
+        quantized_weights="dequantized",  # the Trainer updates floats: an FP8 checkpoint becomes the run's precision
     ).train()
     record, throughput = StopRecord(), ThroughputMeter()
     callbacks = [
@@ -283,6 +284,7 @@ def run_finetune(
             config=config,
             seed=seed,
             wall_seconds=time.perf_counter() - started,
+            weights=model.weights_provenance,
         ),
     }
     if settings.hub_repo_id:

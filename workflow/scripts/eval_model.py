@@ -23,5 +23,6 @@ evaluate_model(
     device=resolve_device(model["device"]),
     dtype=model["dtype"],
     attn_implementation=model["attn_implementation"],
+    eval_weights=model["eval_weights"],
     seed=snakemake.config["seed"],
 )
