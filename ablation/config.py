@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from ablation.bridge.roles import report_problems
 from ablation.bridge.settings import run_problems
 from ablation.study import resolve_tasks
 
@@ -42,6 +43,12 @@ def fill_defaults(config: dict, schema: dict, root: dict | None = None) -> None:
             for entry in config[key].values():
                 if isinstance(entry, dict):
                     fill_defaults(entry, entries, root)
+        items = subschema.get("items")
+        # a list of plain entries (bridge.legacy)
+        if isinstance(config.get(key), list) and isinstance(items, dict) and "properties" in items:
+            for entry in config[key]:
+                if isinstance(entry, dict):
+                    fill_defaults(entry, items, root)
 
 
 def sort_keys(node):
@@ -93,7 +100,9 @@ def _resolve_ref(schema: dict, ref: str) -> dict:
 
 def cross_key_problems(config: dict, schema: dict) -> list[str]:
     """Problems no schema can see: values that must agree with other keys."""
-    problems = run_problems(config["bridge"], schema, config["seed"]) if "bridge" in config["studies"] else []
+    problems = []
+    if "bridge" in config["studies"]:
+        problems += run_problems(config["bridge"], schema, config["seed"]) + report_problems(config["bridge"])
     try:
         resolve_tasks(config["eval"]["task_set"], config["eval"]["tasks"])
     except ValueError as error:

@@ -89,3 +89,41 @@ def bridge_baseline_dir(results_dir: str | Path, model: str, dataset: str) -> Pa
 
 def bridge_run_dir(results_dir: str | Path, run: str) -> Path:
     return Path(results_dir) / "bridge" / "runs" / run
+
+
+def bridge_inference_dir(results_dir: str | Path, run: str) -> Path:
+    """Seed 004's Ablation 4 for ``run``: the inference benchmark's samples.jsonl and summary.json."""
+    return Path(results_dir) / "bridge" / "inference" / run
+
+
+def bridge_legacy_dir(results_dir: str | Path, name: str) -> Path:
+    """A preserved run of the original code, imported into the run format (``ablation.bridge.run_format``)."""
+    return Path(results_dir) / "bridge" / "legacy" / name
+
+
+BRIDGE_RUN_PREFIX = "run_"  # the bridge report's input key of a run's summary.json (trained, reused or legacy)
+BRIDGE_INFERENCE_PREFIX = "inference_"  # ... and of a run's inference benchmark summary.json
+BRIDGE_TABLES = ("bridge_runs", "bridge_expected", "bridge_inference", "bridge_claims")
+BRIDGE_ABLATION_TABLE = "bridge_ablation_{name}"
+BRIDGE_FIGURES = ("bridge_accuracy", "bridge_compression", "bridge_inference")
+
+
+def bridge_report_paths(
+    results_dir: str | Path, trained_by: dict[str, str], legacy: Iterable[str], benchmarked: Iterable[str]
+) -> dict[str, Path]:
+    """The bridge report's input key -> file: each run's summary (a reused run's is the trained run's) and benchmarks."""
+    paths = {BRIDGE_RUN_PREFIX + run: bridge_run_dir(results_dir, trained) / "summary.json" for run, trained in trained_by.items()}
+    paths.update({BRIDGE_RUN_PREFIX + name: bridge_legacy_dir(results_dir, name) / "summary.json" for name in legacy})
+    paths.update({BRIDGE_INFERENCE_PREFIX + run: bridge_inference_dir(results_dir, run) / "summary.json" for run in benchmarked})
+    return paths
+
+
+def bridge_report_files(results_dir: str | Path, ablations: Iterable[str]) -> dict[str, list[Path]]:
+    """The bridge report's outputs under ``<results>/bridge/``: tables/, figures/ and RESULTS.md."""
+    report_dir = Path(results_dir) / "bridge"
+    tables = BRIDGE_TABLES + tuple(BRIDGE_ABLATION_TABLE.format(name=name) for name in ablations)
+    return {
+        "tables": [report_dir / "tables" / f"{name}.{fmt}" for name in tables for fmt in TABLE_FORMATS],
+        "figures": [report_dir / "figures" / f"{name}.{fmt}" for name in BRIDGE_FIGURES for fmt in FIGURE_FORMATS],
+        "page": [report_dir / "RESULTS.md"],
+    }

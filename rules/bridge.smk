@@ -61,3 +61,35 @@ rule bridge:
     """Every bridge run of the config (``snakemake bridge``): only this study's jobs."""
     input:
         bridge_outputs(),
+
+
+rule benchmark_bridge_inference:
+    """Seed 004's Ablation 4 for one run: five ways to answer its eval set, measured per sample."""
+    input:
+        unpack(bridge_inference_inputs),
+    output:
+        summary=bridge_inference_dir(RESULTS, "{bridge_run}") / "summary.json",
+        samples=bridge_inference_dir(RESULTS, "{bridge_run}") / "samples.jsonl",
+    log:
+        "logs/benchmark_bridge_inference/{bridge_run}.log",
+    wildcard_constraints:
+        # any configured run, a reused one included: it reads the translator trained for it
+        bridge_run="|".join(BRIDGE_RUNS) or "(?!)",
+    params:
+        trained_run=lambda wildcards: BRIDGE_TRAINED_BY[wildcards.bridge_run],
+        models=lambda wildcards: {
+            BRIDGE_RUNS[wildcards.bridge_run][role]: bridge_job_model(BRIDGE_RUNS[wildcards.bridge_run][role])
+            for role in ("source", "target")
+        },
+        dataset_source=lambda wildcards: BRIDGE["datasets"][BRIDGE_RUNS[wildcards.bridge_run]["dataset"]],
+        embedded_data_dir=BRIDGE_WORLD,
+        eval=BRIDGE["eval"],
+        inference=BRIDGE["inference"],
+        device=config["model"]["device"],
+    threads: config["resources"]["bridge_eval"]["threads"]
+    resources:
+        **scheduler_resources("bridge_eval"),
+    conda:
+        "../envs/ablation.yaml"
+    script:
+        "../workflow/scripts/benchmark_bridge_inference.py"

@@ -1,8 +1,18 @@
 """The bridge study's helpers: resolved runs, which run trains for which, and each job's files."""
 
-from ablation.bridge.settings import embedded_model_name, resolve_runs, trained_run_of
+from ablation.bridge.settings import embedded_model_name, inference_run, resolve_runs, trained_run_of
+from ablation.bridge.roles import role_runs, run_descriptions
 from ablation.config import load_schema
-from ablation.layout import bridge_baseline_dir, bridge_run_dir, bridge_world_dir, embedded_model_dir
+from ablation.layout import (
+    bridge_baseline_dir,
+    bridge_inference_dir,
+    bridge_legacy_dir,
+    bridge_report_files,
+    bridge_report_paths,
+    bridge_run_dir,
+    bridge_world_dir,
+    embedded_model_dir,
+)
 
 BRIDGE = config["bridge"]
 BRIDGE_ACTIVE = "bridge" in config["studies"]
@@ -12,6 +22,9 @@ BRIDGE_TRAINED_BY = trained_run_of(BRIDGE_RUNS)
 BRIDGE_TRAINED_RUNS = list(dict.fromkeys(BRIDGE_TRAINED_BY.values()))
 BRIDGE_WORLD = bridge_world_dir(RESULTS)
 BRIDGE_RUN_FILES = ("summary.json", "history.jsonl", "loss_history.csv", "translator.pt")
+# preserved runs of the original code, imported into the run format (rules/bridge_report.smk)
+BRIDGE_LEGACY = {entry["name"]: entry for entry in BRIDGE["legacy"]} if BRIDGE_ACTIVE else {}
+BRIDGE_REPORT_FILES = bridge_report_files(RESULTS, [ablation["name"] for ablation in BRIDGE["report"]["ablations"]])
 
 
 def bridge_hub_models():
@@ -95,6 +108,34 @@ def bridge_run_inputs(wildcards):
     }
 
 
+def bridge_inference_inputs(wildcards):
+    """The benchmark's inputs: the translator of the run that trained for this one, its models and data."""
+    settings = BRIDGE_RUNS[wildcards.bridge_run]
+    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
+    return {
+        **inputs,
+        "translator": bridge_run_dir(RESULTS, BRIDGE_TRAINED_BY[wildcards.bridge_run]) / "translator.pt",
+        "source_model": bridge_model_inputs(settings["source"]),
+        "target_model": bridge_model_inputs(settings["target"]),
+        "data": bridge_dataset_inputs(settings["dataset"]),
+    }
+
+
 def bridge_outputs():
-    """Every bridge run's trained files (a reused run points at the run that trained for it)."""
-    return [bridge_run_dir(RESULTS, run) / "summary.json" for run in BRIDGE_TRAINED_RUNS]
+    """Every bridge run's trained files (a reused run points at the run that trained for it), and the
+    inference benchmark of bridge.inference.run (default the first run)."""
+    outputs = [bridge_run_dir(RESULTS, run) / "summary.json" for run in BRIDGE_TRAINED_RUNS]
+    if BRIDGE_RUNS:
+        outputs.append(bridge_inference_dir(RESULTS, inference_run(BRIDGE)) / "summary.json")
+    return outputs + bridge_report_outputs()
+
+
+def bridge_report_inputs():
+    """The bridge report's input key -> file: every run's summary (legacy imports included) and the benchmark."""
+    benchmarked = [inference_run(BRIDGE)] if BRIDGE_RUNS else []
+    return bridge_report_paths(RESULTS, BRIDGE_TRAINED_BY, BRIDGE_LEGACY, benchmarked)
+
+
+def bridge_report_outputs():
+    """The bridge report's tables, figures and RESULTS.md; none without the bridge study."""
+    return [path for files in BRIDGE_REPORT_FILES.values() for path in files] if BRIDGE_ACTIVE else []

@@ -122,8 +122,8 @@ def planner_history():
     return finetune_dir(RESULTS, config["planner"]["run"]) / "loss_history.csv"
 
 
-def paper_outputs():
-    """The LaTeX tables and PDF figures the paper includes."""
-    tables = [Path("paper/tables") / path.name for path in REPORT_FILES["tables"] if path.suffix == ".tex"]
-    figures = [Path("paper/figures") / path.name for path in REPORT_FILES["figures"] if path.suffix == ".pdf"]
+def paper_outputs(report_files):
+    """The LaTeX tables and PDF figures of a report (files as ``ablation.layout.report_files`` lists them), in paper/."""
+    tables = [Path("paper/tables") / path.name for path in report_files["tables"] if path.suffix == ".tex"]
+    figures = [Path("paper/figures") / path.name for path in report_files["figures"] if path.suffix == ".pdf"]
     return tables + figures

@@ -25,6 +25,8 @@ rule report_results:
     params:
         train_masks={run: settings["train_mask"] for run, settings in config["finetune"]["runs"].items()},
         experiment=config["experiment"],
+        # the bridge study's page is its own rule's output: linked, not waited for
+        linked_pages={"Latent bridge": BRIDGE_REPORT_FILES["page"][0]} if BRIDGE_ACTIVE else {},
     localrule: True
     conda:
         "../envs/ablation.yaml"
@@ -56,9 +58,38 @@ rule paper_table:
         "cp {input} {output} 2> {log}"
 
 
+rule paper_bridge_figure:
+    input:
+        RESULTS / "bridge" / "figures" / "{name}.pdf",
+    output:
+        "paper/figures/{name}.pdf",
+    log:
+        "logs/paper/figure_{name}.log",
+    wildcard_constraints:
+        name="bridge_\\w+",
+    localrule: True
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
+rule paper_bridge_table:
+    input:
+        RESULTS / "bridge" / "tables" / "{name}.tex",
+    output:
+        "paper/tables/{name}.tex",
+    log:
+        "logs/paper/table_{name}.log",
+    wildcard_constraints:
+        name="bridge_\\w+",
+    localrule: True
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
 rule paper:
     input:
-        paper_outputs(),
+        paper_outputs(REPORT_FILES) if PREFILL_ACTIVE else [],
+        paper_outputs(BRIDGE_REPORT_FILES) if BRIDGE_ACTIVE else [],
     localrule: True
 
 

@@ -192,7 +192,7 @@ RUN_JOB = "import json, sys; from ablation.bridge.run import run_bridge; run_bri
 
 def test_a_killed_run_resumes_to_the_same_translator(micro_bridge_world, baselines, tmp_path):
     """SIGKILL after the first checkpoint, re-run: the translator equals an uninterrupted run's."""
-    changes = dict(translator="dit", train_steps=30, eval_every=10, checkpoint_every=4, dit_dropout=0.2, early_stop_patience=0, lr=1e-2)
+    changes = dict(translator="dit", train_steps=16, eval_every=8, checkpoint_every=4, dit_dropout=0.2, early_stop_patience=0, lr=1e-2)
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
 
     def start(run_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -39,11 +40,54 @@ def test_the_micro_bridge_config_runs_end_to_end(bridge_run):
     baseline = json.loads((results / "bridge" / "baselines" / "llama_tiny" / "hotpotqa" / "metrics.json").read_text())
     assert summary["target_acc"] == baseline["accuracy"]
     assert (bridge_run / "logs" / "train_bridge" / "micro_cross.log").stat().st_size > 0
+    # Ablation 4 of bridge.inference.run (default: the first run), whole micro test split, all five baselines
+    inference = json.loads((results / "bridge" / "inference" / "micro_cross" / "summary.json").read_text())
+    assert inference["samples"] == 16 and len(inference["baselines"]) == 5 and len(inference["comparisons"]) == 4
 
 
 def test_a_rerun_has_nothing_to_do(bridge_run):
     result = snakemake(bridge_run, MICRO_BRIDGE, "-n")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_the_bridge_report_shows_the_runs_in_their_roles(bridge_run):
+    import pandas as pd
+
+    from ablation.bridge.report import VERDICTS
+    from ablation.layout import bridge_report_files
+
+    results = bridge_run / "results"
+    files = bridge_report_files(results, ["stability", "compression", "dataset", "components", "direction"])
+    assert all(path.stat().st_size > 0 for path in files["tables"] + files["page"])
+    assert all(path.stat().st_size > 10_000 for path in files["figures"])
+    tables = results / "bridge" / "tables"
+    runs = pd.read_csv(tables / "bridge_runs.csv", keep_default_na=False, dtype=str).set_index("role")
+    assert (runs.loc["1a", "run"], runs.loc["1a", "origin"], runs.loc["1a", "note"]) == ("micro_cross", "trained", "")
+    assert (runs.loc["2c", "run"], runs.loc["2c", "note"]) == ("micro_same", "reuses 1a")
+    assert runs.loc["3a", "dataset"] == "hotpotqa" and runs.loc["1b", "origin"] == "not yet run"
+    trained = json.loads((results / "bridge" / "runs" / "micro_cross" / "summary.json").read_text())
+    assert float(runs.loc["2c", "final"]) == trained["final_bridged_acc"] and int(runs.loc["1a", "peak step"]) == trained["peak_step"]
+    claims = pd.read_csv(tables / "bridge_claims.csv").set_index("claim")
+    assert len(claims) == 6 and set(claims["verdict"]) <= set(VERDICTS)
+    assert claims.loc["Compression-quality trade-off", "verdict"] == "not yet run"  # only 2c of the K sweep ran
+    assert set(pd.read_csv(tables / "bridge_inference.csv")["status"]) == {"measured"}
+    page = (results / "bridge" / "RESULTS.md").read_text()
+    assert "## Claims" in page and "`2c`: `micro_same`" in page and "](figures/bridge_accuracy.png)" in page
+
+
+def test_paper_and_the_report_bundle_take_the_bridge_tables_and_figures(bridge_run):
+    paper = snakemake(bridge_run, MICRO_BRIDGE, "paper")
+    assert paper.returncode == 0, paper.stderr[-4000:]
+    assert sorted(path.name for path in (bridge_run / "paper" / "figures").iterdir()) == [
+        "bridge_accuracy.pdf", "bridge_compression.pdf", "bridge_inference.pdf"
+    ]
+    assert {"bridge_runs.tex", "bridge_claims.tex", "bridge_ablation_stability.tex"} <= {path.name for path in (bridge_run / "paper" / "tables").iterdir()}
+    bundle = snakemake(bridge_run, MICRO_BRIDGE, "--report", "report.zip")
+    assert bundle.returncode == 0, bundle.stderr[-4000:]
+    with zipfile.ZipFile(bridge_run / "report.zip") as archive:
+        names = archive.namelist()
+    for expected in ("bridge_accuracy.png", "bridge_compression.pdf", "bridge_claims.tex", "bridge_runs.csv", "RESULTS.md"):
+        assert any(name.endswith(expected) for name in names), expected
 
 
 def test_one_study_as_a_target_plans_only_its_jobs(tmp_path):

@@ -114,3 +114,11 @@ def test_recovery_verdicts():
     assert "`prefill_bidir` 0.6000 (`good`) ahead of `causal` 0.3400 (`flat`, -0.2600)" in answer
     assert recovery_answer(Study(**base, runs=(flat,))).startswith("**No**")
     assert "Only train mask `causal` was run" in recovery_answer(Study(**base, runs=(flat,)))
+
+
+def test_page_links_the_other_studies_pages(tmp_path):
+    study = synthetic_study(tmp_path / "results")
+    text = results_markdown(study, tmp_path / "results", linked_pages={"Latent bridge": tmp_path / "results" / "bridge" / "RESULTS.md"})
+    other = text.split("## Other studies")[1].split("## Artifacts")[0]
+    assert "- Latent bridge: [bridge/RESULTS.md](bridge/RESULTS.md)" in other
+    assert "## Other studies" not in results_markdown(study, tmp_path / "results")

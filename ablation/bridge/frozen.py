@@ -41,9 +41,9 @@ def load_frozen(name: str, model_id: str, revision: str | None, *, dtype: str, d
 
 
 def hidden_states(source: FrozenLM, batch: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
-    """The source's hidden states at ``layer`` (−1 the last, 0 the embeddings): [B, S, D]."""
+    """The source's hidden states at ``layer`` (−1 the last, 0 the embeddings): [B, S, D]; no KV cache is built."""
     with torch.no_grad():
-        output = source.model(**batch, output_hidden_states=True, logits_to_keep=1)
+        output = source.model(**batch, output_hidden_states=True, logits_to_keep=1, use_cache=False)
     states = output.hidden_states
     if not -len(states) <= layer < len(states):
         raise ValueError(f"bridge run setting 'source_layer': {layer} is outside the source's {len(states)} hidden-state layers")

@@ -142,6 +142,8 @@ def read_samples(path: Path, data: bytes) -> list[dict]:
 
 def find_experiment(run_dir: Path, experiment: str | None) -> Path:
     """The experiment folder: the one named, or the only subfolder holding a train.log."""
+    if not run_dir.is_dir():
+        raise LegacyImportError(f"{run_dir}: no such directory (the preserved run is not where the config says)")
     if experiment is not None:
         if not (run_dir / experiment / "train.log").is_file():
             raise LegacyImportError(f"{run_dir / experiment / 'train.log'}: missing train.log")

@@ -71,6 +71,11 @@ def trained_run_of(resolved: dict[str, dict]) -> dict[str, str]:
     return owner
 
 
+def inference_run(bridge: dict) -> str | None:
+    """The run the inference benchmark reads: ``bridge.inference.run``, or the first run; None without runs."""
+    return bridge["inference"]["run"] or next(iter(bridge["runs"]), None)
+
+
 def embedded_model_name(model_id: str) -> str | None:
     """``embedded:bridge_model`` -> ``bridge_model``; None for a hub id or a path."""
     return model_id.removeprefix(EMBEDDED_PREFIX) if model_id.startswith(EMBEDDED_PREFIX) else None
@@ -83,6 +88,9 @@ def run_problems(bridge: dict, schema: dict, seed: int) -> list[str]:
     if bridge["eval"]["samples"] < bridge["eval"]["batch_size"]:
         problems.append(f"config key 'bridge.eval.samples': {bridge['eval']['samples']} is fewer than one batch "
                         f"(bridge.eval.batch_size {bridge['eval']['batch_size']})")
+    benchmarked = bridge["inference"]["run"]
+    if benchmarked is not None and benchmarked not in bridge["runs"]:
+        problems.append(f"config key 'bridge.inference.run': {benchmarked!r} is not a bridge run; configured: {', '.join(bridge['runs']) or 'none'}")
     for name, model in models.items():
         embedded = embedded_model_name(model["id"])
         if embedded is not None and embedded not in EMBEDDED_MODELS:

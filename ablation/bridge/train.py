@@ -151,7 +151,10 @@ class Bridge:
         return values
 
     # ---------------------------------------------------------------- evaluation
-    def generate(self, translator, examples: list[EvalExample], *, batch_size: int, max_new_tokens: int, hygiene: Hygiene | None = None) -> list:
+    def generate(
+        self, translator, examples: list[EvalExample], *, batch_size: int, max_new_tokens: int, hygiene: Hygiene | None = None,
+        measure_cache: bool = False,
+    ) -> list:
         """Bridged greedy answers to ``examples`` under the run's hygiene (or ``hygiene``); the DiT samples from a fixed seed."""
         s = self.settings
         hygiene = hygiene or Hygiene(s["repetition_penalty"], s["stop_after_answer"])
@@ -166,7 +169,7 @@ class Bridge:
                 inputs, attention = generation_inputs(soft, self.target.embeddings, self.target.tokenizer, leads, s["max_prompt_tokens"])
                 generations += generate_from_embeds(
                     self.target.model, self.target.tokenizer, inputs.to(self.target.model.dtype), attention,
-                    dataset=self.dataset, hygiene=hygiene, max_new_tokens=max_new_tokens,
+                    dataset=self.dataset, hygiene=hygiene, max_new_tokens=max_new_tokens, measure_cache=measure_cache,
                 )  # fmt: skip
         return generations
 

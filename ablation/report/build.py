@@ -13,13 +13,23 @@ from ablation.report.tables import TABLE_NAMES, write_tables
 
 
 def build_report(
-    paths: Mapping[str, str | Path], results_dir: str | Path, *, train_masks: Mapping[str, str], experiment: str
+    paths: Mapping[str, str | Path],
+    results_dir: str | Path,
+    *,
+    train_masks: Mapping[str, str],
+    experiment: str,
+    linked_pages: Mapping[str, str | Path] | None = None,
 ) -> list[Path]:
-    """Write the files ``ablation.layout.report_files`` names; a study without fine-tunes gets the base-model tables only."""
+    """Write the files ``ablation.layout.report_files`` names; a study without fine-tunes gets the base-model tables only.
+
+    ``linked_pages`` (title -> path): other studies' results pages, linked from RESULTS.md.
+    """
     results_dir = Path(results_dir)
     study = load_study(paths, train_masks=train_masks, experiment=experiment)
     with_runs = bool(study.runs)
     tables = write_tables(study, results_dir / "tables", names=TABLE_NAMES if with_runs else REPORT_TABLES)
     figures = write_figures(study, results_dir) if with_runs else []
-    page = write_results_page(study, results_dir / "RESULTS.md", figures=figures, tables=tables)
+    page = write_results_page(
+        study, results_dir / "RESULTS.md", figures=figures, tables=tables, linked_pages=linked_pages
+    )
     return [*tables, *figures, page]

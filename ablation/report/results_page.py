@@ -33,7 +33,7 @@ LARGELY_RETENTION = RETENTION_TARGET
 CHANCE_LEVEL_MARGIN = 0.1
 
 
-def _link(path: Path, base_dir: Path) -> str:
+def relative_link(path: Path, base_dir: Path) -> str:
     return Path(os.path.relpath(Path(path).absolute(), Path(base_dir).absolute())).as_posix()
 
 
@@ -49,7 +49,7 @@ def _number(value: float | None, spec: str = ".4f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     """Seconds for CPU-sized runs, hours for cluster-sized ones."""
     if seconds is None:
         return "n/a"
@@ -96,7 +96,7 @@ def _run_rows(study: Study) -> list[str]:
     ]
     for run in study.runs:
         s = run.summary or {}
-        wall = _duration((s.get("provenance") or {}).get("wall_seconds"))
+        wall = duration((s.get("provenance") or {}).get("wall_seconds"))
         steps = f"{s.get('steps_run', 'n/a')} / {s.get('max_steps', 'n/a')}"
         stop = stop_reason_label(s.get("stop_reason")) if run.summary else "no summary"
         lines.append(
@@ -283,29 +283,32 @@ def _numbers_section(study: Study) -> str:
     return "\n\n".join(parts)
 
 
-def _grouped_links(paths: Iterable[Path], base_dir: Path) -> list[tuple[str, list[tuple[str, str]]]]:
+def grouped_links(paths: Iterable[Path], base_dir: Path) -> list[tuple[str, list[tuple[str, str]]]]:
     """(stem, [(format, relative link)]) for files sharing a stem, in first-seen order."""
     groups: dict[str, list[tuple[str, str]]] = {}
     for path in map(Path, paths):
-        groups.setdefault(path.stem, []).append((path.suffix.lstrip("."), _link(path, base_dir)))
+        groups.setdefault(path.stem, []).append((path.suffix.lstrip("."), relative_link(path, base_dir)))
     return list(groups.items())
 
 
-def _figures_section(figures: Iterable[Path], base_dir: Path) -> str:
+def figures_section(figures: Iterable[Path], base_dir: Path) -> str:
     parts = []
-    for stem, links in _grouped_links(figures, base_dir):
+    for stem, links in grouped_links(figures, base_dir):
         formats = dict(links)
         image = f"![{stem}]({formats['png']})\n\n" if "png" in formats else ""
         parts.append(f"{image}`{stem}`: " + " · ".join(f"[{fmt.upper()}]({link})" for fmt, link in links))
     return "\n\n".join(parts)
 
 
-def _artifacts_section(study: Study, base_dir: Path, figures: Iterable[Path], tables: Iterable[Path]) -> str:
-    lines = [f"- `{key}`: [{Path(path).name}]({_link(path, base_dir)})" for key, path in study.sources.items()]
+def artifacts_section(
+    sources: Mapping[str, Path], base_dir: Path, figures: Iterable[Path], tables: Iterable[Path]
+) -> str:
+    """Links to the input files (by key), then to every table and figure grouped by stem."""
+    lines = [f"- `{key}`: [{Path(path).name}]({relative_link(path, base_dir)})" for key, path in sources.items()]
     for kind, paths in (("table", tables), ("figure", figures)):
         lines += [
             f"- {kind} `{stem}`: " + " · ".join(f"[{fmt}]({link})" for fmt, link in links)
-            for stem, links in _grouped_links(paths, base_dir)
+            for stem, links in grouped_links(paths, base_dir)
         ]
     return "\n".join(lines)
 
@@ -317,11 +320,13 @@ def results_markdown(
     figures: Iterable[str | Path] = (),
     tables: Iterable[str | Path] = (),
     compare_original: bool | None = None,
+    linked_pages: Mapping[str, str | Path] | None = None,
 ) -> str:
     """The page's Markdown, links relative to ``base_dir`` (the page's folder).
 
     ``compare_original`` adds the original study's published numbers; by default only when the
-    study ran the real task set, the only one they are comparable with.
+    study ran the real task set, the only one they are comparable with. ``linked_pages`` (title ->
+    path) links the results pages of the config's other studies, built by their own rules.
     """
     study.require("the results page", STAGE1, STAGE2)
     base_dir = Path(base_dir)
@@ -344,10 +349,15 @@ def results_markdown(
         _numbers_section(study),
     ]
     if figures:
-        sections += ["## Figures", _figures_section(figures, base_dir)]
+        sections += ["## Figures", figures_section(figures, base_dir)]
     if compare_original:
         sections += ["## The original study, for comparison", _original_section()]
-    sections += ["## Artifacts", _artifacts_section(study, base_dir, figures, tables)]
+    if linked_pages:
+        sections += [
+            "## Other studies",
+            "\n".join(f"- {title}: [{(link := relative_link(path, base_dir))}]({link})" for title, path in linked_pages.items()),
+        ]
+    sections += ["## Artifacts", artifacts_section(study.sources, base_dir, figures, tables)]
     return "\n\n".join(sections) + "\n"
 
 
@@ -358,8 +368,11 @@ def write_results_page(
     figures: Iterable[str | Path] = (),
     tables: Iterable[str | Path] = (),
     compare_original: bool | None = None,
+    linked_pages: Mapping[str, str | Path] | None = None,
 ) -> Path:
     """Write RESULTS.md atomically, linking the given figure and table files relative to it."""
     out_path = Path(out_path)
-    text = results_markdown(study, out_path.parent, figures=figures, tables=tables, compare_original=compare_original)
+    text = results_markdown(
+        study, out_path.parent, figures=figures, tables=tables, compare_original=compare_original, linked_pages=linked_pages
+    )
     return atomic_write_text(out_path, text)

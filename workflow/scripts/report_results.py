@@ -11,4 +11,5 @@ build_report(
     Path(snakemake.output.page).parent,
     train_masks=snakemake.params.train_masks,
     experiment=snakemake.params.experiment,
+    linked_pages=snakemake.params.linked_pages,
 )

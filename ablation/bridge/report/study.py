@@ -1,0 +1,175 @@
+"""What the bridge report reads: every run's summary and samples, the inference benchmark, the roles.
+
+A Snakemake rule names its inputs in one flat mapping (``ablation.layout.bridge_report_paths``):
+``run_<name>`` -> the run's ``summary.json`` (for a reused run, the summary of the run that trained
+for it; for a legacy run, its import), ``inference_<run>`` -> a benchmark's ``summary.json``.
+History and per-question samples are read from beside each summary. A role whose run has no
+input is reported as not yet run; nothing here needs every run to exist.
+
+Paired comparisons pair the questions two evaluations share (same index and question text) and
+take ``ablation.bridge.stats``' paired bootstrap, the benchmark's own interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from ablation.bridge.answers import score_extracted
+from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, samples_filename
+from ablation.bridge.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap_difference
+from ablation.io import read_jsonl
+from ablation.layout import BRIDGE_INFERENCE_PREFIX, BRIDGE_RUN_PREFIX
+
+NOT_YET_RUN = "not yet run"
+ALL_TOKENS = math.inf  # a legacy run with soft_tokens <= 0 read every prompt token
+
+
+@cache
+def _samples(path: Path) -> tuple[dict, ...]:
+    return tuple(read_jsonl(path))
+
+
+@dataclass(frozen=True, eq=False)
+class BridgeRun:
+    """A configured or legacy run and the files of the run that holds its numbers."""
+
+    name: str
+    summary: Mapping
+    history: tuple[dict, ...]
+    directory: Path
+    description: str = ""
+
+    @property
+    def origin(self) -> str:
+        return self.summary["origin"]  # "trained" or "legacy"
+
+    @property
+    def trained_run(self) -> str:
+        """The run whose files these are: ``name`` itself, or the run a reused run reads."""
+        return self.summary["run"]
+
+    @property
+    def dataset(self) -> str:
+        return self.summary["dataset"]
+
+    @property
+    def soft_tokens(self) -> float | None:
+        """K; ``ALL_TOKENS`` for a legacy run that read every prompt token, None where its log does not say."""
+        tokens = self.summary.get("soft_tokens")
+        return None if tokens is None else ALL_TOKENS if tokens <= 0 else tokens
+
+    @property
+    def k_order(self) -> float:
+        """Sort key along a K sweep: fewest soft tokens first, every token or an unknown K last."""
+        return ALL_TOKENS if self.soft_tokens is None else self.soft_tokens
+
+    @property
+    def compression(self) -> float | None:
+        """Prompt tokens per soft token; 1 for every token read, None where the prompt length is unknown."""
+        if "compression" in self.summary:
+            return self.summary["compression"]
+        return 1.0 if self.soft_tokens == ALL_TOKENS else None
+
+    @property
+    def final_step(self) -> int | str:
+        """The evaluation called final: the kept translator's, or a legacy run's last one."""
+        return self.summary["steps_evaluated"][-1]
+
+    @property
+    def last_trained_step(self) -> int | None:
+        steps = [step for step in self.summary["steps_evaluated"] if step != FINAL_STEP]
+        return max(steps) if steps else None
+
+    @property
+    def stopped_early(self) -> bool:
+        return str(self.summary.get("stop_reason") or "").startswith("early_stop")
+
+    def samples(self, step: int | str) -> tuple[dict, ...]:
+        return _samples(self.directory / samples_filename(step))
+
+    def scores(self, step: int | str, side: str = "bridged") -> dict[tuple[int, str], float]:
+        """(index, question) -> 1.0 / 0.0: was ``side``'s answer right at evaluation ``step``."""
+        return {
+            (row["index"], row["question"]): float(score_extracted(self.dataset, row[f"{side}_extracted"], row["gold_extracted"])["correct"])
+            for row in self.samples(step)
+        }
+
+    def accuracy_interval(self, step: int | str, side: str = "bridged") -> dict:
+        """``{"mean", "ci95"}`` of ``side``'s accuracy at ``step``, bootstrapped over questions."""
+        return bootstrap_mean_ci(list(self.scores(step, side).values()))
+
+
+def paired_difference(first: Mapping[tuple, float], second: Mapping[tuple, float]) -> dict | None:
+    """``first − second`` over the questions both scored: mean, 95% paired-bootstrap interval, n, McNemar p.
+
+    None when the two share no question (different datasets or eval sets).
+    """
+    common = [key for key in first if key in second]
+    if not common:
+        return None
+    a, b = [first[key] for key in common], [second[key] for key in common]
+    return {**paired_bootstrap_difference(a, b), "n": len(common), "mcnemar_p": mcnemar_exact(a, b)}
+
+
+@dataclass(frozen=True, eq=False)
+class BridgeStudy:
+    """The roles, the runs that have files, the inference benchmarks and ``bridge.report``'s settings."""
+
+    roles: Mapping[str, str | None]  # role -> run name
+    runs: Mapping[str, BridgeRun]  # run name -> its files, for the runs that have any
+    inference: Mapping[str, Mapping]  # benchmarked run -> the benchmark's summary.json
+    report: Mapping  # bridge.report
+    sources: Mapping[str, Path] = field(default_factory=dict)  # input key -> file, for links
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+    experiment: str | None = None
+
+    def run_of(self, role: str) -> BridgeRun | None:
+        """The run playing ``role``; None when no run is named or it has no files yet."""
+        name = self.roles.get(role)
+        return None if name is None else self.runs.get(name)
+
+    def roles_of(self, run: str) -> list[str]:
+        return [role for role, name in self.roles.items() if name == run]
+
+    def shown_runs(self) -> list[BridgeRun]:
+        """Every run with files, once per trained run: in role order, then the runs without a role."""
+        ordered = [self.runs[name] for name in dict.fromkeys(self.roles.values()) if name in self.runs]
+        ordered += [run for name, run in self.runs.items() if name not in self.roles.values()]
+        seen, shown = set(), []
+        for run in ordered:
+            if run.trained_run not in seen:
+                seen.add(run.trained_run)
+                shown.append(run)
+        return shown
+
+
+def load_bridge_study(
+    paths: Mapping[str, str | Path],
+    *,
+    roles: Mapping[str, str | None],
+    report: Mapping,
+    descriptions: Mapping[str, str] | None = None,
+    experiment: str | None = None,
+) -> BridgeStudy:
+    """Read every ``run_<name>`` and ``inference_<run>`` file named in ``paths``; other keys are an error."""
+    descriptions = dict(descriptions or {})
+    runs, inference = {}, {}
+    for key, path in paths.items():
+        path = Path(path)
+        if key.startswith(BRIDGE_RUN_PREFIX):
+            name = key.removeprefix(BRIDGE_RUN_PREFIX)
+            history = tuple(read_jsonl(path.parent / HISTORY_FILE))
+            runs[name] = BridgeRun(name, json.loads(path.read_text()), history, path.parent, descriptions.get(name, ""))
+        elif key.startswith(BRIDGE_INFERENCE_PREFIX):
+            inference[key.removeprefix(BRIDGE_INFERENCE_PREFIX)] = json.loads(path.read_text())
+        else:
+            raise ValueError(f"unknown bridge report input {key!r}: expected {BRIDGE_RUN_PREFIX}<run> or {BRIDGE_INFERENCE_PREFIX}<run>")
+    return BridgeStudy(
+        roles=dict(roles), runs=runs, inference=inference, report=report,
+        sources={key: Path(path) for key, path in paths.items()}, descriptions=descriptions, experiment=experiment,
+    )  # fmt: skip
