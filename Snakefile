@@ -26,6 +26,7 @@ include: "rules/bridge_world.smk"
 include: "rules/prefetch.smk"
 include: "rules/eval.smk"
 include: "rules/finetune.smk"
+include: "rules/freeform.smk"
 include: "rules/report.smk"
 include: "rules/bridge.smk"
 include: "rules/bridge_report.smk"
@@ -34,6 +35,7 @@ include: "rules/bridge_report.smk"
 rule all:
     input:
         prefill_outputs(),
+        freeform_outputs(),
         bridge_outputs(),
 
 
@@ -41,3 +43,4 @@ rule prefill_mask:
     """Only the prefill-mask study's outputs (``snakemake prefill_mask``)."""
     input:
         prefill_outputs(),
+        freeform_outputs(),

@@ -26,7 +26,10 @@ rule report_results:
         train_masks={run: settings["train_mask"] for run, settings in config["finetune"]["runs"].items()},
         experiment=config["experiment"],
         # the bridge study's page is its own rule's output: linked, not waited for
-        linked_pages={"Latent bridge": BRIDGE_REPORT_FILES["page"][0]} if BRIDGE_ACTIVE else {},
+        linked_pages={
+            **({"Latent bridge": BRIDGE_REPORT_FILES["page"][0]} if BRIDGE_ACTIVE else {}),
+            **({"Free-form generation": FREEFORM_REPORT_FILES["page"][0]} if FREEFORM_ACTIVE else {}),
+        },
     localrule: True
     conda:
         "../envs/ablation.yaml"

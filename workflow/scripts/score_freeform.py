@@ -1,0 +1,11 @@
+from ablation.jobs import start_job
+
+start_job(snakemake.log[0], snakemake.threads)
+
+from ablation.freeform.run import score_generations  # noqa: E402 - after logging is routed
+
+score_generations(
+    dict(zip(map(tuple, snakemake.params.configurations), snakemake.input.generations)),
+    snakemake.output.scores,
+    resamples=snakemake.params.resamples,
+)
