@@ -41,8 +41,11 @@ def test_a_prompt_teacher_forces_soft_only_and_records_it():
     config = validate_config(config_with(runs={"swap": {"translator": "dit", "dit_teacher": "prompt", "prompt_mode": "soft_plus_text"}}))
     settings = run_settings(config["bridge"], "swap", load_schema(), config["seed"])
     assert settings["prompt_mode"] == "soft_only" and settings["prompt_mode_forced"] is True
-    plain = run_settings(config["bridge"], "swap", load_schema(), config["seed"]) | {}
-    assert plain["dit_teacher"] == "prompt"
+
+    # the run the fix forces to soft_only and the one that asked for it are one experiment (trained under the first name)
+    runs = {"swap": {"translator": "dit", "dit_teacher": "prompt", "prompt_mode": "soft_plus_text"}, "fixed": {"base": "swap", "prompt_mode": "soft_only"}}
+    config = validate_config(config_with(runs=runs))
+    assert trained_run_of(resolve_runs(config["bridge"], load_schema(), config["seed"])) == {"swap": "fixed", "fixed": "fixed"}
 
 
 @pytest.mark.parametrize(

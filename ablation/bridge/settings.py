@@ -2,7 +2,8 @@
 builds on (``base:``), then its own overrides; and which runs are the same experiment.
 
 Seed 004 reuses 1a as 2c rather than training it again: here any two runs whose effective
-settings are equal share one trained translator, the first of them in config order. Kept free of
+settings are equal share one trained translator, the first of them by name (validation sorts
+the config's keys, so the choice never depends on how a YAML file is laid out). Kept free of
 heavy imports: the Snakefile resolves runs while it parses.
 """
 
@@ -53,12 +54,12 @@ def run_settings(bridge: dict, run: str, schema: dict, seed: int) -> dict:
 
 
 def experiment_key(settings: dict) -> str:
-    """What makes two runs the same experiment: every setting but the description."""
-    return json.dumps({k: v for k, v in settings.items() if k != "description"}, sort_keys=True, default=str)
+    """What makes two runs the same experiment: every setting but the description and the record of a forced prompt mode."""
+    return json.dumps({k: v for k, v in settings.items() if k not in ("description", "prompt_mode_forced")}, sort_keys=True, default=str)
 
 
 def resolve_runs(bridge: dict, schema: dict, seed: int) -> dict[str, dict]:
-    """Every run's effective settings, in config order."""
+    """Every run's effective settings, by run name."""
     return {run: run_settings(bridge, run, schema, seed) for run in bridge["runs"]}
 
 
