@@ -6,6 +6,7 @@ FREEFORM = config["freeform"]
 FREEFORM_ACTIVE = PREFILL_ACTIVE and FREEFORM["activate"]
 FREEFORM_CONFIGURATIONS = freeform_paths.configurations(RUNS, FREEFORM["masks"])
 FREEFORM_REPORT_FILES = freeform_paths.report_files(RESULTS)
+FREEFORM_JUDGED = FREEFORM["judge"]["activate"]
 
 
 def freeform_outputs():
@@ -18,6 +19,13 @@ def freeform_outputs():
 def freeform_generation_files():
     """Every configuration's generations, in the order of FREEFORM_CONFIGURATIONS."""
     return [freeform_paths.generations_path(RESULTS, model, mask) for model, mask in FREEFORM_CONFIGURATIONS]
+
+
+def freeform_judgment_files():
+    """Every configuration's judgments when the judge is on, else none."""
+    if not FREEFORM_JUDGED:
+        return []
+    return [freeform_paths.judgments_path(RESULTS, model, mask) for model, mask in FREEFORM_CONFIGURATIONS]
 
 
 def freeform_task_inputs(wildcards):
@@ -73,9 +81,28 @@ rule generate_freeform:
         "../workflow/scripts/generate_freeform.py"
 
 
+rule judge_freeform:
+    """The LLM judge's 1-5 score of every response; on the submit host, which has the network."""
+    input:
+        generations=RESULTS / "freeform" / "{model}" / "{mask}" / "generations.jsonl",
+    output:
+        judgments=RESULTS / "freeform" / "{model}" / "{mask}" / "judgments.jsonl",
+    log:
+        "logs/judge_freeform/{model}/{mask}.log",
+    params:
+        judge=FREEFORM["judge"],
+        cache=freeform_paths.judge_cache_path(RESULTS),
+    localrule: True
+    conda:
+        "../envs/ablation.yaml"
+    script:
+        "../workflow/scripts/judge_freeform.py"
+
+
 rule score_freeform:
     input:
         generations=freeform_generation_files(),
+        judgments=freeform_judgment_files(),
     output:
         scores=freeform_paths.scores_path(RESULTS),
     log:

@@ -20,6 +20,7 @@ from ablation.bridge.stats import CHUNK, CONFIDENCE, SEED, bootstrap_mean_ci
 CORPUS_METRICS = {"chrf": CHRF, "bleu": BLEU}
 ITEM_METRICS = ("exact_match", "token_f1")
 METRICS = (*CORPUS_METRICS, *ITEM_METRICS)
+JUDGE_METRIC = "judge"  # the rows of the optional LLM judge (ablation.freeform.judge), on its 1–5 scale
 RESAMPLES = 1_000
 _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 

@@ -27,6 +27,11 @@ def judgments_path(results_dir: str | Path, model: str, mask: str) -> Path:
     return freeform_dir(results_dir) / model / mask / "judgments.jsonl"
 
 
+def judge_cache_path(results_dir: str | Path) -> Path:
+    """Every judge verdict of this results directory, by (judge model, prompt); shared by all configurations."""
+    return freeform_dir(results_dir) / "judge_cache.jsonl"
+
+
 def scores_path(results_dir: str | Path) -> Path:
     return freeform_dir(results_dir) / "scores.json"
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ablation.freeform.metrics import JUDGE_METRIC
 from ablation.io import atomic_write_text, read_jsonl
 from ablation.report.figures import save_figure
 from ablation.report.tables import LABEL_COLUMNS, TableStyle, markdown_table, write_table
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 STYLE = TableStyle(LABEL_COLUMNS | {"mask", "metric", "95% CI"}, {"value": ".1f"})
 SNIPPET = 300  # characters of a prompt or response shown on the page
+JUDGE_LABEL = "judge (1–5)"
 
 
 def configuration_label(model: str, mask: str) -> str:
@@ -28,28 +30,36 @@ def scores_table(scores: dict) -> pd.DataFrame:
     """One row per (configuration, task, metric): value, interval, n and empty responses."""
     rows = []
     for row in scores["rows"]:
-        low, high = row["ci95"]
-        rows.append(
-            {
-                "model": row["model"],
-                "mask": row["mask"],
-                "task": row["task"],
-                "metric": row["metric"],
-                "value": row["value"],
-                "95% CI": f"[{low:.1f}, {high:.1f}]",
-                "n": row["n"],
-                "empty": row["empty_responses"],
-            }
-        )
-    return pd.DataFrame(rows)
+        interval = row["ci95"]
+        digits = 2 if row["metric"] == JUDGE_METRIC else 1
+        table_row = {
+            "model": row["model"],
+            "mask": row["mask"],
+            "task": row["task"],
+            "metric": JUDGE_LABEL if row["metric"] == JUDGE_METRIC else row["metric"],
+            "value": row["value"] if row["value"] is not None else np.nan,
+            "95% CI": f"[{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else "–",
+            "n": row["n"],
+            "empty": row["empty_responses"],
+        }
+        if scores.get("judged"):
+            table_row["judge failures"] = row.get("judge_failures")
+        rows.append(table_row)
+    table = pd.DataFrame(rows)
+    counts = [column for column in ("empty", "judge failures") if column in table]
+    return table.astype({column: "Int64" for column in counts})  # counts, blank on the rows they do not apply to
 
 
 def headline_rows(scores: dict) -> list[dict]:
-    """Each (configuration, task)'s headline metric: the task's first metric."""
+    """Each (configuration, task)'s headline metric (the task's first metric) and the judge's score."""
     first_metric: dict[tuple, str] = {}
     for row in scores["rows"]:
         first_metric.setdefault((row["model"], row["mask"], row["task"]), row["metric"])
-    return [row for row in scores["rows"] if row["metric"] == first_metric[(row["model"], row["mask"], row["task"])]]
+    return [
+        row
+        for row in scores["rows"]
+        if row["metric"] in (JUDGE_METRIC, first_metric[(row["model"], row["mask"], row["task"])]) and row["value"] is not None
+    ]
 
 
 def scores_figure(scores: dict) -> Figure:
@@ -57,7 +67,7 @@ def scores_figure(scores: dict) -> Figure:
     rows = headline_rows(scores)
     panels = sorted({(row["task"], row["metric"]) for row in rows})
     configurations = [tuple(configuration) for configuration in scores["configurations"]]
-    figure = Figure(figsize=(len(panels) * (1.2 + 0.45 * len(configurations)), 3.4), layout="constrained")
+    figure = Figure(figsize=(len(panels) * max(2.4, 1.2 + 0.45 * len(configurations)), 3.6), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     colours = [f"C{index}" for index in range(len(configurations))]
     for axis, (task, metric) in zip(axes, panels):
@@ -74,9 +84,13 @@ def scores_figure(scores: dict) -> Figure:
         positions = np.arange(len(configurations))
         axis.bar(positions, values, yerr=errors, color=colours, edgecolor="black", linewidth=0.6, capsize=3)
         axis.set_xticks(positions, [configuration_label(*key) for key in configurations], rotation=30, ha="right", fontsize=7)
-        axis.set_title(f"{task}: {metric}", fontsize=9)
-        axis.set_ylim(0, 100)
-    axes[0].set_ylabel("score (0–100)")
+        if metric == JUDGE_METRIC:
+            axis.set_title(f"{task}\n{JUDGE_LABEL}", fontsize=9)
+            axis.set_ylim(0, 5)
+        else:
+            axis.set_title(f"{task}\n{metric} (0–100)", fontsize=9)
+            axis.set_ylim(0, 100)
+    axes[0].set_ylabel("score")
     return figure
 
 
@@ -111,7 +125,13 @@ def results_page(scores: dict, generations: dict[tuple[str, str], list[dict]], e
         "",
         "Every configuration answers the same prompts (one masked prefill, then greedy or sampled decoding "
         "against the KV cache). Metrics are on a 0–100 scale with percentile-bootstrap 95% intervals over items; "
-        "*empty* counts empty responses, which score 0.",
+        "*empty* counts empty responses, which score 0."
+        + (
+            " The judge's score is the mean over the items it scored (1–5); *judge failures* are items it could not "
+            "score after its retries, left out of the mean rather than counted as 0."
+            if scores.get("judged")
+            else ""
+        ),
         "",
         markdown_table(table, STYLE),
         "",

@@ -16,8 +16,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ablation.bridge.stats import bootstrap_mean_ci
 from ablation.freeform.generation import DecodingSettings, check_generation_mode, generate
-from ablation.freeform.metrics import score
+from ablation.freeform.metrics import JUDGE_METRIC, score
 from ablation.freeform.tasks import FreeformItem, build_items, read_items, write_items
 from ablation.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from ablation.models import load_causal_lm, load_tokenizer, resolve_device
@@ -167,10 +168,30 @@ def response_row(item: FreeformItem, generation, tokenizer, mask: str, key: str)
     }
 
 
-def score_generations(generations: dict[tuple[str, str], str | Path], output: str | Path, *, resamples: int) -> dict:
-    """Per (model, mask) and task: each reference metric with its 95% interval.
+def judge_rows(model: str, mask: str, judgments: list[dict], *, resamples: int) -> list[dict]:
+    """Per task, the judge's mean score (1–5) over the items it scored; failures are counted, not averaged in."""
+    rows = []
+    for task in sorted({judgment["task"] for judgment in judgments}):
+        task_judgments = [judgment for judgment in judgments if judgment["task"] == task]
+        scores = [judgment["score"] for judgment in task_judgments if judgment["score"] is not None]
+        interval = bootstrap_mean_ci(scores, resamples=resamples) if scores else {"mean": None, "ci95": None}
+        rows.append({
+            "model": model, "mask": mask, "task": task, "metric": JUDGE_METRIC, "value": interval["mean"], "ci95": interval["ci95"],
+            "n": len(scores), "judge_failures": len(task_judgments) - len(scores), "empty_responses": None,
+        })  # fmt: skip
+    return rows
 
-    ``generations`` maps (model, mask) to a generations.jsonl.
+
+def score_generations(
+    generations: dict[tuple[str, str], str | Path],
+    output: str | Path,
+    *,
+    resamples: int,
+    judgments: dict[tuple[str, str], str | Path] | None = None,
+) -> dict:
+    """Per (model, mask) and task: each reference metric, and the judge's score when judged, with 95% intervals.
+
+    ``generations`` (and ``judgments``) map (model, mask) to a generations.jsonl (a judgments.jsonl).
     """
     rows = []
     for (model, mask), path in generations.items():
@@ -182,6 +203,8 @@ def score_generations(generations: dict[tuple[str, str], str | Path], output: st
             base = {"model": model, "mask": mask, "task": task, "empty_responses": sum(not response for response in responses)}
             for metric in task_records[0]["metrics"]:
                 rows.append({**base, "metric": metric, **score(metric, responses, references, resamples=resamples)})
-    summary = {"rows": rows, "configurations": [list(key) for key in generations]}
+        if judgments:
+            rows += judge_rows(model, mask, read_jsonl(judgments[(model, mask)]), resamples=resamples)
+    summary = {"rows": rows, "configurations": [list(key) for key in generations], "judged": bool(judgments)}
     atomic_write_json(output, summary)
     return summary
