@@ -6,6 +6,8 @@ as one line naming the offending key and what is allowed there.
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 import jsonschema
@@ -23,6 +25,12 @@ class ConfigError(ValueError):
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    """The schema, parsed once per process (the Snakefile asks several times); a fresh copy each call."""
+    return copy.deepcopy(_parsed_schema(str(path)))
+
+
+@functools.cache
+def _parsed_schema(path: str) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 

@@ -37,6 +37,7 @@ from transformers.models.auto.modeling_auto import (
 from transformers.utils import is_kernels_available
 
 from ablation.checkpoints import RAW_STATE_DICT, raw_checkpoint_meta
+from ablation.references import is_local_reference
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,6 @@ QUANTIZED_WEIGHTS = ("dequantized", "native_fp8")  # config key model.eval_weigh
 NATIVE_FP8_CAPABILITY = (8, 9)  # Ada and newer have FP8 tensor cores
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_PROJECTION = re.compile(r"(?:^|\.)layers\.\d+\.(?:self_attn|mlp)\.(?:q|k|v|o|gate|up|down)_proj(?:\.weight)?$")
-
-
-def is_local_reference(model_id: str) -> bool:
-    """True when ``model_id`` names a directory on disk rather than a hub repository."""
-    return Path(model_id).exists() or model_id.startswith(("/", "./", "../", "~"))
 
 
 def check_model_reference(model_id: str) -> None:

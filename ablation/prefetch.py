@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from ablation.io import atomic_write_json
-from ablation.models import is_local_reference
+from ablation.references import is_local_reference
 
 log = logging.getLogger(__name__)
 

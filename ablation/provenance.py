@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from ablation.models import is_local_reference
+from ablation.references import is_local_reference
 
 TRACKED_LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "lm_eval", "accelerate", "snakemake")
 REPOSITORY = Path(__file__).resolve().parent.parent

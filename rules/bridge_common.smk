@@ -3,6 +3,7 @@
 from ablation.bridge.settings import embedded_model_name, inference_run, resolve_runs, trained_run_of
 from ablation.bridge.roles import role_runs, run_descriptions
 from ablation.config import load_schema
+from ablation.references import is_local_reference
 from ablation.layout import (
     bridge_baseline_dir,
     bridge_inference_dir,
@@ -29,8 +30,6 @@ BRIDGE_REPORT_FILES = bridge_report_files(RESULTS, [ablation["name"] for ablatio
 
 def bridge_hub_models():
     """The bridge's models that come from the hub (not built by the workflow, not a local path)."""
-    from ablation.models import is_local_reference
-
     if not BRIDGE_ACTIVE:
         return {}
     return {
