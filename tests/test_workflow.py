@@ -173,3 +173,19 @@ def test_a_bad_config_stops_before_any_job(tmp_path, change, named):
     assert result.returncode != 0
     assert named in output
     assert not (tmp_path / "results").exists()
+
+
+def test_building_the_dag_imports_no_deep_learning_library():
+    """Every ``ablation`` module the Snakefile imports stays light: a no-op rerun must not pay for torch."""
+    modules = sorted({
+        line.split()[1]
+        for path in [REPOSITORY / "Snakefile", *(REPOSITORY / "rules").glob("*.smk")]
+        for line in path.read_text().splitlines()
+        if line.strip().startswith("from ablation")
+    })  # fmt: skip
+    assert "ablation.references" in modules and "ablation.config" in modules
+    code = "import sys, importlib\n" + "".join(f"importlib.import_module({name!r})\n" for name in modules)
+    code += "print(sorted(name for name in ('torch', 'transformers', 'datasets', 'lm_eval') if name in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
