@@ -116,6 +116,12 @@ def cross_key_problems(config: dict, schema: dict) -> list[str]:
     except ValueError as error:
         problems.append(f"config key 'eval.tasks': {error}")
     runs = config["finetune"]["runs"]
+    replaying = [run for run in runs if finetune_settings(config, run)["replay_fraction"] > 0]
+    if replaying and config["finetune"]["replay_corpus"] is None and config["finetune"]["dataset"] != "embedded":
+        problems.append(
+            f"config key 'finetune.replay_corpus': run(s) {', '.join(replaying)} replay pre-training text, "
+            "but only the 'embedded' dataset has a corpus of its own; name a text file"
+        )
     if config["planner"] is not None and config["planner"]["run"] not in runs:
         problems.append(
             f"config key 'planner.run': {config['planner']['run']!r} is not a fine-tune run; configured: {', '.join(runs) or 'none'}"

@@ -102,7 +102,14 @@ def finetune_inputs(wildcards):
         inputs["base_model"] = WORLD / "base_model"
     if config["finetune"]["dataset"] == "embedded":
         inputs["dataset"] = WORLD / "instructions.jsonl"
+    if finetune_settings(config, wildcards.run)["replay_fraction"] > 0:
+        inputs["replay_corpus"] = replay_corpus()
     return inputs
+
+
+def replay_corpus():
+    """The pre-training text that fine-tunes replay: the configured file, else the tiny world's corpus."""
+    return config["finetune"]["replay_corpus"] or WORLD / "corpus.txt"
 
 
 def prefill_outputs():

@@ -101,3 +101,19 @@ def test_the_planner_must_name_a_configured_run():
 
     message = invalid(plan_unknown_run)
     assert "'planner.run'" in message and "stage3a_causal" in message
+
+
+def test_replay_needs_a_corpus_outside_the_tiny_world_and_a_share_below_one():
+    def hub_dataset(config):
+        config["finetune"]["dataset"] = "yahma/alpaca-cleaned"
+
+    assert "'finetune.replay_corpus'" in invalid(hub_dataset) and "stage3b_prefix_lm" in invalid(hub_dataset)
+    assert "replay_fraction" in invalid(lambda config: config["finetune"]["defaults"].update(replay_fraction=1.0))
+
+    def named_corpus(config):
+        hub_dataset(config)
+        config["finetune"]["replay_corpus"] = "corpus/pretraining.txt"
+
+    config = copy.deepcopy(load(REPOSITORY / "config.yaml"))
+    named_corpus(config)
+    validate_config(config)

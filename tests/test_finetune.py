@@ -310,3 +310,53 @@ def test_accumulation_must_split_evenly_over_processes():
     with pytest.raises(ValueError, match="not divisible by 3 processes"):
         accumulation_per_process(settings(gradient_accumulation_steps=4), 3)
     assert accumulation_per_process(settings(gradient_accumulation_steps=4), 2) == 2
+
+
+# --- replay of pre-training text ---------------------------------------------------------------
+
+def test_replayed_documents_score_only_their_continuation(micro_world):
+    from ablation.finetune.replay import MIN_CONTINUATION_TOKENS, MIN_PROMPT_TOKENS, corpus_documents, replay_examples
+
+    tokenizer = load_tokenizer(str(micro_world / "base_model"))
+    documents = corpus_documents(micro_world / "corpus.txt")
+    assert len(documents) == 300 and all("\n\n" not in document for document in documents)
+    rows = replay_examples(documents, tokenizer, 40, max_seq_len=32, seed=3)
+    assert rows == replay_examples(documents, tokenizer, 40, max_seq_len=32, seed=3)  # seeded
+    assert len({row["prompt_length"] for row in rows}) > 5  # the cut moves
+    for row in rows:
+        ids, cut = row["input_ids"], row["prompt_length"]
+        assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id and len(ids) <= 32
+        assert MIN_PROMPT_TOKENS <= cut <= len(ids) - MIN_CONTINUATION_TOKENS
+        assert row["labels"] == [IGNORE_INDEX] * cut + ids[cut:]
+        assert tokenizer.decode(ids, skip_special_tokens=True).strip() in "\n\n".join(documents)
+
+
+def test_a_run_mixes_in_its_replay_share_and_names_a_missing_corpus(micro_world, tmp_path):
+    summary = run_finetune(
+        run_name="micro", base_model_id=str(micro_world / "base_model"), dataset=str(micro_world / "instructions.jsonl"),
+        settings=settings(replay_fraction=0.75, max_steps=2), run_dir=tmp_path / "run", config={"test": True}, seed=5,
+        replay_corpus=str(micro_world / "corpus.txt"),
+    )  # fmt: skip
+    instruction_rows = summary["train_records"] - summary["replay_records"]
+    assert summary["replay_records"] == 3 * instruction_rows and summary["replay_corpus"].endswith("corpus.txt")
+    with pytest.raises(ValueError, match="finetune.replay_corpus"):
+        finetune(micro_world, tmp_path / "no_corpus", replay_fraction=0.5)
+    with pytest.raises(FileNotFoundError, match="finetune.replay_corpus"):
+        run_finetune(
+            run_name="micro", base_model_id=str(micro_world / "base_model"), dataset=str(micro_world / "instructions.jsonl"),
+            settings=settings(replay_fraction=0.5), run_dir=tmp_path / "missing", config={}, seed=5, replay_corpus=str(tmp_path / "none.txt"),
+        )  # fmt: skip
+    assert not (tmp_path / "no_corpus" / "summary.json").exists() and not (tmp_path / "missing" / "summary.json").exists()
+
+
+def test_no_evaluation_item_appears_in_the_instruction_data(micro_world):
+    """The fine-tunes teach skills, never the items they are evaluated on."""
+    instructions = (micro_world / "instructions.jsonl").read_text()
+    items = 0
+    for path in sorted((micro_world / "tasks").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            for context in row.get("contexts") or [row.get("query") or row.get("sentence")]:
+                items += 1
+                assert context not in instructions, (path.name, context)
+    assert items > 50

@@ -37,6 +37,7 @@ from ablation.finetune.callbacks import (
     train_losses,
 )
 from ablation.finetune.data import PromptAwareCollator, load_instruction_splits, tokenize_records
+from ablation.finetune.replay import corpus_documents, replay_examples
 from ablation.finetune.hub import upload_run
 from ablation.finetune.training_mask import masked_model_inputs
 from ablation.io import atomic_write_json, atomic_write_text
@@ -73,6 +74,7 @@ class FinetuneSettings:
     eval_steps: int
     save_steps: int
     logging_steps: int
+    replay_fraction: float = 0.0
     kill_if_no_learning: dict | None = None
     auto_stop: dict | None = None
     hub_repo_id: str | None = None
@@ -186,6 +188,7 @@ def run_finetune(
     attn_implementation: str = "sdpa",
     device: str = "cpu",
     base_model_revision: str | None = None,
+    replay_corpus: str | Path | None = None,
 ) -> dict | None:
     """Fine-tune ``base_model_id`` on ``dataset`` (a JSONL path or hub id); resume if checkpoints exist.
 
@@ -205,6 +208,13 @@ def run_finetune(
     )
     train = tokenize_records(train_records, tokenizer, settings.max_seq_len)
     evaluation = tokenize_records(eval_records, tokenizer, settings.max_seq_len)
+    instruction_rows = len(train.examples)
+    if settings.replay_fraction > 0:
+        if replay_corpus is None:
+            raise ValueError(f"fine-tune run {run_name!r} has replay_fraction {settings.replay_fraction} but no replay corpus (config key 'finetune.replay_corpus')")
+        replayed = round(instruction_rows * settings.replay_fraction / (1 - settings.replay_fraction))
+        train.examples.extend(replay_examples(corpus_documents(replay_corpus), tokenizer, replayed, settings.max_seq_len, seed))
+        log.info("replaying %d pre-training documents beside %d instruction rows", replayed, instruction_rows)
 
     model = load_causal_lm(
         base_model_id,
@@ -268,6 +278,8 @@ def run_finetune(
         "final_eval_loss": losses[-1],
         "best_eval_loss": min(losses),
         "train_records": len(train.examples),
+        "replay_records": len(train.examples) - instruction_rows,
+        "replay_corpus": str(replay_corpus) if settings.replay_fraction > 0 else None,
         "eval_records": len(evaluation.examples),
         "skipped_empty_response": train.skipped_empty_response + evaluation.skipped_empty_response,
         "skipped_too_long": train.skipped_too_long + evaluation.skipped_too_long,

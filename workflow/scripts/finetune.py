@@ -20,6 +20,7 @@ launch_finetune(
         "seed": snakemake.config["seed"],
         "attn_implementation": snakemake.params.attn_implementation,
         "device": resolve_device(snakemake.params.device),
+        "replay_corpus": snakemake.input.get("replay_corpus"),
     },
     processes=snakemake.params.processes,
     strategy=snakemake.params.strategy,
