@@ -169,23 +169,7 @@ def _require_keys(name: str, given: dict, expected: tuple[str, ...]) -> None:
 
 def build_config(model: dict, tokenizer: PreTrainedTokenizerBase, architecture: str = "mistral") -> MistralConfig | LlamaConfig:
     """Config of the tiny model; Mistral gets full causal attention (no sliding window)."""
-    if architecture == "llama":
-        return LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=model["hidden_size"],
-            intermediate_size=model["intermediate_size"],
-            num_hidden_layers=model["num_hidden_layers"],
-            num_attention_heads=model["num_attention_heads"],
-            num_key_value_heads=model["num_key_value_heads"],
-            max_position_embeddings=model["max_position_embeddings"],
-            rope_parameters={"rope_type": "default", "rope_theta": float(model["rope_theta"])},
-            tie_word_embeddings=True,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            attn_implementation="sdpa",
-        )
-    return MistralConfig(
+    shared = dict(
         vocab_size=len(tokenizer),
         hidden_size=model["hidden_size"],
         intermediate_size=model["intermediate_size"],
@@ -194,7 +178,6 @@ def build_config(model: dict, tokenizer: PreTrainedTokenizerBase, architecture: 
         num_key_value_heads=model["num_key_value_heads"],
         max_position_embeddings=model["max_position_embeddings"],
         rope_parameters={"rope_type": "default", "rope_theta": float(model["rope_theta"])},
-        sliding_window=None,
         # Tied embeddings halve the parameter count of a vocab-dominated tiny model.
         tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id,
@@ -202,6 +185,9 @@ def build_config(model: dict, tokenizer: PreTrainedTokenizerBase, architecture: 
         pad_token_id=tokenizer.pad_token_id,
         attn_implementation="sdpa",
     )
+    if architecture == "llama":
+        return LlamaConfig(**shared)
+    return MistralConfig(**shared, sliding_window=None)
 
 
 def pack_corpus(text: str, tokenizer: PreTrainedTokenizerBase, seq_len: int, separator: str = "\n\n") -> torch.Tensor:
