@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +17,7 @@ from ablation.freeform.judge import JudgeError, judge_generations, parse_verdict
 from ablation.freeform.report import scores_table
 from ablation.freeform.run import judge_rows
 from ablation.io import atomic_write_jsonl, read_jsonl
+from tests.test_workflow import snakemake
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 API_KEY = "sk-test-never-written-0123456789"
@@ -217,7 +215,7 @@ def test_verdict_parsing():
     assert parse_verdict('{"score": 5, "reason": "exact"}') == (5, "exact")
     assert parse_verdict('```json\n{"score": "3", "reason": "partly"}\n```') == (3, "partly")
     assert parse_verdict('Sure. {"score": 2.0, "reason": "wrong city"} Hope this helps.') == (2, "wrong city")
-    for reply in ('{"score": 0, "reason": "x"}', '{"score": 4.5}', '{"reason": "no score"}', '{"score": true}', "", "5"):
+    for reply in ('{"score": 0, "reason": "x"}', '{"score": 4.5}', '{"reason": "no score"}', '{"score": true}', "", "5", None):
         with pytest.raises(JudgeError, match="score|JSON"):
             parse_verdict(reply)
 
@@ -240,7 +238,7 @@ def test_config_judge_is_off_by_default_and_on_needs_an_endpoint():
         validate_config({"freeform": {"judge": {"api_key": "sk-inline"}}})
 
 
-def test_snakemake_judges_through_the_rules_and_the_report_shows_the_judge(tmp_path, server_factory):
+def test_snakemake_judges_through_the_rules_and_the_report_shows_the_judge(tmp_path, server_factory, monkeypatch):
     """A real Snakemake run of the micro free-form config with the judge on, against the local server."""
     server = server_factory({"*": ["malformed"] * 5})  # one job, one call at a time: the first item fails
     config = yaml.safe_load((REPOSITORY / "tests" / "configs" / "micro_freeform.yaml").read_text())
@@ -249,11 +247,8 @@ def test_snakemake_judges_through_the_rules_and_the_report_shows_the_judge(tmp_p
     config["freeform"]["judge"] = {"activate": True, "base_url": server.url, "model": "judge-model", "api_key_env": KEY_VARIABLE,
                                    "backoff_seconds": 0, "max_concurrency": 1, "rubrics_dir": str(REPOSITORY / "workflow" / "judge")}  # fmt: skip
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPOSITORY / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "--quiet", "rules", "--", "results/freeform/RESULTS.md"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, KEY_VARIABLE: API_KEY},
-    )  # fmt: skip
+    monkeypatch.setenv(KEY_VARIABLE, API_KEY)
+    result = snakemake(tmp_path, tmp_path / "config.yaml", "--quiet", "rules", "--", "results/freeform/RESULTS.md")
     assert result.returncode == 0, result.stderr[-3000:]
     judgments = read_jsonl(tmp_path / "results" / "freeform" / "base" / "causal" / "judgments.jsonl")
     failed = [row for row in judgments if row["score"] is None]

@@ -108,7 +108,8 @@ class Verdict:
 
 def parse_verdict(content: str) -> tuple[int, str]:
     """``(score, reason)`` from the judge's reply: a JSON object, possibly fenced or wrapped in prose."""
-    match = _JSON_OBJECT.search(content or "")
+    content = content or ""  # a chat completion's content may be null
+    match = _JSON_OBJECT.search(content)
     try:
         verdict = json.loads(match.group(0)) if match else None
     except json.JSONDecodeError:
@@ -160,7 +161,7 @@ class JudgeClient:
             raise JudgeError(
                 f"HTTP {error.code} from the judge endpoint", retryable=error.code in RETRYABLE_STATUS, retry_after=_retry_after(error.headers)
             ) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+        except OSError as error:  # URLError, timeouts and dropped connections (HTTPError is handled above)
             reason = getattr(error, "reason", error)
             raise JudgeError(f"no reply from the judge endpoint ({type(reason).__name__}: {reason})", retryable=True) from None
         try:
