@@ -3,7 +3,6 @@
 from ablation.bridge.settings import embedded_model_name, inference_run, resolve_runs, trained_run_of
 from ablation.bridge.roles import role_runs, run_descriptions
 from ablation.config import load_schema
-from ablation.references import is_local_reference
 from ablation.layout import (
     bridge_baseline_dir,
     bridge_inference_dir,
@@ -14,6 +13,7 @@ from ablation.layout import (
     bridge_world_dir,
     embedded_model_dir,
 )
+from ablation.references import is_local_reference
 
 BRIDGE = config["bridge"]
 BRIDGE_ACTIVE = "bridge" in config["studies"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from ablation.freeform.run import build_task_set, generate_freeform, partial_pat
 from ablation.freeform.tasks import hub_translation_items, original_items, read_items, tiny_items
 from ablation.io import read_jsonl
 from tests.conftest import VOCAB, build_model
+from tests.test_workflow import planned_jobs, snakemake
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 EOS = 2
@@ -218,14 +217,9 @@ def test_config_section_is_off_by_default_and_a_real_task_set_needs_a_source():
 
 def test_workflow_generates_base_and_every_finetune_under_each_mask(tmp_path):
     """A dry run of the micro free-form config: the original's four configurations, generalised."""
-    workdir = tmp_path
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(REPOSITORY / "tests" / "configs" / "micro_freeform.yaml"), "--cores", "2", "-n", "--quiet", "rules"],
-        capture_output=True, text=True, timeout=300,
-    )
+    result = snakemake(tmp_path, REPOSITORY / "tests" / "configs" / "micro_freeform.yaml", "-n")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = yaml.safe_load((REPOSITORY / "tests" / "configs" / "micro_freeform.yaml").read_text())["finetune"]["runs"]
-    counts = {line.split()[0]: int(line.split()[1]) for line in result.stdout.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
+    counts = planned_jobs(result)
     assert counts["generate_freeform"] == 2 * (1 + len(runs))
     assert counts["score_freeform"] == counts["report_freeform"] == counts["freeform_tasks"] == 1

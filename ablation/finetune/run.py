@@ -37,8 +37,8 @@ from ablation.finetune.callbacks import (
     train_losses,
 )
 from ablation.finetune.data import PromptAwareCollator, load_instruction_splits, tokenize_records
-from ablation.finetune.replay import corpus_documents, replay_examples
 from ablation.finetune.hub import upload_run
+from ablation.finetune.replay import corpus_documents, replay_examples
 from ablation.finetune.training_mask import masked_model_inputs
 from ablation.io import atomic_write_json, atomic_write_text
 from ablation.models import load_causal_lm, load_tokenizer
