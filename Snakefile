@@ -32,6 +32,22 @@ include: "rules/bridge.smk"
 include: "rules/bridge_report.smk"
 
 
+# A seed sweep (config key `seeds`): every seed other than this config's own runs the prefill
+# study's rules again as a module, on a copy of the config set to that seed (ablation.seed_sweep).
+for sweep_seed in SWEEP_SEEDS:
+    if is_own_seed(config, sweep_seed):
+        continue
+    sweep_module = f"seed_{sweep_seed}"
+    sweep_rule_prefix = f"seed_{sweep_seed}_"
+
+    module:
+        name: sweep_module
+        snakefile: "Snakefile"
+        config: seed_study_config(config, sweep_seed)
+
+    use rule * from sweep_module exclude all, prefill_mask, paper, paper_figure, paper_table, paper_bridge_figure, paper_bridge_table as sweep_rule_prefix*
+
+
 rule all:
     input:
         prefill_outputs(),

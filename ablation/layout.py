@@ -6,7 +6,7 @@ parses quickly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 STAGE1 = "stage1"  # eval(base, causal): the baseline
@@ -51,18 +51,34 @@ def study_paths(
     return paths
 
 
+SWEEP_KEY = "seed_{seed}__{key}"  # a seed sweep's input key: one seed's condition key
+
+
+def sweep_study_paths(dirs_by_seed: Mapping[int, str | Path], runs: Iterable[str] = ()) -> dict[str, Path]:
+    """A seed sweep's report inputs: every seed's Stage 1, 2 and 4 and side-effect evaluations, keyed by seed.
+
+    ``dirs_by_seed``: seed -> the results directory of that seed's study.
+    """
+    return {
+        SWEEP_KEY.format(seed=seed, key=key): path
+        for seed, results_dir in dirs_by_seed.items()
+        for key, path in study_paths(results_dir, runs, full_bidir=False, finetune=False).items()
+    }
+
+
 REPORT_TABLES = ("stages", "per_task")  # need only the base model's evaluations
 RUN_TABLES = ("derived", "stage5")  # need fine-tunes
 RUN_FIGURES = ("recovery_ratio", "eval_loss")
+SWEEP_REPORT = "seed_sweep"  # a seed sweep's table and figure
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("pdf", "png")
 
 
-def report_files(results_dir: str | Path, with_runs: bool) -> dict[str, list[Path]]:
+def report_files(results_dir: str | Path, with_runs: bool, seed_sweep: bool = False) -> dict[str, list[Path]]:
     """The report's outputs: figures in the results directory, tables under ``tables/``, and RESULTS.md."""
     results_dir = Path(results_dir)
-    tables = REPORT_TABLES + (RUN_TABLES if with_runs else ())
-    figures = RUN_FIGURES if with_runs else ()
+    tables = REPORT_TABLES + (RUN_TABLES if with_runs else ()) + ((SWEEP_REPORT,) if seed_sweep else ())
+    figures = (RUN_FIGURES if with_runs else ()) + ((SWEEP_REPORT,) if seed_sweep else ())
     return {
         "tables": [results_dir / "tables" / f"{name}.{fmt}" for name in tables for fmt in TABLE_FORMATS],
         "figures": [results_dir / f"{name}.{fmt}" for name in figures for fmt in FIGURE_FORMATS],

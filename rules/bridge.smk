@@ -14,7 +14,7 @@ rule eval_bridge_baseline:
         metrics=RESULTS / "bridge" / "baselines" / "{bridge_model}" / "{bridge_dataset}" / "metrics.json",
         samples=RESULTS / "bridge" / "baselines" / "{bridge_model}" / "{bridge_dataset}" / "samples.jsonl",
     log:
-        "logs/eval_bridge_baseline/{bridge_model}/{bridge_dataset}.log",
+        LOGS / "eval_bridge_baseline/{bridge_model}/{bridge_dataset}.log",
     params:
         model=lambda wildcards: bridge_job_model(wildcards.bridge_model),
         dataset_source=lambda wildcards: BRIDGE["datasets"][wildcards.bridge_dataset],
@@ -36,7 +36,7 @@ rule train_bridge:
     output:
         **{name.split(".")[0]: RESULTS / "bridge" / "runs" / "{bridge_run}" / name for name in BRIDGE_RUN_FILES},
     log:
-        "logs/train_bridge/{bridge_run}.log",
+        LOGS / "train_bridge/{bridge_run}.log",
     params:
         settings=lambda wildcards: BRIDGE_RUNS[wildcards.bridge_run],
         models=lambda wildcards: {
@@ -71,7 +71,7 @@ rule benchmark_bridge_inference:
         summary=bridge_inference_dir(RESULTS, "{bridge_run}") / "summary.json",
         samples=bridge_inference_dir(RESULTS, "{bridge_run}") / "samples.jsonl",
     log:
-        "logs/benchmark_bridge_inference/{bridge_run}.log",
+        LOGS / "benchmark_bridge_inference/{bridge_run}.log",
     wildcard_constraints:
         # any configured run, a reused one included: it reads the translator trained for it
         bridge_run="|".join(BRIDGE_RUNS) or "(?!)",

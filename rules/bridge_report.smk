@@ -13,7 +13,7 @@ rule import_legacy_run:
         summary=bridge_legacy_dir(RESULTS, "{legacy_run}") / "summary.json",
         history=bridge_legacy_dir(RESULTS, "{legacy_run}") / "history.jsonl",
     log:
-        "logs/import_legacy_run/{legacy_run}.log",
+        LOGS / "import_legacy_run/{legacy_run}.log",
     params:
         entry=lambda wildcards: BRIDGE_LEGACY[wildcards.legacy_run],
     localrule: True
@@ -46,7 +46,7 @@ rule report_bridge:
             subcategory="Results",
         ),
     log:
-        "logs/report_bridge/report.log",
+        LOGS / "report_bridge/report.log",
     params:
         roles=role_runs(BRIDGE),
         descriptions=run_descriptions(BRIDGE),

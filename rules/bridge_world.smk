@@ -7,7 +7,7 @@ rule build_bridge_world_data:
         hotpotqa=directory(BRIDGE_WORLD / "hotpotqa"),
         corpus=BRIDGE_WORLD / "corpus.txt",
     log:
-        "logs/build_bridge_world_data/world.log",
+        LOGS / "build_bridge_world_data/world.log",
     params:
         world=BRIDGE["world"],
     conda:
@@ -22,7 +22,7 @@ use rule train_tokenizer as train_bridge_tokenizer with:
     output:
         tokenizer=directory(BRIDGE_WORLD / "tokenizer"),
     log:
-        "logs/train_bridge_tokenizer/world.log",
+        LOGS / "train_bridge_tokenizer/world.log",
     params:
         vocab_size=BRIDGE["world"]["vocab_size"],
 
@@ -34,7 +34,7 @@ rule pretrain_bridge_model:
     output:
         model=directory(BRIDGE_WORLD / "bridge_model"),
     log:
-        "logs/pretrain_bridge_model/world.log",
+        LOGS / "pretrain_bridge_model/world.log",
     params:
         world=BRIDGE["world"],
     threads: 2

@@ -9,7 +9,9 @@ from ablation.layout import (
     finetune_dir,
     report_files,
     study_paths,
+    sweep_study_paths,
 )
+from ablation.seed_sweep import is_own_seed, seed_results_dir, seed_study_config, sweep_seeds
 from ablation.study import MASK_MODES, resolve_tasks
 
 validate_config(config)
@@ -18,12 +20,14 @@ validate_config(config)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 RESULTS = Path(config["results_dir"])
+LOGS = Path(config["logs_dir"])
 PREFILL_ACTIVE = "prefill_mask" in config["studies"]
 WORLD = RESULTS / "world"
 EMBEDDED_MODEL = config["model"]["id"] == "embedded"
 TINY_TASKS_DIR = WORLD / "tasks"
 RUNS = list(config["finetune"]["runs"])
-REPORT_FILES = report_files(RESULTS, with_runs=bool(RUNS))
+SWEEP_SEEDS = sweep_seeds(config) if PREFILL_ACTIVE else []
+REPORT_FILES = report_files(RESULTS, with_runs=bool(RUNS), seed_sweep=bool(SWEEP_SEEDS))
 PREFETCH_RECORD = RESULTS / "prefetch.json"
 
 
@@ -120,6 +124,14 @@ def prefill_outputs():
     for run in RUNS:
         outputs += [eval_metrics_path(RESULTS, run, mask) for mask in ("prefill_bidir", "causal")]
     return outputs + [path for files in REPORT_FILES.values() for path in files]
+
+
+def report_inputs():
+    """The report's files: this study's, plus every seed's evaluations when the config sweeps seeds."""
+    inputs = study_paths(RESULTS, RUNS)
+    if SWEEP_SEEDS:
+        inputs.update(sweep_study_paths({seed: seed_results_dir(config, seed) for seed in SWEEP_SEEDS}, RUNS))
+    return inputs
 
 
 def planner_history():

@@ -8,7 +8,7 @@ rule eval_model:
         metrics=RESULTS / "eval" / "{model}" / "{mask}" / "metrics.json",
         samples=RESULTS / "eval" / "{model}" / "{mask}" / "samples.jsonl",
     log:
-        "logs/eval_model/{model}/{mask}.log",
+        LOGS / "eval_model/{model}/{mask}.log",
     params:
         model_id=lambda wildcards: model_reference(wildcards.model),
         revision=lambda wildcards: model_revision(wildcards.model),

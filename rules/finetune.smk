@@ -9,7 +9,7 @@ rule finetune:
         summary=RESULTS / "finetune" / "{run}" / "summary.json",
         history=RESULTS / "finetune" / "{run}" / "loss_history.csv",
     log:
-        "logs/finetune/{run}.log",
+        LOGS / "finetune/{run}.log",
     params:
         settings=lambda wildcards: finetune_settings(config, wildcards.run),
         base_model_id=model_reference("base"),

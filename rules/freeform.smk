@@ -51,7 +51,7 @@ rule freeform_tasks:
     output:
         tasks=freeform_paths.tasks_path(RESULTS),
     log:
-        "logs/freeform_tasks/tasks.log",
+        LOGS / "freeform_tasks/tasks.log",
     params:
         freeform=FREEFORM,
         world_seed=config["world"]["seed"],
@@ -68,7 +68,7 @@ rule generate_freeform:
     output:
         generations=RESULTS / "freeform" / "{model}" / "{mask}" / "generations.jsonl",
     log:
-        "logs/generate_freeform/{model}/{mask}.log",
+        LOGS / "generate_freeform/{model}/{mask}.log",
     params:
         model_id=lambda wildcards: model_reference(wildcards.model),
         revision=lambda wildcards: model_revision(wildcards.model),
@@ -88,7 +88,7 @@ rule judge_freeform:
     output:
         judgments=RESULTS / "freeform" / "{model}" / "{mask}" / "judgments.jsonl",
     log:
-        "logs/judge_freeform/{model}/{mask}.log",
+        LOGS / "judge_freeform/{model}/{mask}.log",
     params:
         judge=FREEFORM["judge"],
         cache=freeform_paths.judge_cache_path(RESULTS),
@@ -106,7 +106,7 @@ rule score_freeform:
     output:
         scores=freeform_paths.scores_path(RESULTS),
     log:
-        "logs/score_freeform/scores.log",
+        LOGS / "score_freeform/scores.log",
     params:
         configurations=FREEFORM_CONFIGURATIONS,
         resamples=FREEFORM["bootstrap_resamples"],
@@ -126,7 +126,7 @@ rule report_freeform:
         figures=report(FREEFORM_REPORT_FILES["figures"], caption="../workflow/report/freeform.rst", category="Free-form"),
         page=report(FREEFORM_REPORT_FILES["page"][0], caption="../workflow/report/freeform.rst", category="Free-form"),
     log:
-        "logs/report_freeform/report.log",
+        LOGS / "report_freeform/report.log",
     params:
         configurations=FREEFORM_CONFIGURATIONS,
         examples_shown=FREEFORM["examples_shown"],

@@ -5,7 +5,7 @@ rule prefetch:
     output:
         record=PREFETCH_RECORD,
     log:
-        "logs/prefetch/prefetch.log",
+        LOGS / "prefetch/prefetch.log",
     params:
         model_id=prefetched_model(),
         revision=config["model"]["revision"],

@@ -3,7 +3,7 @@
 
 rule report_results:
     input:
-        **study_paths(RESULTS, RUNS),
+        **report_inputs(),
     output:
         tables=report(
             REPORT_FILES["tables"],
@@ -21,7 +21,7 @@ rule report_results:
             category="Results",
         ),
     log:
-        "logs/report_results/report.log",
+        LOGS / "report_results/report.log",
     params:
         train_masks={run: settings["train_mask"] for run, settings in config["finetune"]["runs"].items()},
         experiment=config["experiment"],
@@ -43,7 +43,7 @@ rule paper_figure:
     output:
         "paper/figures/{name}.pdf",
     log:
-        "logs/paper/figure_{name}.log",
+        LOGS / "paper/figure_{name}.log",
     localrule: True
     shell:
         "cp {input} {output} 2> {log}"
@@ -55,7 +55,7 @@ rule paper_table:
     output:
         "paper/tables/{name}.tex",
     log:
-        "logs/paper/table_{name}.log",
+        LOGS / "paper/table_{name}.log",
     localrule: True
     shell:
         "cp {input} {output} 2> {log}"
@@ -67,7 +67,7 @@ rule paper_bridge_figure:
     output:
         "paper/figures/{name}.pdf",
     log:
-        "logs/paper/figure_{name}.log",
+        LOGS / "paper/figure_{name}.log",
     wildcard_constraints:
         name="bridge_\\w+",
     localrule: True
@@ -81,7 +81,7 @@ rule paper_bridge_table:
     output:
         "paper/tables/{name}.tex",
     log:
-        "logs/paper/table_{name}.log",
+        LOGS / "paper/table_{name}.log",
     wildcard_constraints:
         name="bridge_\\w+",
     localrule: True
@@ -102,7 +102,7 @@ rule plan_costs:
     output:
         plan=RESULTS / "plan.md",
     log:
-        "logs/plan_costs/plan.log",
+        LOGS / "plan_costs/plan.log",
     params:
         planner=config["planner"],
     localrule: True

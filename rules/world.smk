@@ -7,7 +7,7 @@ rule build_world_data:
         tasks=directory(TINY_TASKS_DIR),
         instructions=WORLD / "instructions.jsonl",
     log:
-        "logs/build_world_data/world.log",
+        LOGS / "build_world_data/world.log",
     params:
         world=config["world"],
     conda:
@@ -22,7 +22,7 @@ rule train_tokenizer:
     output:
         tokenizer=directory(WORLD / "tokenizer"),
     log:
-        "logs/train_tokenizer/world.log",
+        LOGS / "train_tokenizer/world.log",
     params:
         vocab_size=config["world"]["vocab_size"],
     conda:
@@ -38,7 +38,7 @@ rule pretrain_base_model:
     output:
         model=directory(WORLD / "base_model"),
     log:
-        "logs/pretrain_base_model/world.log",
+        LOGS / "pretrain_base_model/world.log",
     params:
         world=config["world"],
     threads: 2

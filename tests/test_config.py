@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from ablation.config import ConfigError, validate_config
+from ablation.seed_sweep import seed_results_dir, seed_study_config, sweep_seeds
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CONFIGS = [REPOSITORY / "config.yaml", REPOSITORY / "presets" / "ministral-3b.yaml", REPOSITORY / "tests" / "configs" / "micro.yaml"]
@@ -117,3 +118,29 @@ def test_replay_needs_a_corpus_outside_the_tiny_world_and_a_share_below_one():
     config = copy.deepcopy(load(REPOSITORY / "config.yaml"))
     named_corpus(config)
     validate_config(config)
+
+
+def test_a_seed_sweep_needs_the_prefill_study_and_distinct_seeds():
+    assert "'seeds'" in invalid(lambda config: config.update(seeds=[1, 2], studies=["bridge"]))
+    assert "'seeds'" in invalid(lambda config: config.update(seeds=[1, 1]))
+    assert "'seeds[0]'" in invalid(lambda config: config.update(seeds=[-1, 2]))
+
+
+def test_each_seed_of_a_sweep_gets_its_own_config_and_directories():
+    config = validate_config(load(REPOSITORY / "config.yaml") | {"seeds": [1234, 1235]})
+    assert sweep_seeds(config) == [1234, 1235]
+    assert seed_results_dir(config, 1234) == Path("results")  # the config's own study
+    with pytest.raises(ValueError, match="config's own study"):
+        seed_study_config(config, 1234)
+    other = validate_config(seed_study_config(config, 1235))
+    assert (other["seed"], other["world"]["seed"], other["seeds"]) == (1235, 1235, None)
+    assert (other["results_dir"], other["logs_dir"]) == ("results/seeds/1235", "logs/seeds/1235")
+    assert other["studies"] == ["prefill_mask"] and other["finetune"] == config["finetune"]
+    assert config["seed"] == 1234 and config["world"]["seed"] == 1234  # the original is left as it was
+    assert sweep_seeds(config | {"seeds": [1234]}) == []
+
+
+def test_the_three_seed_overlay_sweeps_the_tiny_default():
+    config = validate_config(load(REPOSITORY / "config.yaml") | load(REPOSITORY / "presets" / "tiny-three-seeds.yaml"))
+    assert sweep_seeds(config) == [1234, 1235, 1236]
+    assert [seed_results_dir(config, seed) for seed in (1234, 1236)] == [Path("results"), Path("results/seeds/1236")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from ablation.report import (
     FinetuneRun,
@@ -42,6 +43,17 @@ def test_recovery_ratio_figure_has_the_three_panels(study):
     assert "0.522\nR = 0.750" in texts and "0.388\nR = 0.557" in texts
     assert any("Δ −0.044" in text.get_text() for text in side_effect.texts)
     assert [label.get_text() for label in per_task.get_xticklabels()][0] == "hellaswag"
+
+
+def test_side_effect_labels_stay_clear_of_the_baseline_line_when_a_drop_is_small(study):
+    figure = recovery_ratio_figure(study)
+    side_effect = figure.axes[1]
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    baseline_y = side_effect.transData.transform((0, study.stage1["macro_acc"]))[1]
+    labels = [text for text in side_effect.texts if "Δ" in text.get_text()]
+    assert len(labels) == 2  # both fine-tunes lose less than 0.05 under causal eval
+    for label in labels:
+        assert label.get_window_extent(renderer).y0 > baseline_y
 
 
 def test_recovery_ratio_figure_without_side_effects_or_full_bidir(paths):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -144,6 +146,33 @@ def test_the_cost_plan_reads_a_finished_runs_loss_history(micro_run, tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     plan = (micro_run / "results" / "plan.md").read_text()
     assert "6000 steps" in plan and "| A100 | 1x A100_SXM4 | 0.7411 |" in plan
+
+
+def test_a_seed_sweep_builds_only_the_new_seeds_study_and_reports_both(micro_run, tmp_path):
+    workdir = tmp_path / "sweep"
+    shutil.copytree(micro_run, workdir, symlinks=True)
+    sweep = write_config(tmp_path / "sweep.yaml", lambda config: config.update(seeds=[7, 8]))
+    seed8 = {"build_world_data": 1, "train_tokenizer": 1, "pretrain_base_model": 1, "finetune": 2, "eval_model": 6}
+    expected = {**{f"seed_8_{rule}": count for rule, count in seed8.items()}, "report_results": 1, "all": 1}
+    assert planned_jobs(snakemake(workdir, sweep, "--dry-run")) == expected
+    result = snakemake(workdir, sweep)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    results = workdir / "results"
+    seed8_results = results / "seeds" / "8"
+    assert (workdir / "logs" / "seeds" / "8" / "pretrain_base_model" / "world.log").exists()
+    assert (results / "world" / "corpus.txt").read_text() != (seed8_results / "world" / "corpus.txt").read_text()
+    table = {row["quantity"]: row for row in csv.DictReader((results / "tables" / "seed_sweep.csv").open())}
+    for seed, study in ((7, results), (8, seed8_results)):
+        stage1 = json.loads((study / "eval" / "base" / "causal" / "metrics.json").read_text())
+        stage2 = json.loads((study / "eval" / "base" / "prefill_bidir" / "metrics.json").read_text())
+        assert stage1["provenance"]["seed"] == seed
+        drop = float(table["drop S1 − S2 (macro)"][f"seed {seed}"])
+        assert drop == pytest.approx(stage1["macro_acc"] - stage2["macro_acc"])
+    assert table["drop S1 − S2 (macro)"]["n"] == "2"
+    assert "### 3. Do the answers hold across seeds?" in (results / "RESULTS.md").read_text()
+    assert (results / "seed_sweep.pdf").stat().st_size > 1000
+    assert "Nothing to be done" in snakemake(workdir, sweep, "--dry-run").stdout
 
 
 def test_the_real_preset_validates_and_plans_its_jobs(tmp_path):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from ablation.layout import REPORT_TABLES
+from ablation.layout import REPORT_TABLES, SWEEP_REPORT
 from ablation.report.figures import write_figures
 from ablation.report.results_page import write_results_page
+from ablation.report.seed_sweep import load_sweep, split_sweep_paths, sweep_answer, write_sweep_report
 from ablation.report.study import load_study
 from ablation.report.tables import TABLE_NAMES, write_tables
 
@@ -22,14 +23,26 @@ def build_report(
 ) -> list[Path]:
     """Write the files ``ablation.layout.report_files`` names; a study without fine-tunes gets the base-model tables only.
 
+    Inputs keyed ``seed_<s>__<key>`` are a seed sweep's (``ablation.layout.sweep_study_paths``):
+    they add the sweep's table and figure and its answer on the page.
     ``linked_pages`` (title -> path): other studies' results pages, linked from RESULTS.md.
     """
     results_dir = Path(results_dir)
-    study = load_study(paths, train_masks=train_masks, experiment=experiment)
+    own_paths, sweep_paths = split_sweep_paths(paths)
+    study = load_study(own_paths, train_masks=train_masks, experiment=experiment)
+    sweep = load_sweep(sweep_paths, train_masks) if sweep_paths else None
     with_runs = bool(study.runs)
     tables = write_tables(study, results_dir / "tables", names=TABLE_NAMES if with_runs else REPORT_TABLES)
     figures = write_figures(study, results_dir) if with_runs else []
+    if sweep is not None:
+        sweep_tables, sweep_figures = write_sweep_report(sweep, results_dir, SWEEP_REPORT)
+        tables, figures = tables + sweep_tables, figures + sweep_figures
     page = write_results_page(
-        study, results_dir / "RESULTS.md", figures=figures, tables=tables, linked_pages=linked_pages
+        study,
+        results_dir / "RESULTS.md",
+        figures=figures,
+        tables=tables,
+        linked_pages=linked_pages,
+        seed_sweep=None if sweep is None else sweep_answer(sweep),
     )
     return [*tables, *figures, page]

@@ -217,7 +217,8 @@ def _panel_side_effect(ax, study: Study, runs: list[FinetuneRun], derived: Mappi
         value = run.causal["macro_acc"]
         ax.bar(position, value, 0.6, **_bar_style(colours[run.name], SIDE_EFFECT_HATCH))
         delta = derived[run.name]["macro"]["side_effect_delta"]
-        _annotate(ax, position, value, f"{value:.3f}\nΔ {delta:+.3f}".replace("-", "−"), crowded)
+        # a bar just under the baseline would put its label across the baseline line: start it above
+        _annotate(ax, position, max(value, baseline), f"{value:.3f}\nΔ {delta:+.3f}".replace("-", "−"), crowded)
     _reference_lines(ax, baseline, study.stage1.get("chance_macro"))
     ax.set_xticks(range(len(runs) + 1), ["base", *(run.name for run in runs)], rotation=25, ha="right")
     _accuracy_axis(ax)

@@ -321,8 +321,11 @@ def results_markdown(
     tables: Iterable[str | Path] = (),
     compare_original: bool | None = None,
     linked_pages: Mapping[str, str | Path] | None = None,
+    seed_sweep: str | None = None,
 ) -> str:
     """The page's Markdown, links relative to ``base_dir`` (the page's folder).
+
+    ``seed_sweep``: the claims across seeds (``ablation.report.seed_sweep.sweep_answer``), a third answer.
 
     ``compare_original`` adds the original study's published numbers; by default only when the
     study ran the real task set, the only one they are comparable with. ``linked_pages`` (title ->
@@ -345,6 +348,7 @@ def results_markdown(
         survival_answer(study),
         "### 2. Can fine-tuning recover it?",
         recovery_answer(study),
+        *(["### 3. Do the answers hold across seeds?", seed_sweep] if seed_sweep else []),
         "## Numbers",
         _numbers_section(study),
     ]
@@ -369,10 +373,17 @@ def write_results_page(
     tables: Iterable[str | Path] = (),
     compare_original: bool | None = None,
     linked_pages: Mapping[str, str | Path] | None = None,
+    seed_sweep: str | None = None,
 ) -> Path:
     """Write RESULTS.md atomically, linking the given figure and table files relative to it."""
     out_path = Path(out_path)
     text = results_markdown(
-        study, out_path.parent, figures=figures, tables=tables, compare_original=compare_original, linked_pages=linked_pages
+        study,
+        out_path.parent,
+        figures=figures,
+        tables=tables,
+        compare_original=compare_original,
+        linked_pages=linked_pages,
+        seed_sweep=seed_sweep,
     )
     return atomic_write_text(out_path, text)

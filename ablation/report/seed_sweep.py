@@ -1,0 +1,259 @@
+"""A seed sweep's report: the study's claims measured once per seed, with every seed's point and mean ± sd.
+
+One tiny-world seed is one draw of world, pre-training and fine-tuning; whether the prefill damage,
+the recovery and the prefix-LM advantage hold is a question about their spread over draws. The
+report rule passes each seed's evaluations under keys ``seed_<s>__<condition key>``
+(``ablation.layout.sweep_study_paths``); this module turns them into
+
+- ``seed_sweep.{csv,md,tex}``: one row per quantity, one column per seed, then mean, sd and the
+  95 % t-interval of the mean;
+- ``seed_sweep.{pdf,png}``: (A) macro accuracy per condition, every seed a point, mean ± sd;
+  (B) the recovered fraction per fine-tune the same way;
+- the "Across seeds" answer of RESULTS.md, each claim with its interval.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from scipy import stats
+
+from ablation.report.derived import derived_by_run
+from ablation.report.figures import BASE_COLOURS, RUN_COLOURS, STYLE, save_figure
+from ablation.report.study import STAGE1, STAGE2, Study, display_task, load_study
+from ablation.report.tables import TableStyle, write_table
+
+SWEEP_KEY_PATTERN = re.compile(r"seed_(\d+)__(.+)")
+CONFIDENCE = 0.95
+SWEEP_STYLE = TableStyle(labels=frozenset({"quantity"}), formats={})
+SEED_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def split_sweep_paths(paths: Mapping[str, str | Path]) -> tuple[dict[str, str | Path], dict[int, dict[str, str | Path]]]:
+    """(the study's own keys, seed -> that seed's condition keys) from one report input mapping."""
+    own, by_seed = {}, {}
+    for key, path in paths.items():
+        match = SWEEP_KEY_PATTERN.fullmatch(key)
+        if match is None:
+            own[key] = path
+        else:
+            by_seed.setdefault(int(match[1]), {})[match[2]] = path
+    return own, by_seed
+
+
+def _check_seed(seed: int, study: Study) -> None:
+    """Every evaluation given as ``seed``'s must have been run with it: a miswired input fails here."""
+    for condition in study.conditions():
+        recorded = (condition.metrics.get("provenance") or {}).get("seed")
+        if recorded is not None and recorded != seed:
+            source = study.sources.get(condition.key, condition.key)
+            raise ValueError(f"{source} was evaluated with seed {recorded}, but is given as seed {seed}'s")
+
+
+def load_sweep(paths_by_seed: Mapping[int, Mapping[str, str | Path]], train_masks: Mapping[str, str]) -> dict[int, Study]:
+    """seed -> that seed's study, each checked to hold Stage 1, Stage 2 and Stage 4 evaluations of its seed."""
+    if len(paths_by_seed) < 2:
+        raise ValueError(f"a seed sweep needs at least two seeds; got {', '.join(map(str, paths_by_seed)) or 'none'}")
+    studies = {}
+    for seed, paths in paths_by_seed.items():
+        study = load_study(paths, train_masks=train_masks)
+        study.require(f"seed {seed}'s study", STAGE1, STAGE2)
+        study.stage4_runs(f"seed {seed}'s study")
+        _check_seed(seed, study)
+        studies[seed] = study
+    return studies
+
+
+def _best_by_train_mask(study: Study, derived: Mapping[str, dict], train_mask: str) -> float | None:
+    values = [derived[run.name]["macro"]["s4"] for run in study.runs if run.train_mask == train_mask and run.name in derived]
+    return max(values) if values else None
+
+
+def seed_quantities(study: Study) -> dict[str, float | None]:
+    """One seed's claims: macro S1, S2 and drop, each fine-tune's S4, recovered fraction and side effect,
+    the prefix-LM minus causal fine-tune Stage 4 gap, and each task's drop."""
+    derived = derived_by_run(study, "the seed sweep")
+    s1, s2 = study.stage1["macro_acc"], study.stage2["macro_acc"]
+    values = {"S1 macro (causal)": s1, "S2 macro (prefill_bidir)": s2, "drop S1 − S2 (macro)": s1 - s2}
+    for name, numbers in derived.items():
+        macro = numbers["macro"]
+        values[f"S4 macro, {name}"] = macro["s4"]
+        values[f"recovered fraction, {name}"] = macro["recovered_fraction"]
+        if macro["side_effect_delta"] is not None:
+            values[f"side-effect Δ (causal eval), {name}"] = macro["side_effect_delta"]
+    prefix_lm = _best_by_train_mask(study, derived, "prefill_bidir")
+    causal = _best_by_train_mask(study, derived, "causal")
+    if prefix_lm is not None and causal is not None:
+        values["S4 prefix-LM FT − causal FT"] = prefix_lm - causal
+    for task, numbers in next(iter(derived.values()))["tasks"].items():
+        if numbers["damage"] is not None:
+            values[f"drop S1 − S2, {display_task(task)}"] = -numbers["damage"]
+    return values
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A quantity over seeds: its mean, sample sd and the t-interval of the mean (None below two values)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.values)) if self.values else None
+
+    @property
+    def sd(self) -> float | None:
+        return float(np.std(self.values, ddof=1)) if self.n > 1 else None
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        if self.n < 2:
+            return None
+        half = stats.t.ppf((1 + CONFIDENCE) / 2, self.n - 1) * self.sd / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
+
+
+def sweep_table(studies: Mapping[int, Study]) -> pd.DataFrame:
+    """Quantity × seed, then n, mean, sd and the interval's bounds; a quantity a seed lacks is blank there."""
+    per_seed = {seed: seed_quantities(study) for seed, study in studies.items()}
+    quantities = list(dict.fromkeys(name for values in per_seed.values() for name in values))
+    rows = []
+    for name in quantities:
+        seed_values = {f"seed {seed}": values.get(name) for seed, values in per_seed.items()}
+        spread = Spread(tuple(value for value in seed_values.values() if value is not None))
+        low, high = spread.interval or (None, None)
+        rows.append(
+            {
+                "quantity": name,
+                **seed_values,
+                "n": spread.n,
+                "mean": spread.mean,
+                "sd": spread.sd,
+                f"{CONFIDENCE:.0%} CI low": low,
+                f"{CONFIDENCE:.0%} CI high": high,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _spread_of(table: pd.DataFrame, quantity: str) -> tuple[Spread, dict[str, float]] | None:
+    rows = table[table["quantity"] == quantity]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    seeds = {column.removeprefix("seed "): row[column] for column in table.columns if column.startswith("seed ")}
+    present = {seed: float(value) for seed, value in seeds.items() if value is not None and not pd.isna(value)}
+    return Spread(tuple(present.values())), present
+
+
+def _claim(table: pd.DataFrame, quantity: str, spec: str) -> str | None:
+    """``quantity``: mean ± sd, its interval and every seed's value, in one phrase."""
+    found = _spread_of(table, quantity)
+    if found is None:
+        return None
+    spread, present = found
+    text = f"{format(spread.mean, spec)} ± {format(spread.sd, spec.lstrip('+'))} (mean ± sd over {spread.n} seeds"
+    if spread.interval is not None:
+        low, high = spread.interval
+        text += f"; {CONFIDENCE:.0%} CI [{format(low, spec)}, {format(high, spec)}]"
+    seeds = ", ".join(f"{seed}: {format(value, spec)}" for seed, value in present.items())
+    return f"{text}; per seed {seeds})"
+
+
+def sweep_answer(studies: Mapping[int, Study]) -> str:
+    """The study's claims across seeds, worded from the sweep table: drop, recovery, prefix-LM vs causal."""
+    table = sweep_table(studies)
+    lines = [
+        f"Seeds {', '.join(map(str, studies))}: each seed draws the world, pre-training and fine-tuning anew; "
+        f"intervals are {CONFIDENCE:.0%} t-intervals of the mean over seeds.",
+        "",
+        f"- Drop under prefill_bidir (S1 − S2, macro): {_claim(table, 'drop S1 − S2 (macro)', '.4f')}.",
+    ]
+    runs = [quantity.removeprefix("recovered fraction, ") for quantity in table["quantity"] if quantity.startswith("recovered fraction, ")]
+    for run in runs:
+        recovered = _claim(table, f"recovered fraction, {run}", ".1%")
+        side = _claim(table, f"side-effect Δ (causal eval), {run}", "+.4f")
+        line = f"- `{run}`: recovered fraction {recovered}"
+        lines.append(line + (f"; side effect {side}." if side else "."))
+    gap = _spread_of(table, "S4 prefix-LM FT − causal FT")
+    if gap is not None:
+        spread, present = gap
+        ahead = sum(value > 0 for value in present.values())
+        lines.append(
+            f"- Prefix-LM vs causal fine-tune (best Stage 4 by train mask, prefix-LM minus causal): "
+            f"{_claim(table, 'S4 prefix-LM FT − causal FT', '+.4f')}; prefix-LM ahead on {ahead} of {spread.n} seeds."
+        )
+    return "\n".join(lines)
+
+
+def _strip(ax, position: float, values: Mapping[int, float], colour: str, markers: Mapping[int, str]) -> None:
+    """Every seed's point beside one mean ± sd bar."""
+    spread = Spread(tuple(values.values()))
+    ax.bar(position, spread.mean, 0.55, color=colour, alpha=0.35, edgecolor=colour)
+    # the error bar on the bar's left third, the seeds' points spread over the rest
+    ax.errorbar(position - 0.17, spread.mean, yerr=spread.sd, color="black", capsize=4, linewidth=1.2)
+    offsets = np.linspace(-0.05, 0.2, len(values)) if len(values) > 1 else [0.05]
+    for offset, (seed, value) in zip(offsets, values.items()):
+        ax.plot(position + offset, value, markers[seed], color=colour, markeredgecolor="black", markersize=6)
+
+
+def sweep_figure(studies: Mapping[int, Study]) -> Figure:
+    """(A) macro accuracy per condition and (B) recovered fraction per fine-tune, seeds as points, mean ± sd."""
+    markers = dict(zip(studies, SEED_MARKERS * (len(studies) // len(SEED_MARKERS) + 1)))
+    per_seed = {seed: seed_quantities(study) for seed, study in studies.items()}
+    runs = list(derived_by_run(next(iter(studies.values())), "the seed sweep"))
+    run_colours = dict(zip(runs, RUN_COLOURS * (len(runs) // len(RUN_COLOURS) + 1)))
+    conditions = [
+        ("Stage 1\ncausal", "S1 macro (causal)", BASE_COLOURS[STAGE1]),
+        ("Stage 2\nprefill_bidir", "S2 macro (prefill_bidir)", BASE_COLOURS[STAGE2]),
+        *((f"Stage 4\n{run}", f"S4 macro, {run}", run_colours[run]) for run in runs),
+    ]
+    with matplotlib.rc_context(STYLE):
+        figure = Figure(figsize=(11, 4.8), layout="constrained")
+        accuracy, recovered = figure.subplots(1, 2, width_ratios=(len(conditions), max(len(runs), 2)))
+        for position, (_, quantity, colour) in enumerate(conditions):
+            values = {seed: values[quantity] for seed, values in per_seed.items() if values.get(quantity) is not None}
+            _strip(accuracy, position, values, colour, markers)
+        accuracy.set_xticks(range(len(conditions)), [label for label, _, _ in conditions])
+        accuracy.set_ylim(0, 1.05)
+        accuracy.set_ylabel("macro accuracy")
+        accuracy.set_title(f"A  Macro accuracy over {len(studies)} seeds (bar: mean ± sd)", loc="left")
+        for position, run in enumerate(runs):
+            quantity = f"recovered fraction, {run}"
+            values = {seed: values[quantity] for seed, values in per_seed.items() if values.get(quantity) is not None}
+            if values:
+                _strip(recovered, position, values, run_colours[run], markers)
+        recovered.axhline(0, color="black", linewidth=0.8)
+        recovered.set_xticks(range(len(runs)), runs, rotation=15, ha="right")
+        recovered.set_ylabel("recovered fraction (S4 − S2) / (S1 − S2)")
+        recovered.set_title("B  Recovered fraction", loc="left")
+        for ax in (accuracy, recovered):
+            ax.grid(axis="y", color="#DDDDDD", linewidth=0.6)
+            ax.set_axisbelow(True)
+        handles = [
+            Line2D([], [], linestyle="none", marker=markers[seed], color="grey", markeredgecolor="black", label=f"seed {seed}")
+            for seed in studies
+        ]
+        figure.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+    return figure
+
+
+def write_sweep_report(studies: Mapping[int, Study], results_dir: str | Path, stem: str) -> tuple[list[Path], list[Path]]:
+    """Write the sweep's table (under ``tables/``) and figure; returns (tables, figures)."""
+    results_dir = Path(results_dir)
+    tables = write_table(sweep_table(studies), results_dir / "tables" / stem, SWEEP_STYLE)
+    figures = save_figure(sweep_figure(studies), results_dir / stem)
+    return tables, figures
