@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import lm_eval
+import numpy as np
 
 from ablation.io import atomic_write_json, atomic_write_text
 from ablation.lm_eval_model import MaskedHFLM
@@ -18,17 +21,46 @@ from ablation.task_sets import task_manager, validation_task_spec
 
 log = logging.getLogger(__name__)
 
+# How the original study tokenized (ablation.lm_eval_model): the `original` set is scored that way
+ORIGINAL_ENCODING = {"add_bos_token": False, "pair_encoding": "original"}
+
 
 def _metric(task_results: dict, name: str) -> float | None:
+    """A metric of lm-eval's results; None where it is missing, NaN or "N/A" (a stderr of one sample)."""
     value = task_results.get(f"{name},none")
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+    if value is None or value == "N/A" or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def add_per_token_accuracy(results: dict, tasks: tuple[str, ...], continuation_tokens: Mapping) -> None:
+    """The original study's metric on every logged sample of ``tasks``, in place.
+
+    Each sample gets ``continuation_tokens`` (per choice, as ``MaskedHFLM`` scored them) and
+    ``acc_per_token``: 1.0 when the choice with the highest mean log-probability per continuation
+    token is the gold one. The tasks' ``doc_to_target`` must give the gold index, as the
+    ``original`` set's does.
+    """
+    for task in tasks:
+        for sample in results["samples"][task]:
+            counts = [continuation_tokens[tuple(arguments)] for arguments in sample["arguments"]]
+            means = [response[0][0] / count for response, count in zip(sample["resps"], counts)]
+            sample["continuation_tokens"] = counts
+            sample["acc_per_token"] = float(int(np.argmax(means)) == int(sample["target"]))
+
+
+def _sample_mean(values: list[float]) -> tuple[float, float | None]:
+    """Mean and its standard error, as lm-eval's ``mean`` aggregation and ``mean_stderr`` give them."""
+    stderr = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else None
+    return statistics.fmean(values), stderr
 
 
 def summarise_results(results: dict, tasks: tuple[str, ...]) -> dict:
     """Per-task acc/acc_norm with stderr, n and chance, and their macro averages.
 
     Chance is 1 / mean number of choices. Tasks that define no acc_norm (winogrande, whose
-    choices share one continuation) count with their acc in the acc_norm macro.
+    choices share one continuation) count with their acc in the acc_norm macro. Where every
+    sample carries ``acc_per_token`` (``add_per_token_accuracy``), it is summarised beside them.
     """
     per_task = {}
     for task in tasks:
@@ -44,16 +76,22 @@ def summarise_results(results: dict, tasks: tuple[str, ...]) -> dict:
             "n": len(samples),
             "chance": 1.0 / mean_choices,
         }
+        if all("acc_per_token" in sample for sample in samples):
+            mean, stderr = _sample_mean([sample["acc_per_token"] for sample in samples])
+            per_task[task].update(acc_per_token=mean, acc_per_token_stderr=stderr)
 
     def macro(values):
         return sum(values) / len(values)
 
-    return {
+    summary = {
         "tasks": per_task,
         "macro_acc": macro([m["acc"] for m in per_task.values()]),
         "macro_acc_norm": macro([m["acc_norm"] if m["acc_norm"] is not None else m["acc"] for m in per_task.values()]),
         "chance_macro": macro([m["chance"] for m in per_task.values()]),
     }
+    if all("acc_per_token" in m for m in per_task.values()):
+        summary["macro_acc_per_token"] = macro([m["acc_per_token"] for m in per_task.values()])
+    return summary
 
 
 def samples_jsonl(results: dict, tasks: tuple[str, ...]) -> str:
@@ -86,12 +124,15 @@ def evaluate_model(
 ) -> dict:
     """Evaluate ``model_id`` under ``mask`` and write ``metrics.json`` and ``samples.jsonl`` to ``output_dir``.
 
-    ``metrics.json`` is written last and atomically: it exists only for a finished evaluation.
+    The ``original`` task set is tokenized as the original study did (``ORIGINAL_ENCODING``) and
+    also gets its metric, ``acc_per_token``. ``metrics.json`` is written last and atomically: it
+    exists only for a finished evaluation.
     """
     started = time.perf_counter()
     check_mask_mode(mask)
     task_names = resolve_tasks(task_set, tasks)
     manager = task_manager(tasks_dir)
+    original = task_set == "original"
     model = MaskedHFLM(
         model_id,
         mask=mask,
@@ -101,6 +142,7 @@ def evaluate_model(
         device=device,
         eval_weights=eval_weights,
         batch_size=batch_size,
+        **(ORIGINAL_ENCODING if original else {}),
     )
     log.info("evaluating %s under %s on %s (limit %s)", model_id, mask, ", ".join(task_names), limit)
     scoring_started = time.perf_counter()
@@ -117,6 +159,8 @@ def evaluate_model(
         fewshot_random_seed=seed,
     )
     scoring_seconds = time.perf_counter() - scoring_started
+    if original:
+        add_per_token_accuracy(results, task_names, model.continuation_tokens)
     requests = sum(len(sample["arguments"]) for task in task_names for sample in results["samples"][task])
 
     output_dir = Path(output_dir)
@@ -136,6 +180,7 @@ def evaluate_model(
             seed=seed,
             wall_seconds=time.perf_counter() - started,
             weights=model.model.weights_provenance,
+            tokenization={"bos": model.prepends_bos, "pair_encoding": model.pair_encoding},
         ),
     }
     atomic_write_json(output_dir / "metrics.json", metrics)

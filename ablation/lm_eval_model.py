@@ -9,6 +9,12 @@ lm-eval discovers no model plugins, so importing this module is what registers `
 command line with that import done: ``ablation-lm-eval run --model masked_hf --model_args
 pretrained=DIR,mask=prefill_bidir --tasks ...`` takes every flag ``lm_eval`` takes. From Python:
 ``lm_eval.simple_evaluate(model=MaskedHFLM(...))``.
+
+``add_bos_token=False, pair_encoding=original`` tokenize as the original study's scorer did:
+``tokenize(prompt + choice)`` without special tokens, the prompt being its first
+``len(tokenize(prompt))`` tokens. lm-eval instead moves the prompt's trailing whitespace into the
+continuation and prefixes the prompt's own tokens, which differs where the two tokenizations do
+not line up (the original's winogrande prompts end in a space).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from lm_eval.models.huggingface import HFLM
 from ablation.models import load_causal_lm, load_tokenizer, resolve_device
 from ablation.scoring import ScoringRequest, check_strategy, default_strategy, score_continuations
 from ablation.study import check_mask_mode
+
+PAIR_ENCODINGS = ("lm_eval", "original")
 
 
 @register_model("masked_hf")
@@ -37,10 +45,17 @@ class MaskedHFLM(HFLM):
         eval_weights: str = "dequantized",
         tokenizer=None,
         batch_size: int = 16,
+        add_bos_token: bool | None = None,
+        pair_encoding: str = "lm_eval",
         **kwargs,
     ) -> None:
         self.mask_mode = check_mask_mode(mask)
         self.scoring = check_strategy(mask, scoring or default_strategy(mask))
+        if pair_encoding not in PAIR_ENCODINGS:
+            raise ValueError(f"unknown pair_encoding {pair_encoding!r}; allowed: {', '.join(PAIR_ENCODINGS)}")
+        self.pair_encoding = pair_encoding
+        # (context, continuation) -> continuation tokens scored, for per-token metrics
+        self.continuation_tokens: dict[tuple[str, str], int] = {}
         if isinstance(pretrained, str):
             tokenizer = tokenizer or load_tokenizer(pretrained, revision)
             pretrained = load_causal_lm(
@@ -51,7 +66,27 @@ class MaskedHFLM(HFLM):
                 device=resolve_device(device),
                 quantized_weights=eval_weights,
             )
-        super().__init__(pretrained=pretrained, tokenizer=tokenizer, backend="causal", batch_size=batch_size, **kwargs)
+        super().__init__(
+            pretrained=pretrained,
+            tokenizer=tokenizer,
+            backend="causal",
+            batch_size=batch_size,
+            add_bos_token=add_bos_token,
+            **kwargs,
+        )
+
+    @property
+    def prepends_bos(self) -> bool:
+        """Whether encoded text starts with the tokenizer's BOS token, as ``add_bos_token`` (or its default) has it."""
+        bos = self.tokenizer.bos_token_id
+        return bos is not None and self.tok_encode("a")[:1] == [bos]
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if self.pair_encoding == "lm_eval":
+            return super()._encode_pair(context, continuation)
+        whole = self.tok_encode(context + continuation)
+        split = len(self.tok_encode(context))
+        return whole[:split], whole[split:]
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         scores = score_continuations(
@@ -64,7 +99,9 @@ class MaskedHFLM(HFLM):
             pad_token_id=self.tokenizer.pad_token_id or 0,
         )
         results = []
-        for (cache_key, _, _), score in zip(requests, scores):
+        for (cache_key, _, continuation), score in zip(requests, scores):
+            if cache_key is not None:
+                self.continuation_tokens[tuple(cache_key)] = len(continuation)
             answer = (score.logprob, score.is_greedy)
             self.cache_hook.add_partial("loglikelihood", cache_key, answer)
             results.append(answer)

@@ -2,8 +2,8 @@
 
 Compute nodes often have no internet. The ``prefetch`` rule runs on the submit host before any
 GPU job: it downloads the model snapshot at the configured revision (and records the commit it
-resolved to, which every later job pins), the lm-eval datasets of the real task set and the
-fine-tuning dataset into the shared Hugging Face cache. GPU jobs then run with
+resolved to, which every later job pins), the hub datasets of the real or original task set
+and the fine-tuning dataset into the shared Hugging Face cache. GPU jobs then run with
 HF_HUB_OFFLINE=1 and HF_DATASETS_OFFLINE=1 (``ablation.jobs.start_job``).
 """
 

@@ -84,11 +84,14 @@ def provenance(
     seed: int,
     wall_seconds: float,
     weights: dict | None = None,
+    tokenization: dict | None = None,
 ) -> dict:
     """The stamp every metrics and summary file carries.
 
     ``weights`` (``ablation.models.weights_record``) says how the model's weights were loaded: the
-    checkpoint's quantization and whether it was dequantized; stamps without it omit the key.
+    checkpoint's quantization and whether it was dequantized. ``tokenization`` (evaluations) says
+    whether a BOS token was prepended and how prompt and choice were split into tokens. Stamps
+    without them omit the keys.
     """
     stamp = {
         "model": model_identity(model_id, revision),
@@ -103,4 +106,6 @@ def provenance(
     }
     if weights is not None:
         stamp["weights"] = weights
+    if tokenization is not None:
+        stamp["tokenization"] = tokenization
     return stamp

@@ -7,7 +7,11 @@ MASK_MODES = ("causal", "prefill_bidir", "full_bidir")
 TRAIN_MASKS = ("causal", "prefill_bidir")
 REAL_TASKS = ("hellaswag", "piqa", "arc_easy", "arc_challenge", "winogrande")
 TINY_TASKS = tuple(f"tiny_{task}" for task in REAL_TASKS)
-TASK_SETS = {"real": REAL_TASKS, "tiny": TINY_TASKS}
+# the original study's prompts and scorer on the same hub datasets (ablation/original_tasks)
+ORIGINAL_TASKS = tuple(f"original_{task}" for task in REAL_TASKS)
+TASK_SETS = {"real": REAL_TASKS, "tiny": TINY_TASKS, "original": ORIGINAL_TASKS}
+# task sets whose datasets come from the hub (prefetched); the tiny world builds its own
+HUB_TASK_SETS = ("real", "original")
 
 
 def check_mask_mode(mode: str) -> str:
@@ -34,3 +38,8 @@ def resolve_tasks(task_set: str, tasks: list[str] | None = None) -> tuple[str, .
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)} for task set {task_set!r}; allowed: {', '.join(allowed)}")
     return tuple(tasks)
+
+
+def hub_tasks(task_set: str, tasks: list[str] | None = None) -> tuple[str, ...]:
+    """The tasks of a run whose datasets must be downloaded from the hub (none for the tiny world's)."""
+    return resolve_tasks(task_set, tasks) if task_set in HUB_TASK_SETS else ()

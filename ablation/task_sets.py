@@ -1,4 +1,4 @@
-"""lm-eval task loading for the study's two task sets (names in ``ablation.study``)."""
+"""lm-eval task loading for the study's task sets (names in ``ablation.study``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ from pathlib import Path
 from lm_eval.tasks import TaskManager
 from lm_eval.tasks._yaml_loader import load_yaml
 
+from ablation.original_tasks import ORIGINAL_TASKS_DIR
+
 
 def task_manager(tasks_dir: str | Path | None) -> TaskManager:
-    """lm-eval's task registry, plus the tiny world's YAML tasks when ``tasks_dir`` is given."""
+    """lm-eval's task registry with the ``original`` set's tasks, plus the YAML tasks in ``tasks_dir``
+    (the tiny world's) when given; a task there overrides a registered one of the same name."""
     if tasks_dir is not None and not Path(tasks_dir).is_dir():
         raise FileNotFoundError(f"task directory {tasks_dir!r} does not exist")
-    return TaskManager(include_path=str(tasks_dir) if tasks_dir else None)
+    return TaskManager(include_path=[str(ORIGINAL_TASKS_DIR), *([str(tasks_dir)] if tasks_dir else [])])
 
 
 def validation_task_spec(manager: TaskManager, task: str) -> dict | str:

@@ -12,7 +12,7 @@ from ablation.layout import (
     sweep_study_paths,
 )
 from ablation.seed_sweep import is_own_seed, seed_results_dir, seed_study_config, sweep_seeds
-from ablation.study import MASK_MODES, resolve_tasks
+from ablation.study import MASK_MODES, hub_tasks
 
 validate_config(config)
 
@@ -37,10 +37,10 @@ def prefetched_model():
 
 
 def prefetched_tasks():
-    """lm-eval's real tasks come from the hub; the tiny ones are built by the workflow."""
-    if not PREFILL_ACTIVE or config["eval"]["task_set"] != "real":
+    """The real and original sets' tasks read hub datasets; the tiny ones are built by the workflow."""
+    if not PREFILL_ACTIVE:
         return []
-    return list(resolve_tasks("real", config["eval"]["tasks"]))
+    return list(hub_tasks(config["eval"]["task_set"], config["eval"]["tasks"]))
 
 
 def prefetched_finetune_dataset():

@@ -70,6 +70,13 @@ def test_a_task_from_the_other_task_set_is_refused():
     assert "'eval.tasks'" in message and "tiny_piqa" in message
 
 
+def test_the_original_task_set_takes_its_own_tasks_only():
+    config = validate_config({"eval": {"task_set": "original", "tasks": ["original_piqa"]}})
+    assert config["eval"]["tasks"] == ["original_piqa"]
+    message = invalid(lambda config: config["eval"].update(task_set="original", tasks=["piqa"]))
+    assert "'eval.tasks'" in message and "original_piqa" in message
+
+
 def test_a_misspelled_fine_tune_hyperparameter_is_named():
     message = invalid(lambda config: config["finetune"]["runs"]["stage3a_causal"].update(lerning_rate=1e-3))
     assert "'finetune.runs.stage3a_causal.lerning_rate'" in message and "learning_rate" in message

@@ -7,7 +7,7 @@ import json
 import lm_eval
 import pytest
 
-from ablation.evaluate import evaluate_model, summarise_results
+from ablation.evaluate import add_per_token_accuracy, evaluate_model, summarise_results
 from ablation.lm_eval_model import MaskedHFLM
 from ablation.models import load_causal_lm, load_tokenizer
 from ablation.reference import OriginalScorerLM
@@ -105,6 +105,23 @@ def test_summary_of_hand_made_results():
     assert summary["macro_acc"] == pytest.approx(0.7)
     assert summary["macro_acc_norm"] == pytest.approx((0.75 + 0.9) / 2)
     assert summary["chance_macro"] == pytest.approx(0.375)
+
+
+def test_per_token_accuracy_normalises_by_each_choices_token_count():
+    """The original's metric: a long choice with a low sum but a high mean per token wins."""
+    arguments = [("q", " short"), ("q", " a much longer choice")]
+    samples = [
+        {"arguments": arguments, "resps": [[(-3.0, False)], [(-4.0, False)]], "target": 1},  # means -3.0, -1.0
+        {"arguments": arguments, "resps": [[(-1.0, False)], [(-8.0, False)]], "target": 1},  # means -1.0, -2.0
+    ]
+    results = {"results": {"task": {"acc,none": 0.0, "acc_stderr,none": 0.0}}, "samples": {"task": samples}}
+    add_per_token_accuracy(results, ("task",), {arguments[0]: 1, arguments[1]: 4})
+    assert [sample["continuation_tokens"] for sample in samples] == [[1, 4], [1, 4]]
+    assert [sample["acc_per_token"] for sample in samples] == [1.0, 0.0]
+    summary = summarise_results(results, ("task",))
+    assert summary["tasks"]["task"]["acc_per_token"] == 0.5
+    assert summary["tasks"]["task"]["acc_per_token_stderr"] == pytest.approx(0.5)
+    assert summary["macro_acc_per_token"] == 0.5
 
 
 def test_an_unknown_mask_names_the_allowed_modes_and_writes_nothing(micro_world, tmp_path):

@@ -10,7 +10,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import yaml
+
+from ablation.config import validate_config
 from ablation.prefetch import pinned_revision
+from ablation.study import ORIGINAL_TASKS, hub_tasks
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -86,3 +90,10 @@ def test_the_bridges_hub_models_are_pinned_by_prefetch_and_load_offline(micro_br
     assert record["model"] is None
     assert record["bridge_models"] == {"llama_tiny": {"id": "study/tiny-bridge", "revision": "main", "resolved_commit": COMMIT}}
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"revision": COMMIT, "width": 24}
+
+
+def test_the_hub_task_sets_datasets_are_prefetched_and_the_tiny_worlds_are_not():
+    preset = validate_config(yaml.safe_load((REPOSITORY / "presets" / "ministral-3b.yaml").read_text()))
+    assert hub_tasks(preset["eval"]["task_set"], preset["eval"]["tasks"]) == ORIGINAL_TASKS
+    assert hub_tasks("real", ["piqa"]) == ("piqa",)
+    assert hub_tasks("tiny") == ()

@@ -9,6 +9,7 @@ import pytest
 
 from ablation.report import FinetuneRun, Study, load_study, results_markdown, write_results_page
 from ablation.report.results_page import recovery_answer, survival_answer
+from ablation.study import ORIGINAL_TASKS
 from tests.test_report_helpers import make_metrics, synthetic_study, write_study_files
 
 LINK = re.compile(r"\]\(([^)]+)\)")
@@ -59,7 +60,9 @@ def test_page_embeds_the_tables_and_figures(page):
         assert heading in text
     assert "| stage3b_prefix_lm " in text
     assert "![recovery_ratio](figures/recovery_ratio.png)" in text
-    assert "The original study" not in text  # the tiny task set is not comparable with it
+    comparison = text.split("## The original study, for comparison")[1].split("##")[0]
+    assert "published numbers are not shown: they are comparable only with the `original` task set" in comparison
+    assert "|" not in comparison  # no published table beside the tiny set's numbers
 
 
 def test_every_link_resolves_relative_to_the_page(page):
@@ -71,13 +74,39 @@ def test_every_link_resolves_relative_to_the_page(page):
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
 
 
-def test_page_compares_with_the_original_when_asked(tmp_path):
-    study = synthetic_study(tmp_path / "results")
-    text = results_markdown(study, tmp_path, compare_original=True)
+def original_set_metrics(accs, per_token, mask):
+    """Metrics of the `original` task set, which carry the original's metric beside acc."""
+    metrics = make_metrics(accs, mask=mask, tasks=ORIGINAL_TASKS, task_set="original")
+    for entry, value in zip(metrics["tasks"].values(), per_token):
+        entry["acc_per_token"] = value
+    metrics["macro_acc_per_token"] = sum(per_token) / len(per_token)
+    return metrics
+
+
+def test_published_numbers_sit_beside_the_original_sets_numbers(tmp_path):
+    study = Study(
+        stage1=original_set_metrics((0.6,) * 5, (0.62, 0.78, 0.80, 0.58, 0.67), "causal"),
+        stage2=original_set_metrics((0.3,) * 5, (0.3,) * 5, "prefill_bidir"),
+        full_bidir=original_set_metrics((0.25,) * 5, (0.24, 0.53, 0.24, 0.25, 0.52), "full_bidir"),
+    )
+    text = results_markdown(study, tmp_path)
+    assert "Task set: `original` (hellaswag, piqa, arc_easy, arc_challenge, winogrande)" in text
     original = text.split("## The original study, for comparison")[1]
+    assert "only beside evaluations of the `original` task set" in original
+    assert "The original scored the first 500 examples per task; this study scored all examples." in original
+    assert "| Stage 1 baseline, causal (published)                   |  0.6951 |      0.6220 |" in original
+    assert "| Stage 1 baseline, causal (this study)                  |  0.6900 |      0.6200 |" in original
+    assert "| Stage 2 ablated (full_bidir patch), no FT (this study) |  0.3560 |      0.2400 |" in original
     assert "| Stage 4 ablated (full_bidir patch), after 3B FT |      0.4087 |" in original
     assert "damage -0.3392, retention 0.512, gain +0.0528, recovery ratio 0.5880" in original
     assert "| 5B      |   10000 |" in original
+
+
+def test_published_numbers_are_refused_beside_another_task_set(tmp_path):
+    study = synthetic_study(tmp_path / "results")
+    with pytest.raises(ValueError, match="only beside the 'original' task set; this study ran 'tiny'"):
+        results_markdown(study, tmp_path, compare_original=True)
+    assert "## The original study" not in results_markdown(study, tmp_path, compare_original=False)
 
 
 def test_page_without_fine_tunes_says_question_two_is_open(tmp_path):

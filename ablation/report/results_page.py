@@ -22,7 +22,12 @@ from ablation.report.derived import (
     derived_numbers,
     macro_stderr,
 )
-from ablation.report.original import original_metrics, original_results_table, original_stage5_table
+from ablation.report.original import (
+    original_comparison_table,
+    original_metrics,
+    original_results_table,
+    original_stage5_table,
+)
 from ablation.report.study import STAGE1, STAGE2, Study, display_task, stop_reason_label
 from ablation.report.tables import derived_table, markdown_table, per_task_table, stage5_table, stage_table
 
@@ -250,8 +255,27 @@ def recovery_answer(study: Study) -> str:
     return "\n".join(lines)
 
 
-def _original_section() -> str:
-    """The published tables and their derived numbers, with the caveat that makes them differ."""
+# The one task set measured as the original measured (ablation.original_tasks)
+COMPARABLE_TASK_SET = "original"
+ORIGINAL_LIMIT = 500  # examples per task the published numbers scored (SEED_FACTS)
+
+
+def _limit_words(study: Study) -> str:
+    limit = study.stage1.get("limit")
+    return "all examples" if limit is None else f"the first {limit}"
+
+
+def _not_comparable_note(task_set: str | None) -> str:
+    return (
+        f"The original study's published numbers are not shown: they are comparable only with the "
+        f"`{COMPARABLE_TASK_SET}` task set (the original's prompts, no BOS token, its per-token metric), "
+        f"and this report ran the `{task_set}` set."
+    )
+
+
+def _original_section(study: Study) -> str:
+    """This study's `original`-set numbers beside the published ones, then the published tables and
+    their derived numbers, with the caveats that make them differ."""
     derived = derived_numbers(*map(original_metrics, ("stage1", "stage2", "stage4", "side_effect")))["macro"]
     summary = (
         f"Derived from the published macros with the same definitions: damage {derived['damage']:+.4f}, "
@@ -262,9 +286,16 @@ def _original_section() -> str:
     )
     return "\n\n".join(
         [
+            f"Published numbers are put only beside evaluations of the `{COMPARABLE_TASK_SET}` task set, as here: "
+            "the original's prompts on the same validation splits, tokenized without a BOS token, and its metric, "
+            "`acc_per_token` (the choice with the highest mean log-probability per continuation token). "
+            f"The original scored the first {ORIGINAL_LIMIT} examples per task; this study scored {_limit_words(study)}. "
             "The original ablated with an `is_causal=False` patch that also let the scored answer tokens see "
             "each other and the future: its Stage 2 and Stage 4 rows correspond to this report's `full_bidir` "
-            "row, not to the clean `prefill_bidir` ablation. Its Stage 1 is directly comparable.",
+            "evaluation, not to the clean `prefill_bidir` ablation. Its Stage 4 (the 3B fine-tune under the "
+            "patch) has no counterpart here, where fine-tunes are evaluated under `prefill_bidir` and `causal`.",
+            markdown_table(original_comparison_table(study.stage1, study.full_bidir)),
+            "The published tables:",
             markdown_table(original_results_table()),
             summary,
             markdown_table(original_stage5_table()),
@@ -327,15 +358,21 @@ def results_markdown(
 
     ``seed_sweep``: the claims across seeds (``ablation.report.seed_sweep.sweep_answer``), a third answer.
 
-    ``compare_original`` adds the original study's published numbers; by default only when the
-    study ran the real task set, the only one they are comparable with. ``linked_pages`` (title ->
+    ``compare_original`` adds the original study's published numbers beside this study's; by
+    default when the study ran the `original` task set, the only one they are comparable with (for
+    any other the page says so; asking for them there is a ValueError). ``linked_pages`` (title ->
     path) links the results pages of the config's other studies, built by their own rules.
     """
     study.require("the results page", STAGE1, STAGE2)
     base_dir = Path(base_dir)
     figures, tables = list(map(Path, figures)), list(map(Path, tables))
-    if compare_original is None:
-        compare_original = study.stage1.get("task_set") == "real"
+    task_set = study.stage1.get("task_set")
+    comparable = task_set == COMPARABLE_TASK_SET
+    if compare_original and not comparable:
+        raise ValueError(
+            f"the original study's numbers are shown only beside the {COMPARABLE_TASK_SET!r} task set; "
+            f"this study ran {task_set!r}"
+        )
     title = f"# Results: {study.experiment}" if study.experiment else "# Results: prefill-mask ablation"
     sections = [
         title,
@@ -354,8 +391,11 @@ def results_markdown(
     ]
     if figures:
         sections += ["## Figures", figures_section(figures, base_dir)]
-    if compare_original:
-        sections += ["## The original study, for comparison", _original_section()]
+    if compare_original is not False:
+        sections += [
+            "## The original study, for comparison",
+            _original_section(study) if comparable else _not_comparable_note(task_set),
+        ]
     if linked_pages:
         sections += [
             "## Other studies",

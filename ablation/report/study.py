@@ -66,8 +66,8 @@ def task_acc(metrics: Mapping | None, task: str) -> float | None:
 
 
 def display_task(task: str) -> str:
-    """Task name as shown in reports: the tiny world's tasks lose their ``tiny_`` prefix."""
-    return task.removeprefix("tiny_")
+    """Task name as shown in reports: the tiny world's and the original set's tasks lose their prefix."""
+    return task.removeprefix("tiny_").removeprefix("original_")
 
 
 @dataclass(frozen=True, eq=False)
