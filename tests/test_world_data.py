@@ -1,10 +1,13 @@
 """Tests of the tiny world's data builder: determinism, shapes, hold-outs, arguments."""
 
 import json
+import random
+import re
 
 import pytest
 
-from ablation.world import TINY_TASKS, build_world_data
+from ablation.world import TINY_TASKS, build_world_data, lexicon, moves, routes
+from ablation.world.world import make_world
 
 SIZES = dict(corpus_documents=200, eval_examples_per_task=24, instruction_examples=30)
 
@@ -96,13 +99,61 @@ def test_gold_labels_vary(tmp_path):
         assert len(labels) > 1, task
 
 
-@pytest.mark.parametrize("task", ["tiny_arc_easy", "tiny_piqa"])
-def test_eval_questions_are_not_in_the_corpus(tmp_path, task):
-    build_world_data(tmp_path, seed=0, corpus_documents=2000, eval_examples_per_task=40, instruction_examples=1)
+NAMES = lexicon.FEMALE_NAMES + lexicon.MALE_NAMES
+
+
+def story_sentences(text):
+    """The sentences of an item's prompt that tell its story (they name a character)."""
+    sentences = re.split(r"(?<=[.?!])\s+", text.removesuffix("\nAnswer:"))
+    return [s for s in sentences if not s.endswith("?") and any(re.search(rf"\b{n}\b", s) for n in NAMES)]
+
+
+@pytest.fixture(scope="module")
+def big_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("big")
+    build_world_data(root, seed=0, corpus_documents=6000, eval_examples_per_task=60, instruction_examples=2000)
+    return root
+
+
+@pytest.mark.parametrize("task", TINY_TASKS)
+def test_eval_items_are_not_in_the_training_text(big_world, task):
+    """No item's question, and no sentence of its story, occurs in the corpus or the instructions."""
+    training = (big_world / "corpus.txt").read_text() + (big_world / "instructions.jsonl").read_text()
+    stories = 0
+    for item in read_jsonl(big_world / "tasks" / f"{task}.jsonl"):
+        prompt = item["sentence"].split("_")[0] if task == "tiny_winogrande" else item["query"]
+        if task != "tiny_winogrande":
+            assert prompt not in training
+        for sentence in story_sentences(prompt):
+            stories += 1
+            assert sentence not in training, sentence
+    assert stories >= (0 if task == "tiny_piqa" else 60)
+
+
+def test_the_seed_1234_leak_is_gone(tmp_path):
+    """The default world used to tell 16 arc_challenge and 3 winogrande items verbatim in its corpus."""
+    build_world_data(tmp_path, seed=1234, corpus_documents=40000, eval_examples_per_task=300, instruction_examples=1)
     corpus = (tmp_path / "corpus.txt").read_text()
-    for item in read_jsonl(tmp_path / "tasks" / f"{task}.jsonl"):
-        question = item["query"].removesuffix("\nAnswer:")
-        assert f"{question}\nAnswer:" not in corpus
+    told = {s for doc in corpus.split("\n\n") for s in re.split(r"(?<=[.?!])\s+", doc.replace("\n", " "))}
+    for task in TINY_TASKS:
+        for item in read_jsonl(tmp_path / "tasks" / f"{task}.jsonl"):
+            prompt = item["sentence"].split("_")[0] if task == "tiny_winogrande" else item["query"]
+            assert not told & set(story_sentences(prompt)), (task, prompt)
+
+
+def test_items_draw_held_out_combinations_and_training_text_the_others():
+    world = make_world(7)
+    rng = random.Random(0)
+    for heldout in (True, False):
+        for _ in range(50):
+            move = moves.sample_move(world, rng, "home", heldout=heldout)
+            assert world.is_heldout("move", "home", move.person.name, move.old, move.new) == heldout
+            _, route = routes.sample_route(rng, 4, world, heldout=heldout)
+            assert world.is_heldout("route", *route) == heldout
+    assert make_world(7).is_heldout("route", "a") == world.is_heldout("route", "a")  # a function of the seed
+    assert [make_world(8).is_heldout("route", i) for i in range(64)] != [world.is_heldout("route", i) for i in range(64)]
+    shares = [world.is_heldout("route", i) for i in range(4000)]
+    assert 0.15 < sum(shares) / len(shares) < 0.25
 
 
 @pytest.mark.parametrize(

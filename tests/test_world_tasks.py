@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ablation.world import TINY_TASKS, build_world_data
+from ablation.world import TINY_TASKS, build_world_data, lexicon
 
 N = 12
 
@@ -54,3 +54,37 @@ def test_gold_is_scored_correctly(task_dict, task):
         n = len(doc["contexts"] if task == "tiny_winogrande" else doc["choices"])
         lls = [(0.0 if i == doc["label"] else -5.0, False) for i in range(n)]
         assert t.process_results(doc, lls)["acc"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "task, gap", [("tiny_hellaswag", 1), ("tiny_arc_easy", 0), ("tiny_arc_challenge", 1), ("tiny_winogrande", 1), ("tiny_piqa", 0)]
+)
+def test_neutral_sentences_between_the_story_and_the_question(task, gap):
+    """arc_challenge, winogrande and the route items put one neutral sentence before what they ask."""
+    import random
+
+    from ablation.world.tasks import GENERATORS
+    from ablation.world.world import make_world
+
+    for item in GENERATORS[task](make_world(3), random.Random(0), 40):
+        prompt = item["sentence"] if task == "tiny_winogrande" else item["query"]
+        assert sum(sentence in prompt for sentence in lexicon.FILLERS) == gap
+
+
+def test_move_items_offer_the_old_value_as_a_distractor():
+    import random
+
+    from ablation.world import moves
+    from ablation.world.tasks import arc_challenge_items, arc_easy_items
+    from ablation.world.world import make_world
+
+    world = make_world(3)
+    for items in (arc_easy_items(world, random.Random(0), 40), arc_challenge_items(world, random.Random(1), 40)):
+        for item in items:
+            statement = item["query"].split(". ")[0]
+            if not item["hop"]:
+                # gold and the old value are both told in the first sentence
+                in_context = [c for c in item["choices"] if c in statement]
+                assert len(in_context) == 2 and item["choices"][item["label"]] in in_context
+            assert len(set(item["choices"])) == 4
+        assert {item["kind"] for item in items} == set(moves.KINDS) and {item["hop"] for item in items} == {False, True}

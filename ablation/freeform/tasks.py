@@ -57,7 +57,7 @@ def tiny_items(seed: int, examples_per_task: int) -> list[FreeformItem]:
     rng = random.Random(f"freeform:{seed}")
     items = []
     for number in range(examples_per_task):
-        person, route = routes.sample_route(rng, rng.choice(routes.LENGTHS))
+        person, route = routes.sample_route(rng, rng.choice(routes.LENGTHS), world, heldout=True)
         retold = [f"{route[1]}."] + [f"{routes.leg_lead(person, route[i])} {route[i + 1]}." for i in range(1, len(route) - 1)]
         items.append(
             FreeformItem(
@@ -70,7 +70,7 @@ def tiny_items(seed: int, examples_per_task: int) -> list[FreeformItem]:
             )
         )
     for number in range(examples_per_task):
-        move = moves.sample_move(world, rng, rng.choice(moves.KINDS))
+        move = moves.sample_move(world, rng, rng.choice(moves.KINDS), heldout=True)
         context = moves.statement(move, rng.randrange(len(moves.TRANSITIONS[move.kind])))
         items.append(
             FreeformItem(

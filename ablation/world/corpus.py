@@ -5,7 +5,8 @@ varied templates (both "goal -> tool" and "tool -> goal" orders, so knowledge
 can be recalled either way), script narratives, walks along fresh routes,
 stories about a character's change of city or job, and quizzes in the "question\\nAnswer: ..." format the
 tasks use.
-Quizzes never use a fact's held-out question template (see `World`).
+Quizzes never use a fact's held-out question template, and no document tells
+a walk or a character's move held out for evaluation (see `World`).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def move_doc(world: World, rng: random.Random) -> str:
 
 def route_doc(world: World, rng: random.Random) -> str:
     """A walk along a fresh route, then some of its legs retold in order."""
-    person, route = routes.sample_route(rng, rng.choice(routes.LENGTHS))
+    person, route = routes.sample_route(rng, rng.choice(routes.LENGTHS), world)
     legs = routes.legs(rng, person, route, rng.randint(1, len(route) - 1))
     return " ".join([routes.telling(rng, person, route), *legs])
 

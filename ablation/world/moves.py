@@ -7,7 +7,9 @@ memorised world fact (Dunmore's country), with the old value's answer as the
 distractor.  Templates put the current value first or last equally often, so
 neither recency nor position alone answers them: the model must read the
 context in order.  (Characters are drawn afresh per story, so none of this can
-be memorised.)
+be memorised, and evaluation items only use combinations of character, old and
+new value that the corpus never tells: `World.is_heldout`.)  Neutral sentences
+may stand between the change and the question about it.
 """
 
 from __future__ import annotations
@@ -83,14 +85,21 @@ class Move:
     new: str
 
 
-def sample_move(world: World, rng: random.Random, kind: str) -> Move:
-    """A fresh character with two values whose hop answers differ too."""
-    (person,) = sample_people(rng, 1)
+def sample_move(world: World, rng: random.Random, kind: str, *, heldout: bool = False) -> Move:
+    """A fresh character with two values whose hop answers differ too.
+
+    `heldout` picks the side of the world's split (`World.is_heldout`): True for
+    evaluation items, False for the corpus and instructions, so no evaluation
+    item's move is ever told in training text.
+    """
     pool = list(world.city_country) if kind == "home" else list(lexicon.OCCUPATIONS)
     while True:
+        (person,) = sample_people(rng, 1)
         old, new = rng.sample(pool, 2)
         move = Move(kind, person, old, new)
-        if hop_answer(world, move, old) != hop_answer(world, move, new):
+        if hop_answer(world, move, old) != hop_answer(world, move, new) and (
+            world.is_heldout("move", kind, person.name, old, new) == heldout
+        ):
             return move
 
 

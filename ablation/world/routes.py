@@ -7,7 +7,8 @@ be found by looking the current place up earlier in the context and copying
 what followed it - the induction pattern that causal attention supports well.
 The distractors are the place that came *before* the current one, the one
 two steps after it and a place not on the route: a reader that cannot tell
-which side of a place its neighbour was on picks the wrong one.
+which side of a place its neighbour was on picks the wrong one.  Evaluation
+items walk routes the corpus never tells (`sample_route` with a world).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import random
 
 from . import lexicon
-from .world import Person, capitalize, sample_people
+from .world import Person, World, capitalize, neutral_sentences, sample_people
 
 PLACES = tuple(sorted({where for where, _ in lexicon.OCCUPATIONS.values()}))
 
@@ -32,10 +33,20 @@ NEXT_DAY = (
 LENGTHS = (4, 5)
 
 
-def sample_route(rng: random.Random, length: int) -> tuple[Person, list[str]]:
-    """A fresh character and `length` distinct places in random order."""
-    (person,) = sample_people(rng, 1)
-    return person, rng.sample(PLACES, length)
+def sample_route(
+    rng: random.Random, length: int, world: World | None = None, *, heldout: bool = False
+) -> tuple[Person, list[str]]:
+    """A fresh character and `length` distinct places in random order.
+
+    With a `world`, the route (its places in order) is drawn from one side of
+    the world's split: held-out routes for evaluation items, the others for
+    the corpus, so no evaluated route is ever told in training text.
+    """
+    while True:
+        (person,) = sample_people(rng, 1)
+        route = rng.sample(PLACES, length)
+        if world is None or world.is_heldout("route", *route) == heldout:
+            return person, route
 
 
 def telling(rng: random.Random, person: Person, route: list[str]) -> str:
@@ -56,9 +67,14 @@ def legs(rng: random.Random, person: Person, route: list[str], k: int) -> list[s
     return [f"{leg_lead(person, route[i])} {route[i + 1]}." for i in range(start, start + k)]
 
 
-def completion_item(rng: random.Random, person: Person, route: list[str]) -> tuple[str, str, list[str]]:
-    """(context, next place, three wrong places) for a leg of the retold walk."""
+def completion_item(
+    rng: random.Random, person: Person, route: list[str], gap: int = 0
+) -> tuple[str, str, list[str]]:
+    """(context, next place, three wrong places) for a leg of the retold walk.
+
+    `gap` neutral sentences stand between the telling and the retold leg.
+    """
     i = rng.randrange(1, len(route) - 2)
-    context = f"{telling(rng, person, route)} {leg_lead(person, route[i])}"
+    context = " ".join([telling(rng, person, route), *neutral_sentences(rng, gap), leg_lead(person, route[i])])
     off_route = rng.choice([p for p in PLACES if p not in route])
     return context, route[i + 1], [route[i - 1], route[i + 2], off_route]

@@ -5,16 +5,25 @@ path (lm-eval `multiple_choice` loglikelihood scoring) is exactly the one used
 for real models:
 
 * tiny_hellaswag - 4-way completion of a retold walk along a fresh route of
-  places (the next place must be copied from the first telling);
+  places (the next place must be copied from the first telling, a neutral
+  sentence back);
 * tiny_piqa - 2-way goal -> solution, asked with a held-out question template;
-* tiny_arc_easy - 4-way single-hop world knowledge, held-out template;
-* tiny_arc_challenge - 4-way question about a fresh in-context fact that has
+* tiny_arc_easy - 4-way question about a fresh in-context fact that has
   a same-kind distractor fact next to it (old vs new city or job), asked
-  directly or through a memorised world fact (the new city's country);
+  directly or through a memorised world fact (the new city's country),
+  right after the sentence that states it;
+* tiny_arc_challenge - the same question asked a neutral story sentence after
+  the fact;
 * tiny_winogrande - 2-way fill-the-blank with lm-eval's partial scoring
   (`doc_to_text` gives the gold index, each choice is a context, the shared
   rest of the sentence is the scored continuation); the blank is the old or
-  the new value of such an in-context change.
+  the new value of such an in-context change, a neutral sentence later.
+
+Every item's story (route, character's move) is a held-out combination of the
+world (`World.is_heldout`) that the corpus never tells.  The corpus never puts
+a neutral sentence between a walk or a move and what is said about it; the
+route, arc_challenge and winogrande items do, as a real benchmark's prompt is
+longer than the sentences it was learnt from.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import yaml
 from ablation.study import TINY_TASKS
 
 from . import lexicon, moves, routes
-from .world import World, all_goals, goal_question, knowledge_question, sample_people, solution, tool_for
+from .world import World, all_goals, goal_question, neutral_sentences, solution, tool_for
 
 TAG = "tiny"
 
@@ -39,11 +48,13 @@ def hellaswag_items(world: World, rng: random.Random, n: int) -> list[dict]:
 
     The distractors are the previous place, the one after next and a place
     off the route (see `routes`), so only reading the route in order answers.
+    A neutral sentence stands between the telling and the retold leg, and
+    routes are held-out ones, never told in the corpus.
     """
     items = []
     for length in balanced(rng, list(routes.LENGTHS), n):
-        person, route = routes.sample_route(rng, length)
-        context, gold, wrong = routes.completion_item(rng, person, route)
+        person, route = routes.sample_route(rng, length, world, heldout=True)
+        context, gold, wrong = routes.completion_item(rng, person, route, gap=1)
         items.append(_multiple_choice(rng, context, f"{gold}.", [f"{w}." for w in wrong], route_length=length))
     return items
 
@@ -60,41 +71,42 @@ def piqa_items(world: World, rng: random.Random, n: int) -> list[dict]:
 
 
 def arc_easy_items(world: World, rng: random.Random, n: int) -> list[dict]:
-    """Single-hop knowledge questions with three distractor answers."""
-    items = []
-    for fact in balanced(rng, world.facts(), n):
-        query = f"{knowledge_question(fact, world.heldout_knowledge[(fact.kind, fact.subject)])}\nAnswer:"
-        wrong = rng.sample([o for o in fact.options if o != fact.answer], 3)
-        items.append(_multiple_choice(rng, query, fact.answer, wrong, kind=fact.kind))
-    return items
-
-
-def arc_challenge_items(world: World, rng: random.Random, n: int) -> list[dict]:
-    """A change of city or job; ask about the current one, directly or via a hop.
+    """A change of city or job; ask about the current one, directly or via a hop, right after it.
 
     The old value's answer is always among the choices: a reader who takes
     the wrong one of the two in-context facts picks it.
     """
+    return _move_items(world, rng, n, gap=0)
+
+
+def arc_challenge_items(world: World, rng: random.Random, n: int) -> list[dict]:
+    """The same question as `arc_easy_items`, asked a neutral story sentence after the change."""
+    return _move_items(world, rng, n, gap=1)
+
+
+def _move_items(world: World, rng: random.Random, n: int, gap: int) -> list[dict]:
+    """Move questions asked `gap` neutral sentences after the change, kinds, templates and depths balanced."""
     items = []
     combos = [(k, t, h) for k in moves.KINDS for t in range(len(moves.TRANSITIONS[k])) for h in (False, True)]
     for kind, template, hop in balanced(rng, combos, n):
-        move = moves.sample_move(world, rng, kind)
+        move = moves.sample_move(world, rng, kind, heldout=True)
         gold = moves.answer(world, move, move.new, hop)
         wrong = [moves.answer(world, move, move.old, hop)]
         wrong += rng.sample([o for o in moves.answer_options(world, kind, hop) if o not in (gold, wrong[0])], 2)
-        query = f"{moves.statement(move, template)} {moves.question(move, hop)}\nAnswer:"
+        story = [moves.statement(move, template), *neutral_sentences(rng, gap)]
+        query = f"{' '.join(story)} {moves.question(move, hop)}\nAnswer:"
         new_first = moves.TRANSITIONS[kind][template][1]
-        items.append(_multiple_choice(rng, query, gold, wrong, kind=kind, hop=hop, new_first=new_first))
+        items.append(_multiple_choice(rng, query, gold, wrong, kind=kind, hop=hop, new_first=new_first, gap=gap))
     return items
 
 
 def winogrande_items(world: World, rng: random.Random, n: int) -> list[dict]:
-    """A change of city or job, then a sentence whose blank is the old or new value."""
+    """A change of city or job, a neutral sentence, then a sentence whose blank is the old or new value."""
     items = []
     combos = [(k, t, b) for k in moves.KINDS for t in range(len(moves.TRANSITIONS[k])) for b in range(len(moves.BLANKS[k]))]
     for kind, template, blank in balanced(rng, combos, n):
-        move = moves.sample_move(world, rng, kind)
-        intro = moves.statement(move, template)
+        move = moves.sample_move(world, rng, kind, heldout=True)
+        intro = " ".join([moves.statement(move, template), *neutral_sentences(rng, 1)])
         lead, value, rest = moves.blank_sentence(move, blank)
         options = [move.old, move.new]
         rng.shuffle(options)

@@ -5,12 +5,19 @@ and decides, for every fact, which question template is held out for
 evaluation.  The corpus only ever asks a fact with its other templates, so an
 evaluation question is never a verbatim copy of a training line; the model
 has to transfer the knowledge it read in declarative and other question forms.
+(tiny_piqa asks its goals with the held-out template; no current task asks a
+bare knowledge fact, whose held-out templates the corpus still leaves out.)
+The seed also splits every story combination the tasks draw (a character's
+move, a route) into held-out ones, which only evaluation items use, and the
+rest, which the corpus and the instruction set use: no evaluation item's story
+is ever told in training text.
 Corpus, tasks and instructions all render text through the helpers here, so the
 three stay consistent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 
@@ -43,6 +50,9 @@ GOAL_QUESTIONS = (
     "You want to {g}. What should you do?",
 )
 
+# Share of story combinations (see `World.is_heldout`) kept for evaluation items.
+HELDOUT_FRACTION = 0.2
+
 
 @dataclass(frozen=True)
 class Fact:
@@ -70,6 +80,16 @@ class World:
     city_country: dict[str, str]
     heldout_knowledge: dict[tuple[str, str], int]
     heldout_goal: dict[str, int]
+    seed: int = 0
+
+    def is_heldout(self, *key: object) -> bool:
+        """Whether a story combination (e.g. "move", kind, name, old, new) belongs to evaluation.
+
+        A fixed, seeded split of every possible combination: evaluation items
+        draw only held-out ones, the corpus and instructions only the others.
+        """
+        digest = hashlib.blake2b(repr((self.seed, key)).encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") < HELDOUT_FRACTION * 2**64
 
     def facts(self) -> list[Fact]:
         """All single-hop facts, in a fixed order."""
@@ -101,7 +121,7 @@ def make_world(seed: int) -> World:
         for s in subjects:
             heldout_knowledge[(kind, s)] = rng.randrange(len(KNOWLEDGE_QUESTIONS[kind]))
     heldout_goal = {g: rng.randrange(len(GOAL_QUESTIONS)) for g in all_goals()}
-    return World(city_country, heldout_knowledge, heldout_goal)
+    return World(city_country, heldout_knowledge, heldout_goal, seed)
 
 
 def all_goals() -> list[str]:
@@ -153,6 +173,11 @@ def indefinite(noun: str) -> str:
 def capitalize(text: str) -> str:
     """Upper-case the first character only (keeps proper nouns intact)."""
     return text[:1].upper() + text[1:]
+
+
+def neutral_sentences(rng: random.Random, k: int) -> list[str]:
+    """`k` distinct neutral story sentences (they say nothing about the world)."""
+    return rng.sample(lexicon.FILLERS, k)
 
 
 def sample_people(rng: random.Random, n: int) -> list[Person]:
