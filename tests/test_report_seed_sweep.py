@@ -65,7 +65,8 @@ def test_answer_states_each_claim_with_its_interval(sweep_dirs):
     drops = expected_drops()
     assert f"{np.mean(drops):.4f} ± {np.std(drops, ddof=1):.4f} (mean ± sd over 3 seeds; 95% CI [" in answer
     assert "per seed 11: " in answer and "13: " in answer
-    assert "`stage3b_prefix_lm`: recovered fraction" in answer
+    gain = np.mean(ACCS["stage4_stage3b_prefix_lm"]) - np.mean(ACCS["stage2_prefill_bidir"])  # shifts cancel
+    assert f"`stage3b_prefix_lm`: mean gain over mean drop {gain / np.mean(drops):.1%}; recovered fraction" in answer
     assert "prefix-LM ahead on 3 of 3 seeds" in answer
 
 
