@@ -70,6 +70,21 @@ def test_answer_states_each_claim_with_its_interval(sweep_dirs):
     assert "prefix-LM ahead on 3 of 3 seeds" in answer
 
 
+def test_a_seed_without_a_drop_leaves_its_recovered_fraction_undefined(tmp_path):
+    # Stage 2 equal to Stage 1 on every seed but one: the fraction exists on one seed only
+    dirs = {seed: tmp_path / str(seed) for seed in SHIFTS}
+    for seed, shift in SHIFTS.items():
+        write_seed_files(dirs[seed], seed, shift)
+    for seed in (12, 13):
+        stage1 = dirs[seed] / "eval" / "base" / "causal" / "metrics.json"
+        metrics = json.loads(stage1.read_text())
+        metrics["provenance"]["mask"] = "prefill_bidir"
+        (dirs[seed] / "eval" / "base" / "prefill_bidir" / "metrics.json").write_text(json.dumps(metrics))
+    _, by_seed = split_sweep_paths(sweep_study_paths(dirs, RUNS))
+    answer = sweep_answer(load_sweep(by_seed, RUNS))
+    assert "recovered fraction per seed" in answer and "(seed 11 only; undefined on the others)" in answer
+
+
 def test_an_evaluation_of_another_seed_is_refused(sweep_dirs):
     paths = sweep_study_paths(sweep_dirs, RUNS)
     _, by_seed = split_sweep_paths(paths)

@@ -166,6 +166,11 @@ def _claim(table: pd.DataFrame, quantity: str, spec: str) -> str | None:
     if found is None:
         return None
     spread, present = found
+    if spread.n == 0:
+        return "undefined on every seed"
+    if spread.n == 1:
+        seed, value = next(iter(present.items()))
+        return f"{format(value, spec)} (seed {seed} only; undefined on the others)"
     text = f"{format(spread.mean, spec)} ± {format(spread.sd, spec.lstrip('+'))} (mean ± sd over {spread.n} seeds"
     if spread.interval is not None:
         low, high = spread.interval
