@@ -11,7 +11,7 @@ import pytest
 
 from ablation.layout import report_files, study_paths, sweep_study_paths
 from ablation.report import build_report
-from ablation.report.seed_sweep import load_sweep, split_sweep_paths, sweep_answer, sweep_table
+from ablation.report.seed_sweep import load_sweep, split_sweep_paths, sweep_answer, sweep_table, values_by_quantity
 from tests.test_report_helpers import ACCS, RUNS, make_metrics, write_study_files
 
 # Each seed shifts the ablated evaluations by its own amount, so drops and recoveries differ by seed.
@@ -42,7 +42,8 @@ def expected_drops() -> list[float]:
 
 def test_table_gives_every_seed_and_mean_sd_and_t_interval(sweep_dirs):
     _, by_seed = split_sweep_paths(sweep_study_paths(sweep_dirs, RUNS))
-    table = sweep_table(load_sweep(by_seed, RUNS)).set_index("quantity")
+    studies = load_sweep(by_seed, RUNS)
+    table = sweep_table(studies, values_by_quantity(studies)).set_index("quantity")
     drops = expected_drops()
     row = table.loc["drop S1 − S2 (macro)"]
     assert [row[f"seed {seed}"] for seed in SHIFTS] == pytest.approx(drops)
@@ -61,7 +62,8 @@ def test_table_gives_every_seed_and_mean_sd_and_t_interval(sweep_dirs):
 
 def test_answer_states_each_claim_with_its_interval(sweep_dirs):
     _, by_seed = split_sweep_paths(sweep_study_paths(sweep_dirs, RUNS))
-    answer = sweep_answer(load_sweep(by_seed, RUNS))
+    studies = load_sweep(by_seed, RUNS)
+    answer = sweep_answer(studies, values_by_quantity(studies))
     drops = expected_drops()
     assert f"{np.mean(drops):.4f} ± {np.std(drops, ddof=1):.4f} (mean ± sd over 3 seeds; 95% CI [" in answer
     assert "per seed 11: " in answer and "13: " in answer
@@ -81,7 +83,8 @@ def test_a_seed_without_a_drop_leaves_its_recovered_fraction_undefined(tmp_path)
         metrics["provenance"]["mask"] = "prefill_bidir"
         (dirs[seed] / "eval" / "base" / "prefill_bidir" / "metrics.json").write_text(json.dumps(metrics))
     _, by_seed = split_sweep_paths(sweep_study_paths(dirs, RUNS))
-    answer = sweep_answer(load_sweep(by_seed, RUNS))
+    studies = load_sweep(by_seed, RUNS)
+    answer = sweep_answer(studies, values_by_quantity(studies))
     assert "recovered fraction per seed" in answer and "(seed 11 only; undefined on the others)" in answer
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ablation.layout import REPORT_TABLES, SWEEP_REPORT
 from ablation.report.figures import write_figures
 from ablation.report.results_page import write_results_page
-from ablation.report.seed_sweep import load_sweep, split_sweep_paths, sweep_answer, write_sweep_report
+from ablation.report.seed_sweep import load_sweep, split_sweep_paths, write_sweep_report
 from ablation.report.study import load_study
 from ablation.report.tables import TABLE_NAMES, write_tables
 
@@ -34,8 +34,9 @@ def build_report(
     with_runs = bool(study.runs)
     tables = write_tables(study, results_dir / "tables", names=TABLE_NAMES if with_runs else REPORT_TABLES)
     figures = write_figures(study, results_dir) if with_runs else []
+    sweep_answer = None
     if sweep is not None:
-        sweep_tables, sweep_figures = write_sweep_report(sweep, results_dir, SWEEP_REPORT)
+        sweep_tables, sweep_figures, sweep_answer = write_sweep_report(sweep, results_dir, SWEEP_REPORT)
         tables, figures = tables + sweep_tables, figures + sweep_figures
     page = write_results_page(
         study,
@@ -43,6 +44,6 @@ def build_report(
         figures=figures,
         tables=tables,
         linked_pages=linked_pages,
-        seed_sweep=None if sweep is None else sweep_answer(sweep),
+        seed_sweep=sweep_answer,
     )
     return [*tables, *figures, page]

@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import cycle
 from pathlib import Path
 
 import matplotlib
@@ -28,7 +29,7 @@ from matplotlib.lines import Line2D
 from scipy import stats
 
 from ablation.report.derived import ZERO, derived_by_run
-from ablation.report.figures import BASE_COLOURS, RUN_COLOURS, STYLE, save_figure
+from ablation.report.figures import BASE_COLOURS, STYLE, run_colours, save_figure
 from ablation.report.study import STAGE1, STAGE2, Study, display_task, load_study
 from ablation.report.tables import TableStyle, write_table
 
@@ -101,6 +102,17 @@ def seed_quantities(study: Study) -> dict[str, float | None]:
     return values
 
 
+def values_by_quantity(studies: Mapping[int, Study]) -> dict[str, dict[int, float]]:
+    """quantity -> seed -> value, in first-seen order; a quantity a seed cannot form (None) is left out there."""
+    by_quantity: dict[str, dict[int, float]] = {}
+    for seed, study in studies.items():
+        for name, value in seed_quantities(study).items():
+            seeds = by_quantity.setdefault(name, {})
+            if value is not None:
+                seeds[seed] = value
+    return by_quantity
+
+
 @dataclass(frozen=True)
 class Spread:
     """A quantity over seeds: its mean, sample sd and the t-interval of the mean (None below two values)."""
@@ -127,19 +139,19 @@ class Spread:
         return self.mean - half, self.mean + half
 
 
-def sweep_table(studies: Mapping[int, Study]) -> pd.DataFrame:
-    """Quantity × seed, then n, mean, sd and the interval's bounds; a quantity a seed lacks is blank there."""
-    per_seed = {seed: seed_quantities(study) for seed, study in studies.items()}
-    quantities = list(dict.fromkeys(name for values in per_seed.values() for name in values))
+def sweep_table(studies: Mapping[int, Study], values: Mapping[str, Mapping[int, float]]) -> pd.DataFrame:
+    """Quantity × seed, then n, mean, sd and the interval's bounds; a quantity a seed lacks is blank there.
+
+    ``values``: ``values_by_quantity(studies)``.
+    """
     rows = []
-    for name in quantities:
-        seed_values = {f"seed {seed}": values.get(name) for seed, values in per_seed.items()}
-        spread = Spread(tuple(value for value in seed_values.values() if value is not None))
+    for name, by_seed in values.items():
+        spread = Spread(tuple(by_seed.values()))
         low, high = spread.interval or (None, None)
         rows.append(
             {
                 "quantity": name,
-                **seed_values,
+                **{f"seed {seed}": by_seed.get(seed) for seed in studies},
                 "n": spread.n,
                 "mean": spread.mean,
                 "sd": spread.sd,
@@ -150,22 +162,12 @@ def sweep_table(studies: Mapping[int, Study]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _spread_of(table: pd.DataFrame, quantity: str) -> tuple[Spread, dict[str, float]] | None:
-    rows = table[table["quantity"] == quantity]
-    if rows.empty:
-        return None
-    row = rows.iloc[0]
-    seeds = {column.removeprefix("seed "): row[column] for column in table.columns if column.startswith("seed ")}
-    present = {seed: float(value) for seed, value in seeds.items() if value is not None and not pd.isna(value)}
-    return Spread(tuple(present.values())), present
-
-
-def _claim(table: pd.DataFrame, quantity: str, spec: str) -> str | None:
+def _claim(values: Mapping[str, Mapping[int, float]], quantity: str, spec: str) -> str | None:
     """``quantity``: mean ± sd, its interval and every seed's value, in one phrase."""
-    found = _spread_of(table, quantity)
-    if found is None:
+    if quantity not in values:
         return None
-    spread, present = found
+    present = values[quantity]
+    spread = Spread(tuple(present.values()))
     if spread.n == 0:
         return "undefined on every seed"
     if spread.n == 1:
@@ -179,36 +181,41 @@ def _claim(table: pd.DataFrame, quantity: str, spec: str) -> str | None:
     return f"{text}; per seed {seeds})"
 
 
-def sweep_answer(studies: Mapping[int, Study]) -> str:
-    """The study's claims across seeds, worded from the sweep table: drop, recovery, prefix-LM vs causal."""
-    table = sweep_table(studies)
+def sweep_answer(studies: Mapping[int, Study], values: Mapping[str, Mapping[int, float]]) -> str:
+    """The study's claims across seeds, worded from the sweep's values: drop, recovery, prefix-LM vs causal.
+
+    ``values``: ``values_by_quantity(studies)``, as the table shows them.
+    """
     lines = [
         f"Seeds {', '.join(map(str, studies))}: each seed draws the world, pre-training and fine-tuning anew; "
         f"intervals are {CONFIDENCE:.0%} t-intervals of the mean over seeds. A seed whose drop is near zero "
         "has no meaningful recovered fraction of its own, so recovery is summarised as mean gain (S4 − S2) "
         "over mean drop.",
         "",
-        f"- Drop under prefill_bidir (S1 − S2, macro): {_claim(table, 'drop S1 − S2 (macro)', '.4f')}.",
+        f"- Drop under prefill_bidir (S1 − S2, macro): {_claim(values, 'drop S1 − S2 (macro)', '.4f')}.",
     ]
-    runs = [quantity.removeprefix("recovered fraction, ") for quantity in table["quantity"] if quantity.startswith("recovered fraction, ")]
-    drop = _spread_of(table, "drop S1 − S2 (macro)")[0]
-    for run in runs:
-        gain = _spread_of(table, f"gain S4 − S2, {run}")[0]
-        recovered = _claim(table, f"recovered fraction, {run}", ".1%")
-        side = _claim(table, f"side-effect Δ (causal eval), {run}", "+.4f")
+    drop = Spread(tuple(values["drop S1 − S2 (macro)"].values()))
+    for run in _stage4_run_names(studies):
+        gain = Spread(tuple(values[f"gain S4 − S2, {run}"].values()))
+        recovered = _claim(values, f"recovered fraction, {run}", ".1%")
+        side = _claim(values, f"side-effect Δ (causal eval), {run}", "+.4f")
         # a seed whose drop is near zero makes its own fraction explode; the ratio of the means does not
         pooled = "n/a" if abs(drop.mean) < ZERO else f"{gain.mean / drop.mean:.1%}"
         line = f"- `{run}`: mean gain over mean drop {pooled}; recovered fraction per seed {recovered}"
         lines.append(line + (f"; side effect {side}." if side else "."))
-    gap = _spread_of(table, "S4 prefix-LM FT − causal FT")
+    gap = values.get("S4 prefix-LM FT − causal FT")
     if gap is not None:
-        spread, present = gap
-        ahead = sum(value > 0 for value in present.values())
+        ahead = sum(value > 0 for value in gap.values())
         lines.append(
             f"- Prefix-LM vs causal fine-tune (best Stage 4 by train mask, prefix-LM minus causal): "
-            f"{_claim(table, 'S4 prefix-LM FT − causal FT', '+.4f')}; prefix-LM ahead on {ahead} of {spread.n} seeds."
+            f"{_claim(values, 'S4 prefix-LM FT − causal FT', '+.4f')}; prefix-LM ahead on {ahead} of {len(gap)} seeds."
         )
     return "\n".join(lines)
+
+
+def _stage4_run_names(studies: Mapping[int, Study]) -> list[str]:
+    """The fine-tunes with a Stage 4 evaluation, in the first seed's study order."""
+    return [run.name for run in next(iter(studies.values())).stage4_runs("the seed sweep")]
 
 
 def _strip(ax, position: float, values: Mapping[int, float], colour: str, markers: Mapping[int, str]) -> None:
@@ -222,32 +229,32 @@ def _strip(ax, position: float, values: Mapping[int, float], colour: str, marker
         ax.plot(position + offset, value, markers[seed], color=colour, markeredgecolor="black", markersize=6)
 
 
-def sweep_figure(studies: Mapping[int, Study]) -> Figure:
-    """(A) macro accuracy per condition and (B) recovered fraction per fine-tune, seeds as points, mean ± sd."""
-    markers = dict(zip(studies, SEED_MARKERS * (len(studies) // len(SEED_MARKERS) + 1)))
-    per_seed = {seed: seed_quantities(study) for seed, study in studies.items()}
-    runs = list(derived_by_run(next(iter(studies.values())), "the seed sweep"))
-    run_colours = dict(zip(runs, RUN_COLOURS * (len(runs) // len(RUN_COLOURS) + 1)))
+def sweep_figure(studies: Mapping[int, Study], values: Mapping[str, Mapping[int, float]]) -> Figure:
+    """(A) macro accuracy per condition and (B) recovered fraction per fine-tune, seeds as points, mean ± sd.
+
+    ``values``: ``values_by_quantity(studies)``.
+    """
+    markers = dict(zip(studies, cycle(SEED_MARKERS)))
+    runs = _stage4_run_names(studies)
+    colours = run_colours(next(iter(studies.values())))
     conditions = [
         ("Stage 1\ncausal", "S1 macro (causal)", BASE_COLOURS[STAGE1]),
         ("Stage 2\nprefill_bidir", "S2 macro (prefill_bidir)", BASE_COLOURS[STAGE2]),
-        *((f"Stage 4\n{run}", f"S4 macro, {run}", run_colours[run]) for run in runs),
+        *((f"Stage 4\n{run}", f"S4 macro, {run}", colours[run]) for run in runs),
     ]
     with matplotlib.rc_context(STYLE):
         figure = Figure(figsize=(11, 4.8), layout="constrained")
         accuracy, recovered = figure.subplots(1, 2, width_ratios=(len(conditions), max(len(runs), 2)))
         for position, (_, quantity, colour) in enumerate(conditions):
-            values = {seed: values[quantity] for seed, values in per_seed.items() if values.get(quantity) is not None}
-            _strip(accuracy, position, values, colour, markers)
+            _strip(accuracy, position, values[quantity], colour, markers)
         accuracy.set_xticks(range(len(conditions)), [label for label, _, _ in conditions])
         accuracy.set_ylim(0, 1.05)
         accuracy.set_ylabel("macro accuracy")
         accuracy.set_title(f"A  Macro accuracy over {len(studies)} seeds (bar: mean ± sd)", loc="left")
         for position, run in enumerate(runs):
-            quantity = f"recovered fraction, {run}"
-            values = {seed: values[quantity] for seed, values in per_seed.items() if values.get(quantity) is not None}
-            if values:
-                _strip(recovered, position, values, run_colours[run], markers)
+            fractions = values[f"recovered fraction, {run}"]
+            if fractions:
+                _strip(recovered, position, fractions, colours[run], markers)
         recovered.axhline(0, color="black", linewidth=0.8)
         recovered.set_xticks(range(len(runs)), runs, rotation=15, ha="right")
         recovered.set_ylabel("recovered fraction (S4 − S2) / (S1 − S2)")
@@ -263,9 +270,10 @@ def sweep_figure(studies: Mapping[int, Study]) -> Figure:
     return figure
 
 
-def write_sweep_report(studies: Mapping[int, Study], results_dir: str | Path, stem: str) -> tuple[list[Path], list[Path]]:
-    """Write the sweep's table (under ``tables/``) and figure; returns (tables, figures)."""
+def write_sweep_report(studies: Mapping[int, Study], results_dir: str | Path, stem: str) -> tuple[list[Path], list[Path], str]:
+    """Write the sweep's table (under ``tables/``) and figure; returns (tables, figures, the page's answer)."""
     results_dir = Path(results_dir)
-    tables = write_table(sweep_table(studies), results_dir / "tables" / stem, SWEEP_STYLE)
-    figures = save_figure(sweep_figure(studies), results_dir / stem)
-    return tables, figures
+    values = values_by_quantity(studies)
+    tables = write_table(sweep_table(studies, values), results_dir / "tables" / stem, SWEEP_STYLE)
+    figures = save_figure(sweep_figure(studies, values), results_dir / stem)
+    return tables, figures, sweep_answer(studies, values)
