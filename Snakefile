@@ -28,6 +28,7 @@ include: "rules/eval.smk"
 include: "rules/finetune.smk"
 include: "rules/freeform.smk"
 include: "rules/report.smk"
+include: "rules/tuning.smk"
 include: "rules/bridge.smk"
 include: "rules/bridge_report.smk"
 

@@ -86,6 +86,45 @@ def report_files(results_dir: str | Path, with_runs: bool, seed_sweep: bool = Fa
     }
 
 
+# ---------------------------------------------------------------- fine-tune settings chosen on the dev split
+TUNING_BASE_KEY = "base__{mask}"  # the tuning report's input key of the base model's dev evaluation
+TUNING_TRIAL_KEY = "{trial}__{run}__{mask}"  # ... and of a grid point's fine-tune's
+TUNING_MASKS = ("causal", "prefill_bidir")
+TUNING_TABLE = "finetune_grid"
+
+
+def tuning_dir(results_dir: str | Path) -> Path:
+    """Where `snakemake tune_finetune` puts its grid's fine-tunes, dev evaluations and choice."""
+    return Path(results_dir) / "tuning"
+
+
+def tuning_base_eval_path(results_dir: str | Path, mask: str) -> Path:
+    return tuning_dir(results_dir) / "base" / mask / "metrics.json"
+
+
+def tuning_eval_path(results_dir: str | Path, trial: str, run: str, mask: str) -> Path:
+    return tuning_dir(results_dir) / trial / run / "dev_eval" / mask / "metrics.json"
+
+
+def tuning_paths(results_dir: str | Path, trials: Iterable[str], runs: Iterable[str]) -> dict[str, Path]:
+    """The tuning report's input key -> dev evaluation: the base model's and every grid point's fine-tunes'."""
+    paths = {TUNING_BASE_KEY.format(mask=mask): tuning_base_eval_path(results_dir, mask) for mask in TUNING_MASKS}
+    for trial in trials:
+        for run in runs:
+            for mask in TUNING_MASKS:
+                paths[TUNING_TRIAL_KEY.format(trial=trial, run=run, mask=mask)] = tuning_eval_path(results_dir, trial, run, mask)
+    return paths
+
+
+def tuning_files(results_dir: str | Path) -> dict[str, list[Path]]:
+    """The tuning report's outputs: the grid's table and the chosen settings."""
+    directory = tuning_dir(results_dir)
+    return {
+        "tables": [directory / f"{TUNING_TABLE}.{fmt}" for fmt in TABLE_FORMATS],
+        "choice": [directory / "finetune_choice.json"],
+    }
+
+
 # ---------------------------------------------------------------- the latent-bridge study
 def bridge_world_dir(results_dir: str | Path) -> Path:
     """The tiny world's bridge tasks, the second LM's tokenizer and the second LM."""

@@ -99,16 +99,45 @@ def eval_inputs(wildcards):
     return inputs
 
 
+def eval_job_params(model_id, revision):
+    """The evaluation script's params; ``model_id`` and ``revision`` map a job's wildcards to its model."""
+    return {
+        "model_id": model_id,
+        "revision": revision,
+        "model": config["model"],
+        "eval": config["eval"],
+        "tasks_dir": lambda wildcards, input: input.get("tasks"),
+    }
+
+
 def finetune_inputs(wildcards):
+    return finetune_job_inputs(finetune_settings(config, wildcards.run))
+
+
+def finetune_job_inputs(settings):
     """A fine-tune needs its base model and instruction data: built by the workflow, or prefetched."""
     inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
     if EMBEDDED_MODEL:
         inputs["base_model"] = WORLD / "base_model"
     if config["finetune"]["dataset"] == "embedded":
         inputs["dataset"] = WORLD / "instructions.jsonl"
-    if finetune_settings(config, wildcards.run)["replay_fraction"] > 0:
+    if settings["replay_fraction"] > 0:
         inputs["replay_corpus"] = replay_corpus()
     return inputs
+
+
+def finetune_job_params(settings):
+    """The fine-tune script's params; ``settings`` maps a job's wildcards to its run's settings."""
+    return {
+        "settings": settings,
+        "base_model_id": model_reference("base"),
+        "base_model_revision": model_revision("base"),
+        "dataset": instruction_dataset(),
+        "attn_implementation": config["model"]["attn_implementation"],
+        "device": config["model"]["device"],
+        "processes": max(1, config["resources"]["finetune"]["gpus"]),
+        "strategy": config["finetune"]["distributed"],
+    }
 
 
 def replay_corpus():

@@ -10,11 +10,10 @@ rule eval_model:
     log:
         LOGS / "eval_model/{model}/{mask}.log",
     params:
-        model_id=lambda wildcards: model_reference(wildcards.model),
-        revision=lambda wildcards: model_revision(wildcards.model),
-        model=config["model"],
-        eval=config["eval"],
-        tasks_dir=lambda wildcards, input: input.get("tasks"),
+        **eval_job_params(
+            model_id=lambda wildcards: model_reference(wildcards.model),
+            revision=lambda wildcards: model_revision(wildcards.model),
+        ),
     threads: config["resources"]["eval"]["threads"]
     resources:
         **scheduler_resources("eval"),

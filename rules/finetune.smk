@@ -11,14 +11,7 @@ rule finetune:
     log:
         LOGS / "finetune/{run}.log",
     params:
-        settings=lambda wildcards: finetune_settings(config, wildcards.run),
-        base_model_id=model_reference("base"),
-        base_model_revision=model_revision("base"),
-        dataset=instruction_dataset(),
-        attn_implementation=config["model"]["attn_implementation"],
-        device=config["model"]["device"],
-        processes=max(1, config["resources"]["finetune"]["gpus"]),
-        strategy=config["finetune"]["distributed"],
+        **finetune_job_params(lambda wildcards: finetune_settings(config, wildcards.run)),
     threads: config["resources"]["finetune"]["threads"]
     resources:
         **scheduler_resources("finetune"),

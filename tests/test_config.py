@@ -151,3 +151,19 @@ def test_the_three_seed_overlay_sweeps_the_tiny_default():
     config = validate_config(load(REPOSITORY / "config.yaml") | load(REPOSITORY / "presets" / "tiny-three-seeds.yaml"))
     assert sweep_seeds(config) == [1234, 1235, 1236]
     assert [seed_results_dir(config, seed) for seed in (1234, 1236)] == [Path("results"), Path("results/seeds/1236")]
+
+
+def test_the_tuning_grid_names_a_bad_key_or_value():
+    message = invalid(lambda config: config["finetune"].update(tuning={"grid": {"learning_rates": [1e-3]}}))
+    assert "'finetune.tuning.grid.learning_rates'" in message and "learning_rate" in message
+    message = invalid(lambda config: config["finetune"].update(tuning={"grid": {"replay_fraction": [0.5, 1.0]}}))
+    assert "'finetune.tuning.grid.replay_fraction[1]'" in message and "0.95" in message
+    message = invalid(lambda config: config["finetune"].update(tuning={"grid": {"max_steps": []}}))
+    assert "'finetune.tuning.grid.max_steps'" in message
+
+
+def test_the_tuning_grid_defaults_try_the_configured_fine_tune():
+    """The default grid contains the shipped settings, so tuning can confirm or replace them."""
+    config = validate_config(load(REPOSITORY / "config.yaml"))
+    grid, defaults = config["finetune"]["tuning"]["grid"], config["finetune"]["defaults"]
+    assert all(defaults[key] in grid[key] for key in ("learning_rate", "max_steps", "replay_fraction"))

@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ablation.layout import tuning_paths
+from ablation.report.tuning import load_results
+from ablation.tuning import choose_trial
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 MICRO_CONFIG = REPOSITORY / "tests" / "configs" / "micro.yaml"
 PRESET = REPOSITORY / "presets" / "ministral-3b.yaml"
@@ -173,6 +177,51 @@ def test_a_seed_sweep_builds_only_the_new_seeds_study_and_reports_both(micro_run
     assert "### 3. Do the answers hold across seeds?" in (results / "RESULTS.md").read_text()
     assert (results / "seed_sweep.pdf").stat().st_size > 1000
     assert "Nothing to be done" in snakemake(workdir, sweep, "--dry-run").stdout
+
+
+def test_tuning_chooses_the_fine_tune_settings_on_the_dev_split_outside_the_main_dag(micro_run, tmp_path):
+    workdir = tmp_path / "tuning"
+    shutil.copytree(micro_run, workdir, symlinks=True)
+    grid = {"learning_rate": [1.0e-3, 3.0e-3], "max_steps": [4], "replay_fraction": [0.5]}
+    tuning = write_config(
+        tmp_path / "tuning.yaml", lambda config: config["finetune"].update(tuning={"dev_examples_per_task": 8, "grid": grid})
+    )
+    assert "Nothing to be done" in snakemake(workdir, tuning, "--dry-run").stdout  # the main command never tunes
+    planned = planned_jobs(snakemake(workdir, tuning, "--dry-run", "tune_finetune"))
+    assert planned == {"build_dev_tasks": 1, "tuning_finetune": 4, "tuning_eval_base": 2, "tuning_eval_trial": 8, "tune_finetune": 1}
+    result = snakemake(workdir, tuning, "tune_finetune")
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    results = workdir / "results"
+    trials = {"lr0.001_steps4_replay0.5": 1.0e-3, "lr0.003_steps4_replay0.5": 3.0e-3}
+    for trial, learning_rate in trials.items():
+        for run in ("micro_causal", "micro_prefix_lm"):
+            summary = json.loads((results / "tuning" / trial / run / "summary.json").read_text())
+            assert summary["settings"]["learning_rate"] == learning_rate and summary["steps_run"] == 4
+            assert summary["settings"]["replay_fraction"] == 0.5
+    # dev evaluations score the development items, none of the evaluation ones
+    dev_item = json.loads((results / "world" / "tasks_dev" / "tiny_arc_easy.jsonl").read_text().splitlines()[0])
+    eval_queries = {json.loads(line)["query"] for line in (results / "world" / "tasks" / "tiny_arc_easy.jsonl").read_text().splitlines()}
+    scored = [json.loads(line) for line in (results / "tuning" / "base" / "causal" / "samples.jsonl").read_text().splitlines()]
+    contexts = {row["arguments"][0][0] for row in scored}
+    assert dev_item["query"] in contexts and not contexts & eval_queries
+    # the choice is the criterion applied to the dev evaluations on disk
+    choice = json.loads((results / "tuning" / "finetune_choice.json").read_text())
+    base, trial_results = load_results(
+        tuning_paths(results, trials, ("micro_causal", "micro_prefix_lm")),
+        {name: {"learning_rate": lr, "max_steps": 4, "replay_fraction": 0.5} for name, lr in trials.items()},
+        ("micro_causal", "micro_prefix_lm"),
+    )
+    assert choice["chosen"] == choose_trial(trial_results, base["causal"], 0.02).result.trial
+    assert choice["provenance"]["seed"] == 7
+    assert (results / "tuning" / "finetune_grid.md").read_text().count("lr0.00") == 2
+    assert "Nothing to be done" in snakemake(workdir, tuning, "--dry-run", "tune_finetune").stdout
+
+
+def test_tuning_a_config_without_the_tiny_tasks_is_refused_naming_the_key(tmp_path):
+    result = snakemake(tmp_path, PRESET, "--dry-run", "tune_finetune")
+    assert result.returncode != 0
+    assert "needs eval.task_set 'tiny' (got 'original')" in result.stdout + result.stderr
 
 
 def test_the_real_preset_validates_and_plans_its_jobs(tmp_path):

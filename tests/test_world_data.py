@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ablation.world import TINY_TASKS, build_world_data, lexicon, moves, routes
+from ablation.world import TINY_TASKS, build_dev_tasks, build_world_data, lexicon, moves, routes
 from ablation.world.world import make_world
 
 SIZES = dict(corpus_documents=200, eval_examples_per_task=24, instruction_examples=30)
@@ -154,6 +154,57 @@ def test_items_draw_held_out_combinations_and_training_text_the_others():
     assert [make_world(8).is_heldout("route", i) for i in range(64)] != [world.is_heldout("route", i) for i in range(64)]
     shares = [world.is_heldout("route", i) for i in range(4000)]
     assert 0.15 < sum(shares) / len(shares) < 0.25
+
+
+@pytest.fixture(scope="module")
+def dev_tasks(big_world):
+    build_dev_tasks(big_world / "tasks_dev", seed=0, eval_examples_per_task=60, dev_examples_per_task=80)
+    return big_world / "tasks_dev"
+
+
+@pytest.mark.parametrize("task", TINY_TASKS)
+def test_dev_items_tell_no_evaluation_story_and_none_from_the_training_text(big_world, dev_tasks, task):
+    """The development split, on which fine-tune settings are chosen, shares no story with the evaluation."""
+    evaluation = read_jsonl(big_world / "tasks" / f"{task}.jsonl")
+    dev = read_jsonl(dev_tasks / f"{task}.jsonl")
+    assert len(dev) == 80
+    eval_stories = {tuple(item["story"]) for item in evaluation}
+    dev_stories = {tuple(item["story"]) for item in dev}
+    assert not eval_stories & dev_stories
+    world = make_world(0)
+    if task == "tiny_piqa":
+        # every goal's one held-out template belongs to evaluation: dev asks in a corpus template
+        assert all(world.heldout_goal[goal] != template for _, goal, template in dev_stories)
+        return
+    assert all(world.is_heldout(*story) for story in dev_stories)
+    training = (big_world / "corpus.txt").read_text() + (big_world / "instructions.jsonl").read_text()
+    eval_prompts = {item.get("query") or item["sentence"] for item in evaluation}
+    for item in dev:
+        prompt = item["sentence"].split("_")[0] if task == "tiny_winogrande" else item["query"]
+        assert (item.get("query") or item["sentence"]) not in eval_prompts
+        assert not any(sentence in training for sentence in story_sentences(prompt)), prompt
+
+
+def test_dev_tasks_load_as_the_evaluation_tasks_and_are_reproducible(big_world, dev_tasks, tmp_path):
+    """Same task names, data read from the dev directory, byte-identical when rebuilt."""
+    from lm_eval.tasks import TaskManager
+
+    build_dev_tasks(tmp_path / "again", seed=0, eval_examples_per_task=60, dev_examples_per_task=80)
+    assert snapshot(tmp_path / "again") == snapshot(dev_tasks)
+    tasks = TaskManager(include_path=str(dev_tasks)).load(list(TINY_TASKS))["tasks"]
+    docs = list(tasks["tiny_arc_challenge"].dataset["validation"])
+    assert docs[0]["query"] == read_jsonl(dev_tasks / "tiny_arc_challenge.jsonl")[0]["query"]
+
+
+def test_writing_dev_tasks_leaves_the_evaluation_items_as_they_were(tmp_path):
+    """The dev split is drawn after, and around, the evaluation items: those stay the ones written before."""
+    build_world_data(tmp_path / "world", seed=5, **SIZES)
+    before = snapshot(tmp_path / "world")
+    build_dev_tasks(tmp_path / "world" / "tasks_dev", seed=5, eval_examples_per_task=24, dev_examples_per_task=10)
+    assert {k: v for k, v in snapshot(tmp_path / "world").items() if not k.startswith("tasks_dev")} == before
+    with pytest.raises(ValueError, match="dev_examples_per_task"):
+        build_dev_tasks(tmp_path / "bad", seed=5, eval_examples_per_task=24, dev_examples_per_task=0)
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize(

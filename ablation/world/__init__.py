@@ -9,7 +9,7 @@ second, Llama-architecture LM on them.
 """
 
 from .bridge_data import BRIDGE_WORLD_DEFAULTS, build_bridge_world_data
-from .data import build_world_data
+from .data import build_dev_tasks, build_world_data
 from .pretrain import pretrain_base_model, pretrain_bridge_model
 from .tasks import TINY_TASKS
 from .tokenizer import train_tokenizer
@@ -18,6 +18,7 @@ __all__ = [
     "BRIDGE_WORLD_DEFAULTS",
     "TINY_TASKS",
     "build_bridge_world_data",
+    "build_dev_tasks",
     "build_world_data",
     "pretrain_base_model",
     "pretrain_bridge_model",

@@ -16,7 +16,7 @@ from pathlib import Path
 from ablation.io import atomic_directory, atomic_write_text
 from .corpus import generate_corpus
 from .instructions import generate_instructions
-from .tasks import write_tasks
+from .tasks import write_dev_tasks, write_tasks
 from .validation import require_int, require_positive
 from .world import make_world
 
@@ -61,3 +61,20 @@ def build_world_data(
         "tasks": task_counts,
         "instructions.jsonl": len(records),
     }
+
+
+def build_dev_tasks(
+    tasks_dir: str | os.PathLike, *, seed: int, eval_examples_per_task: int, dev_examples_per_task: int
+) -> dict[str, int]:
+    """Write the development split's tasks (`write_dev_tasks`) into `tasks_dir`, atomically.
+
+    Fine-tune settings are chosen on it (`ablation.finetune.tuning`), never on
+    the evaluation items.  Returns the item count of each task.
+    """
+    require_positive(eval_examples_per_task=eval_examples_per_task, dev_examples_per_task=dev_examples_per_task)
+    require_int(seed=seed)
+    final = Path(tasks_dir).absolute()
+    with atomic_directory(final) as tmp:
+        counts = write_dev_tasks(make_world(seed), seed, eval_examples_per_task, dev_examples_per_task, tmp, final)
+    log.info("wrote development tasks %s", counts)
+    return counts

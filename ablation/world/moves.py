@@ -85,22 +85,31 @@ class Move:
     new: str
 
 
-def sample_move(world: World, rng: random.Random, kind: str, *, heldout: bool = False) -> Move:
+def sample_move(
+    world: World, rng: random.Random, kind: str, *, heldout: bool = False, avoid: frozenset[tuple] = frozenset()
+) -> Move:
     """A fresh character with two values whose hop answers differ too.
 
     `heldout` picks the side of the world's split (`World.is_heldout`): True for
     evaluation items, False for the corpus and instructions, so no evaluation
-    item's move is ever told in training text.
+    item's move is ever told in training text.  Moves whose `story_key` is in
+    `avoid` are never drawn (development items avoid the evaluation items' moves).
     """
     pool = list(world.city_country) if kind == "home" else list(lexicon.OCCUPATIONS)
     while True:
         (person,) = sample_people(rng, 1)
         old, new = rng.sample(pool, 2)
         move = Move(kind, person, old, new)
+        key = story_key(move)
         if hop_answer(world, move, old) != hop_answer(world, move, new) and (
-            world.is_heldout("move", kind, person.name, old, new) == heldout
+            world.is_heldout(*key) == heldout and key not in avoid
         ):
             return move
+
+
+def story_key(move: Move) -> tuple[str, ...]:
+    """What identifies a move's story in the world's split: kind, character and both values."""
+    return ("move", move.kind, move.person.name, move.old, move.new)
 
 
 def hop_answer(world: World, move: Move, value: str) -> str:

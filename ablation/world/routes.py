@@ -34,19 +34,31 @@ LENGTHS = (4, 5)
 
 
 def sample_route(
-    rng: random.Random, length: int, world: World | None = None, *, heldout: bool = False
+    rng: random.Random,
+    length: int,
+    world: World | None = None,
+    *,
+    heldout: bool = False,
+    avoid: frozenset[tuple] = frozenset(),
 ) -> tuple[Person, list[str]]:
     """A fresh character and `length` distinct places in random order.
 
     With a `world`, the route (its places in order) is drawn from one side of
     the world's split: held-out routes for evaluation items, the others for
-    the corpus, so no evaluated route is ever told in training text.
+    the corpus, so no evaluated route is ever told in training text.  Routes
+    whose `story_key` is in `avoid` are never drawn.
     """
     while True:
         (person,) = sample_people(rng, 1)
         route = rng.sample(PLACES, length)
-        if world is None or world.is_heldout("route", *route) == heldout:
+        key = story_key(route)
+        if world is None or (world.is_heldout(*key) == heldout and key not in avoid):
             return person, route
+
+
+def story_key(route: list[str]) -> tuple[str, ...]:
+    """What identifies a walk's story in the world's split: its places in order."""
+    return ("route", *route)
 
 
 def telling(rng: random.Random, person: Person, route: list[str]) -> str:

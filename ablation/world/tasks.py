@@ -24,6 +24,10 @@ world (`World.is_heldout`) that the corpus never tells.  The corpus never puts
 a neutral sentence between a walk or a move and what is said about it; the
 route, arc_challenge and winogrande items do, as a real benchmark's prompt is
 longer than the sentences it was learnt from.
+
+A development split (`write_dev_tasks`) draws the same tasks from held-out
+stories that no evaluation item tells, for choosing fine-tune settings
+without looking at the evaluation items.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -38,12 +43,29 @@ import yaml
 from ablation.study import TINY_TASKS
 
 from . import lexicon, moves, routes
-from .world import World, all_goals, goal_question, neutral_sentences, solution, tool_for
+from .world import GOAL_QUESTIONS, World, all_goals, goal_question, neutral_sentences, solution, tool_for
 
 TAG = "tiny"
 
 
-def hellaswag_items(world: World, rng: random.Random, n: int) -> list[dict]:
+@dataclass(frozen=True)
+class ItemSplit:
+    """Which held-out items a generator draws: evaluation items, or development items.
+
+    Both use stories the corpus never tells.  Development items also avoid
+    every story an evaluation item tells (`avoid`, of story keys), and ask the
+    piqa goals in a corpus template, because each goal's one held-out template
+    belongs to evaluation: the dev piqa measures what the model remembers.
+    """
+
+    dev: bool = False
+    avoid: frozenset[tuple] = frozenset()
+
+
+EVAL = ItemSplit()
+
+
+def hellaswag_items(world: World, rng: random.Random, n: int, split: ItemSplit = EVAL) -> list[dict]:
     """A walk along a fresh route, retold up to a place; pick the place that comes next.
 
     The distractors are the previous place, the one after next and a place
@@ -53,59 +75,65 @@ def hellaswag_items(world: World, rng: random.Random, n: int) -> list[dict]:
     """
     items = []
     for length in balanced(rng, list(routes.LENGTHS), n):
-        person, route = routes.sample_route(rng, length, world, heldout=True)
+        person, route = routes.sample_route(rng, length, world, heldout=True, avoid=split.avoid)
         context, gold, wrong = routes.completion_item(rng, person, route, gap=1)
-        items.append(_multiple_choice(rng, context, f"{gold}.", [f"{w}." for w in wrong], route_length=length))
+        story = routes.story_key(route)
+        items.append(_multiple_choice(rng, context, f"{gold}.", [f"{w}." for w in wrong], route_length=length, story=story))
     return items
 
 
-def piqa_items(world: World, rng: random.Random, n: int) -> list[dict]:
+def piqa_items(world: World, rng: random.Random, n: int, split: ItemSplit = EVAL) -> list[dict]:
     """A goal and two solutions that differ in the tool used."""
     items = []
     for goal in balanced(rng, all_goals(), n):
         tool = tool_for(goal)
         wrong = rng.choice([t for t in lexicon.TOOLS if t != tool])
-        query = f"{goal_question(goal, world.heldout_goal[goal])}\nAnswer:"
-        items.append(_multiple_choice(rng, query, solution(tool, goal), [solution(wrong, goal)], goal=goal))
+        template = world.heldout_goal[goal]
+        if split.dev:
+            template = (template + 1) % len(GOAL_QUESTIONS)
+        query = f"{goal_question(goal, template)}\nAnswer:"
+        story = ("goal", goal, template)
+        items.append(_multiple_choice(rng, query, solution(tool, goal), [solution(wrong, goal)], goal=goal, story=story))
     return items
 
 
-def arc_easy_items(world: World, rng: random.Random, n: int) -> list[dict]:
+def arc_easy_items(world: World, rng: random.Random, n: int, split: ItemSplit = EVAL) -> list[dict]:
     """A change of city or job; ask about the current one, directly or via a hop, right after it.
 
     The old value's answer is always among the choices: a reader who takes
     the wrong one of the two in-context facts picks it.
     """
-    return _move_items(world, rng, n, gap=0)
+    return _move_items(world, rng, n, split, gap=0)
 
 
-def arc_challenge_items(world: World, rng: random.Random, n: int) -> list[dict]:
+def arc_challenge_items(world: World, rng: random.Random, n: int, split: ItemSplit = EVAL) -> list[dict]:
     """The same question as `arc_easy_items`, asked a neutral story sentence after the change."""
-    return _move_items(world, rng, n, gap=1)
+    return _move_items(world, rng, n, split, gap=1)
 
 
-def _move_items(world: World, rng: random.Random, n: int, gap: int) -> list[dict]:
+def _move_items(world: World, rng: random.Random, n: int, split: ItemSplit, gap: int) -> list[dict]:
     """Move questions asked `gap` neutral sentences after the change, kinds, templates and depths balanced."""
     items = []
     combos = [(k, t, h) for k in moves.KINDS for t in range(len(moves.TRANSITIONS[k])) for h in (False, True)]
     for kind, template, hop in balanced(rng, combos, n):
-        move = moves.sample_move(world, rng, kind, heldout=True)
+        move = moves.sample_move(world, rng, kind, heldout=True, avoid=split.avoid)
         gold = moves.answer(world, move, move.new, hop)
         wrong = [moves.answer(world, move, move.old, hop)]
         wrong += rng.sample([o for o in moves.answer_options(world, kind, hop) if o not in (gold, wrong[0])], 2)
-        story = [moves.statement(move, template), *neutral_sentences(rng, gap)]
-        query = f"{' '.join(story)} {moves.question(move, hop)}\nAnswer:"
+        sentences = [moves.statement(move, template), *neutral_sentences(rng, gap)]
+        query = f"{' '.join(sentences)} {moves.question(move, hop)}\nAnswer:"
         new_first = moves.TRANSITIONS[kind][template][1]
-        items.append(_multiple_choice(rng, query, gold, wrong, kind=kind, hop=hop, new_first=new_first, gap=gap))
+        story = moves.story_key(move)
+        items.append(_multiple_choice(rng, query, gold, wrong, kind=kind, hop=hop, new_first=new_first, gap=gap, story=story))
     return items
 
 
-def winogrande_items(world: World, rng: random.Random, n: int) -> list[dict]:
+def winogrande_items(world: World, rng: random.Random, n: int, split: ItemSplit = EVAL) -> list[dict]:
     """A change of city or job, a neutral sentence, then a sentence whose blank is the old or new value."""
     items = []
     combos = [(k, t, b) for k in moves.KINDS for t in range(len(moves.TRANSITIONS[k])) for b in range(len(moves.BLANKS[k]))]
     for kind, template, blank in balanced(rng, combos, n):
-        move = moves.sample_move(world, rng, kind, heldout=True)
+        move = moves.sample_move(world, rng, kind, heldout=True, avoid=split.avoid)
         intro = " ".join([moves.statement(move, template), *neutral_sentences(rng, 1)])
         lead, value, rest = moves.blank_sentence(move, blank)
         options = [move.old, move.new]
@@ -120,6 +148,7 @@ def winogrande_items(world: World, rng: random.Random, n: int) -> list[dict]:
                 "label": options.index(value),
                 "kind": kind,
                 "new_first": moves.TRANSITIONS[kind][template][1],
+                "story": moves.story_key(move),
             }
         )
     return items
@@ -142,7 +171,7 @@ def _multiple_choice(rng: random.Random, query: str, gold: str, wrong: list[str]
     return {"query": query, "choices": choices, "label": choices.index(gold), **meta}
 
 
-GENERATORS: dict[str, Callable[[World, random.Random, int], list[dict]]] = {
+GENERATORS: dict[str, Callable[[World, random.Random, int, ItemSplit], list[dict]]] = {
     "tiny_hellaswag": hellaswag_items,
     "tiny_piqa": piqa_items,
     "tiny_arc_easy": arc_easy_items,
@@ -173,15 +202,38 @@ def task_config(name: str, data_file: Path) -> dict:
 
 
 def write_tasks(world: World, seed: int, n: int, tasks_dir: Path, final_tasks_dir: Path) -> dict[str, int]:
-    """Write `<task>.jsonl` and `<task>.yaml` into `tasks_dir`; return item counts.
+    """Write the evaluation items' `<task>.jsonl` and `<task>.yaml` into `tasks_dir`; return item counts.
 
     The YAML points at `final_tasks_dir`, the place the directory will have once
     it is moved into position, because lm-eval needs absolute data paths.
     """
+    return _write_task_files(eval_items(world, seed, n), tasks_dir, final_tasks_dir)
+
+
+def write_dev_tasks(
+    world: World, seed: int, eval_examples: int, n: int, tasks_dir: Path, final_tasks_dir: Path
+) -> dict[str, int]:
+    """Write `n` development items per task, none telling a story that an evaluation item tells.
+
+    The task names are the evaluation tasks' own, so an evaluation reads this
+    directory in place of the evaluation one; `eval_examples` must be the
+    evaluation set's size, whose stories are avoided.
+    """
+    evaluation = eval_items(world, seed, eval_examples)
+    split = ItemSplit(dev=True, avoid=frozenset(tuple(item["story"]) for items in evaluation.values() for item in items))
+    items = {name: GENERATORS[name](world, random.Random(f"{name}:{seed}:dev"), n, split) for name in TINY_TASKS}
+    return _write_task_files(items, tasks_dir, final_tasks_dir)
+
+
+def eval_items(world: World, seed: int, n: int) -> dict[str, list[dict]]:
+    """Every task's `n` evaluation items, as `write_tasks` writes them."""
+    return {name: GENERATORS[name](world, random.Random(f"{name}:{seed}"), n) for name in TINY_TASKS}
+
+
+def _write_task_files(items_by_task: dict[str, list[dict]], tasks_dir: Path, final_tasks_dir: Path) -> dict[str, int]:
     tasks_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for name in TINY_TASKS:
-        items = GENERATORS[name](world, random.Random(f"{name}:{seed}"), n)
+    for name, items in items_by_task.items():
         lines = "".join(json.dumps(item) + "\n" for item in items)
         (tasks_dir / f"{name}.jsonl").write_text(lines, encoding="utf-8")
         config = task_config(name, final_tasks_dir / f"{name}.jsonl")

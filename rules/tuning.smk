@@ -1,0 +1,107 @@
+"""Fine-tune settings chosen on the tiny world's development split: ``snakemake tune_finetune`` (ablation.tuning).
+
+Every grid point fine-tunes every run; the fine-tunes and the base model are evaluated on the
+development tasks under causal and prefill_bidir, and one point is chosen for all runs. Nothing
+here is part of the main command.
+"""
+
+import re
+
+from ablation.layout import tuning_dir, tuning_eval_path, tuning_files, tuning_paths
+from ablation.tuning import trial_grid, trial_settings
+
+TUNING = config["finetune"]["tuning"]
+TUNING_TRIALS = trial_grid(TUNING["grid"])
+TUNING_DIR = tuning_dir(RESULTS)
+DEV_TASKS_DIR = WORLD / "tasks_dev"
+
+
+wildcard_constraints:
+    trial="|".join(map(re.escape, TUNING_TRIALS)),
+
+
+def tuning_inputs(wildcards):
+    """Every dev evaluation the choice reads; only a tiny-task config with fine-tune runs has a dev split to tune on."""
+    if config["eval"]["task_set"] != "tiny" or not RUNS:
+        raise ValueError(
+            "tune_finetune chooses fine-tune settings on the tiny world's development split: it needs "
+            f"eval.task_set 'tiny' (got {config['eval']['task_set']!r}) and at least one finetune.runs entry"
+        )
+    return tuning_paths(RESULTS, TUNING_TRIALS, RUNS)
+
+
+def tuning_eval_inputs(model_dir):
+    """A dev evaluation reads the development tasks and the model directory it evaluates."""
+    return lambda wildcards: {"tasks": DEV_TASKS_DIR, "model": model_dir(wildcards)}
+
+
+rule tune_finetune:
+    """Choose the fine-tunes' learning rate, steps and replay share on the development split."""
+    input:
+        unpack(tuning_inputs),
+    output:
+        tables=tuning_files(RESULTS)["tables"],
+        choice=tuning_files(RESULTS)["choice"][0],
+    log:
+        LOGS / "tuning/choice.log",
+    params:
+        trials=TUNING_TRIALS,
+        runs=RUNS,
+        max_side_effect=TUNING["max_side_effect"],
+        base_model_id=model_reference("base"),
+        base_model_revision=model_revision("base"),
+    conda:
+        "../envs/ablation.yaml"
+    script:
+        "../workflow/scripts/tune_finetune.py"
+
+
+rule build_dev_tasks:
+    output:
+        tasks=directory(DEV_TASKS_DIR),
+    log:
+        LOGS / "build_dev_tasks/world.log",
+    params:
+        world=config["world"],
+        dev_examples_per_task=TUNING["dev_examples_per_task"],
+    conda:
+        "../envs/ablation.yaml"
+    script:
+        "../workflow/scripts/build_dev_tasks.py"
+
+
+use rule finetune as tuning_finetune with:
+    input:
+        unpack(lambda wildcards: finetune_job_inputs(trial_settings(config, wildcards.run, TUNING_TRIALS[wildcards.trial]))),
+    output:
+        final=directory(TUNING_DIR / "{trial}" / "{run}" / "final"),
+        summary=TUNING_DIR / "{trial}" / "{run}" / "summary.json",
+        history=TUNING_DIR / "{trial}" / "{run}" / "loss_history.csv",
+    log:
+        LOGS / "tuning/{trial}/{run}/finetune.log",
+    params:
+        **finetune_job_params(lambda wildcards: trial_settings(config, wildcards.run, TUNING_TRIALS[wildcards.trial])),
+
+
+use rule eval_model as tuning_eval_base with:
+    input:
+        unpack(tuning_eval_inputs(lambda wildcards: model_reference("base"))),
+    output:
+        metrics=TUNING_DIR / "base" / "{mask}" / "metrics.json",
+        samples=TUNING_DIR / "base" / "{mask}" / "samples.jsonl",
+    log:
+        LOGS / "tuning/base/{mask}.log",
+    params:
+        **eval_job_params(model_id=model_reference("base"), revision=model_revision("base")),
+
+
+use rule eval_model as tuning_eval_trial with:
+    input:
+        unpack(tuning_eval_inputs(lambda wildcards: str(TUNING_DIR / wildcards.trial / wildcards.run / "final"))),
+    output:
+        metrics=tuning_eval_path(RESULTS, "{trial}", "{run}", "{mask}"),
+        samples=tuning_eval_path(RESULTS, "{trial}", "{run}", "{mask}").with_name("samples.jsonl"),
+    log:
+        LOGS / "tuning/{trial}/{run}/dev_eval_{mask}.log",
+    params:
+        **eval_job_params(model_id=lambda wildcards: str(TUNING_DIR / wildcards.trial / wildcards.run / "final"), revision=None),
