@@ -11,7 +11,15 @@ import pytest
 
 from ablation.layout import report_files, study_paths, sweep_study_paths
 from ablation.report import build_report
-from ablation.report.seed_sweep import load_sweep, split_sweep_paths, sweep_answer, sweep_table, values_by_quantity
+from ablation.report.seed_sweep import (
+    SEED_MARKERS,
+    load_sweep,
+    split_sweep_paths,
+    sweep_answer,
+    sweep_figure,
+    sweep_table,
+    values_by_quantity,
+)
 from tests.test_report_helpers import ACCS, RUNS, make_metrics, write_study_files
 
 # Each seed shifts the ablated evaluations by its own amount, so drops and recoveries differ by seed.
@@ -112,3 +120,16 @@ def test_report_with_a_sweep_writes_its_table_figure_and_answer(tmp_path, sweep_
     assert "### 3. Do the answers hold across seeds?" in page
     assert "![seed_sweep](seed_sweep.png)" in page
     assert (results / "tables" / "seed_sweep.md").read_text().startswith("| quantity")
+
+
+def test_the_figure_plots_each_seeds_drop_and_gains(sweep_dirs):
+    """Panel B holds the per-seed drop and gains (not recovered fractions, which explode without a drop)."""
+    _, by_seed = split_sweep_paths(sweep_study_paths(sweep_dirs, RUNS))
+    studies = load_sweep(by_seed, RUNS)
+    values = values_by_quantity(studies)
+    _, panel_b = sweep_figure(studies, values).axes
+    plotted = sorted(y for line in panel_b.get_lines() if line.get_marker() in SEED_MARKERS for y in line.get_ydata())
+    expected = [*values["drop S1 − S2 (macro)"].values()]
+    expected += [value for run in RUNS for value in values[f"gain S4 − S2, {run}"].values()]
+    assert plotted == pytest.approx(sorted(expected))
+    assert [label.get_text().split("\n")[0] for label in panel_b.get_xticklabels()] == ["drop", "gain S4 − S2", "gain S4 − S2"]

@@ -8,7 +8,7 @@ report rule passes each seed's evaluations under keys ``seed_<s>__<condition key
 - ``seed_sweep.{csv,md,tex}``: one row per quantity, one column per seed, then mean, sd and the
   95 % t-interval of the mean;
 - ``seed_sweep.{pdf,png}``: (A) macro accuracy per condition, every seed a point, mean ± sd;
-  (B) the recovered fraction per fine-tune the same way;
+  (B) the drop and each fine-tune's gain the same way;
 - the "Across seeds" answer of RESULTS.md, each claim with its interval.
 """
 
@@ -230,9 +230,11 @@ def _strip(ax, position: float, values: Mapping[int, float], colour: str, marker
 
 
 def sweep_figure(studies: Mapping[int, Study], values: Mapping[str, Mapping[int, float]]) -> Figure:
-    """(A) macro accuracy per condition and (B) recovered fraction per fine-tune, seeds as points, mean ± sd.
+    """(A) macro accuracy per condition and (B) the drop beside each fine-tune's gain, seeds as points, mean ± sd.
 
-    ``values``: ``values_by_quantity(studies)``.
+    Panel B shows gains, not recovered fractions: a seed with almost no drop makes its own fraction
+    explode, while its gain and drop stay on the scale of the others (the answer's mean gain over
+    mean drop is the ratio of B's bars). ``values``: ``values_by_quantity(studies)``.
     """
     markers = dict(zip(studies, cycle(SEED_MARKERS)))
     runs = _stage4_run_names(studies)
@@ -242,24 +244,26 @@ def sweep_figure(studies: Mapping[int, Study], values: Mapping[str, Mapping[int,
         ("Stage 2\nprefill_bidir", "S2 macro (prefill_bidir)", BASE_COLOURS[STAGE2]),
         *((f"Stage 4\n{run}", f"S4 macro, {run}", colours[run]) for run in runs),
     ]
+    differences = [
+        ("drop\nS1 − S2", "drop S1 − S2 (macro)", BASE_COLOURS[STAGE2]),
+        *((f"gain S4 − S2\n{run}", f"gain S4 − S2, {run}", colours[run]) for run in runs),
+    ]
     with matplotlib.rc_context(STYLE):
         figure = Figure(figsize=(11, 4.8), layout="constrained")
-        accuracy, recovered = figure.subplots(1, 2, width_ratios=(len(conditions), max(len(runs), 2)))
+        accuracy, gains = figure.subplots(1, 2, width_ratios=(len(conditions), len(differences)))
         for position, (_, quantity, colour) in enumerate(conditions):
             _strip(accuracy, position, values[quantity], colour, markers)
         accuracy.set_xticks(range(len(conditions)), [label for label, _, _ in conditions])
         accuracy.set_ylim(0, 1.05)
         accuracy.set_ylabel("macro accuracy")
         accuracy.set_title(f"A  Macro accuracy over {len(studies)} seeds (bar: mean ± sd)", loc="left")
-        for position, run in enumerate(runs):
-            fractions = values[f"recovered fraction, {run}"]
-            if fractions:
-                _strip(recovered, position, fractions, colours[run], markers)
-        recovered.axhline(0, color="black", linewidth=0.8)
-        recovered.set_xticks(range(len(runs)), runs, rotation=15, ha="right")
-        recovered.set_ylabel("recovered fraction (S4 − S2) / (S1 − S2)")
-        recovered.set_title("B  Recovered fraction", loc="left")
-        for ax in (accuracy, recovered):
+        for position, (_, quantity, colour) in enumerate(differences):
+            _strip(gains, position, values[quantity], colour, markers)
+        gains.axhline(0, color="black", linewidth=0.8)
+        gains.set_xticks(range(len(differences)), [label for label, _, _ in differences])
+        gains.set_ylabel("macro accuracy difference")
+        gains.set_title("B  Drop, and what each fine-tune wins back", loc="left")
+        for ax in (accuracy, gains):
             ax.grid(axis="y", color="#DDDDDD", linewidth=0.6)
             ax.set_axisbelow(True)
         handles = [
