@@ -66,6 +66,10 @@ class TrialResult:
         """The largest causal dev macro accuracy any run lost against the base model."""
         return max(base_causal - value for value in self.causal.values())
 
+    def keeps_knowledge(self, base_causal: float, max_side_effect: float) -> bool:
+        """Whether no run lost more than ``max_side_effect`` under causal eval."""
+        return self.worst_loss(base_causal) <= max_side_effect
+
     def cost(self) -> tuple:
         """Cheaper and gentler first: steps, learning rate, replay share."""
         return self.settings["max_steps"], self.settings["learning_rate"], self.settings["replay_fraction"]
@@ -81,7 +85,7 @@ def choose_trial(results: Sequence[TrialResult], base_causal: float, max_side_ef
     """The grid point the criterion (module docstring) picks."""
     if not results:
         raise ValueError("the tuning grid has no trials to choose from")
-    keeping = [r for r in results if r.worst_loss(base_causal) <= max_side_effect]
+    keeping = [r for r in results if r.keeps_knowledge(base_causal, max_side_effect)]
     if keeping:
         # rounded so that equal accuracies summed in another order still tie
         best = min(keeping, key=lambda r: (-round(r.mean_prefill, 9), r.cost()))

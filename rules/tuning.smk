@@ -6,6 +6,7 @@ here is part of the main command.
 """
 
 import re
+from types import SimpleNamespace
 
 from ablation.layout import tuning_dir, tuning_eval_path, tuning_files, tuning_paths
 from ablation.tuning import trial_grid, trial_settings
@@ -30,9 +31,27 @@ def tuning_inputs(wildcards):
     return tuning_paths(RESULTS, TUNING_TRIALS, RUNS)
 
 
-def tuning_eval_inputs(model_dir):
-    """A dev evaluation reads the development tasks and the model directory it evaluates."""
-    return lambda wildcards: {"tasks": DEV_TASKS_DIR, "model": model_dir(wildcards)}
+def tuning_eval_inputs(model_dir=None):
+    """A dev evaluation needs what the base model's evaluation needs, with the development tasks in
+    place of the evaluation ones, and the fine-tune's model directory when it evaluates one."""
+
+    def inputs(wildcards):
+        files = {**eval_inputs(SimpleNamespace(model="base")), "tasks": DEV_TASKS_DIR}
+        if model_dir is not None:
+            files["model"] = model_dir(wildcards)
+        return files
+
+    return inputs
+
+
+def trial_run_settings(wildcards):
+    """The settings of a grid point's fine-tune of one run."""
+    return trial_settings(config, wildcards.run, TUNING_TRIALS[wildcards.trial])
+
+
+def trial_model_dir(wildcards):
+    """Where a grid point's fine-tune of one run saves its model."""
+    return str(TUNING_DIR / wildcards.trial / wildcards.run / "final")
 
 
 rule tune_finetune:
@@ -72,7 +91,7 @@ rule build_dev_tasks:
 
 use rule finetune as tuning_finetune with:
     input:
-        unpack(lambda wildcards: finetune_job_inputs(trial_settings(config, wildcards.run, TUNING_TRIALS[wildcards.trial]))),
+        unpack(lambda wildcards: finetune_job_inputs(trial_run_settings(wildcards))),
     output:
         final=directory(TUNING_DIR / "{trial}" / "{run}" / "final"),
         summary=TUNING_DIR / "{trial}" / "{run}" / "summary.json",
@@ -80,12 +99,12 @@ use rule finetune as tuning_finetune with:
     log:
         LOGS / "tuning/{trial}/{run}/finetune.log",
     params:
-        **finetune_job_params(lambda wildcards: trial_settings(config, wildcards.run, TUNING_TRIALS[wildcards.trial])),
+        **finetune_job_params(trial_run_settings),
 
 
 use rule eval_model as tuning_eval_base with:
     input:
-        unpack(tuning_eval_inputs(lambda wildcards: model_reference("base"))),
+        unpack(tuning_eval_inputs()),
     output:
         metrics=TUNING_DIR / "base" / "{mask}" / "metrics.json",
         samples=TUNING_DIR / "base" / "{mask}" / "samples.jsonl",
@@ -97,11 +116,11 @@ use rule eval_model as tuning_eval_base with:
 
 use rule eval_model as tuning_eval_trial with:
     input:
-        unpack(tuning_eval_inputs(lambda wildcards: str(TUNING_DIR / wildcards.trial / wildcards.run / "final"))),
+        unpack(tuning_eval_inputs(trial_model_dir)),
     output:
         metrics=tuning_eval_path(RESULTS, "{trial}", "{run}", "{mask}"),
         samples=tuning_eval_path(RESULTS, "{trial}", "{run}", "{mask}").with_name("samples.jsonl"),
     log:
         LOGS / "tuning/{trial}/{run}/dev_eval_{mask}.log",
     params:
-        **eval_job_params(model_id=lambda wildcards: str(TUNING_DIR / wildcards.trial / wildcards.run / "final"), revision=None),
+        **eval_job_params(model_id=trial_model_dir, revision=None),

@@ -67,7 +67,7 @@ def test_when_every_point_forgets_the_gentlest_is_chosen_and_flagged():
 
 def write_metrics(path, macro, mask):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"macro_acc": macro, "provenance": {"mask": mask}}))
+    path.write_text(json.dumps({"tasks": {}, "macro_acc": macro, "provenance": {"mask": mask}}))
     return path
 
 
@@ -82,7 +82,7 @@ def test_the_report_writes_the_grid_and_the_choice(tmp_path):
         for run, (prefill, causal) in runs.items():
             for mask, value in (("prefill_bidir", prefill), ("causal", causal)):
                 inputs[TUNING_TRIAL_KEY.format(trial=trial, run=run, mask=mask)] = write_metrics(tmp_path / trial / run / mask, value, mask)
-    choice = write_tuning_report(inputs, trials, RUNS, 0.02, tmp_path / "out", stamp={"seed": 1})
+    choice = write_tuning_report(inputs, trials, RUNS, 0.02, tmp_path / "out", stamp=lambda: {"seed": 1})
     written = json.loads((tmp_path / "out" / "finetune_choice.json").read_text())
     # the faster point scores higher under prefill_bidir, but its causal fine-tune loses 0.05
     assert choice.result.trial == written["chosen"] == "lr0.001_steps150_replay0.8"
@@ -102,6 +102,6 @@ def test_an_evaluation_under_the_wrong_mask_is_refused(tmp_path):
             inputs[TUNING_TRIAL_KEY.format(trial="lr0.001_steps150_replay0.8", run=run, mask=mask)] = write_metrics(
                 tmp_path / run / mask, 0.5, "causal"
             )
-    with pytest.raises(ValueError, match="not 'prefill_bidir'"):
-        write_tuning_report(inputs, trials, RUNS, 0.02, tmp_path / "out", stamp={})
+    with pytest.raises(ValueError, match="given as a 'prefill_bidir' evaluation"):
+        write_tuning_report(inputs, trials, RUNS, 0.02, tmp_path / "out", stamp=dict)
     assert not (tmp_path / "out").exists()

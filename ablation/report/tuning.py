@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from ablation.io import atomic_write_json
 from ablation.layout import TUNING_BASE_KEY, TUNING_MASKS, TUNING_TABLE, TUNING_TRIAL_KEY
+from ablation.report.study import load_metrics
 from ablation.report.tables import TableStyle, write_table
 from ablation.tuning import CRITERION, TUNED_KEYS, Choice, TrialResult, choose_trial
 
@@ -19,24 +19,19 @@ log = logging.getLogger(__name__)
 TUNING_STYLE = TableStyle(labels=frozenset({"trial", "chosen"}), formats={"learning_rate": "g", "replay_fraction": "g"})
 
 
-def macro_acc(path: str | Path, mask: str) -> float:
-    """An evaluation's macro accuracy, after checking it was made under ``mask``."""
-    metrics = json.loads(Path(path).read_text())
-    made_under = metrics["provenance"]["mask"]
-    if made_under != mask:
-        raise ValueError(f"{path} was evaluated under {made_under!r}, not {mask!r}")
-    return metrics["macro_acc"]
-
-
 def load_results(
     inputs: Mapping[str, str | Path], trials: Mapping[str, Mapping], runs: Iterable[str]
 ) -> tuple[dict[str, float], list[TrialResult]]:
     """The base model's dev macro accuracy per mask, and every trial's, from the keyed evaluations."""
     runs = list(runs)
-    base = {mask: macro_acc(inputs[TUNING_BASE_KEY.format(mask=mask)], mask) for mask in TUNING_MASKS}
+
+    def macro_acc(key: str, mask: str) -> float:
+        return load_metrics(inputs[key], expected_mask=mask)["macro_acc"]
 
     def accuracies(trial: str, mask: str) -> dict[str, float]:
-        return {run: macro_acc(inputs[TUNING_TRIAL_KEY.format(trial=trial, run=run, mask=mask)], mask) for run in runs}
+        return {run: macro_acc(TUNING_TRIAL_KEY.format(trial=trial, run=run, mask=mask), mask) for run in runs}
+
+    base = {mask: macro_acc(TUNING_BASE_KEY.format(mask=mask), mask) for mask in TUNING_MASKS}
 
     results = [
         TrialResult(trial, dict(settings), accuracies(trial, "prefill_bidir"), accuracies(trial, "causal"))
@@ -54,7 +49,7 @@ def grid_table(results: Sequence[TrialResult], base: Mapping[str, float], choice
             row[f"prefill_bidir {run}"] = result.prefill[run]
             row[f"causal Δ {run}"] = result.causal[run] - base["causal"]
         row["mean prefill_bidir"] = result.mean_prefill
-        row["keeps knowledge"] = result.worst_loss(base["causal"]) <= max_side_effect
+        row["keeps knowledge"] = result.keeps_knowledge(base["causal"], max_side_effect)
         row["chosen"] = "✓" if result is choice.result else ""
         rows.append(row)
     return pd.DataFrame(rows)
@@ -66,9 +61,12 @@ def write_tuning_report(
     runs: Iterable[str],
     max_side_effect: float,
     out_dir: str | Path,
-    stamp: dict,
+    stamp: Callable[[], dict],
 ) -> Choice:
-    """Write ``finetune_grid.{csv,md,tex}`` and ``finetune_choice.json`` (the chosen settings) to ``out_dir``."""
+    """Write ``finetune_grid.{csv,md,tex}`` and ``finetune_choice.json`` (the chosen settings) to ``out_dir``.
+
+    ``stamp`` makes the provenance record once the choice is made, so its wall time covers the job's work.
+    """
     base, results = load_results(inputs, trials, runs)
     choice = choose_trial(results, base["causal"], max_side_effect)
     out_dir = Path(out_dir)
@@ -88,7 +86,7 @@ def write_tuning_report(
             "dev_prefill_bidir": dict(chosen.prefill),
             "dev_causal_delta": {run: value - base["causal"] for run, value in chosen.causal.items()},
             "trials": len(results),
-            "provenance": stamp,
+            "provenance": stamp(),
         },
     )
     log.info("chose %s (dev prefill_bidir mean %.4f)", chosen.trial, chosen.mean_prefill)

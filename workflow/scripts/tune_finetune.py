@@ -15,7 +15,7 @@ write_tuning_report(
     snakemake.params.runs,
     snakemake.params.max_side_effect,
     Path(snakemake.output.choice).parent,
-    stamp=provenance(
+    stamp=lambda: provenance(
         model_id=snakemake.params.base_model_id,
         revision=snakemake.params.base_model_revision,
         mask=None,
