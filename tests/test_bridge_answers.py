@@ -17,6 +17,7 @@ from ablation.bridge.answers import (
     score,
     token_f1,
 )
+from ablation.bridge.data import EvalExample, majority_accuracy, majority_answer
 from ablation.bridge.run_format import SIDES, history_row, samples_step
 
 LEGACY_RUN = Path(__file__).resolve().parents[2] / "shared" / "legacy" / "prompt_softonly_phase2_swap_20251119_001243"
@@ -153,3 +154,21 @@ def test_extraction_reproduces_every_answer_the_legacy_run_extracted():
             row = json.loads(line)
             for side in SIDES:
                 assert extract_gsm8k_answer(row[f"{side}_full"]) == row[f"{side}_extracted"], (path.name, row["index"])
+
+
+def test_the_majority_answer_is_the_most_common_gold_answer_ties_to_the_first_seen():
+    rows = [{"answer": f"work\n#### {n}"} for n in (5, 3, 3, 5, 7)]
+    assert majority_answer("gsm8k", rows) == "5"
+    assert majority_answer("gsm8k", rows[1:]) == "3"
+
+
+def test_the_majority_hotpotqa_answer_counts_normalised_forms_and_keeps_a_written_one():
+    rows = [{"answer": answer} for answer in ("Tarn", "the tarn", "Velk", "Tarn.", "Velk")]
+    assert majority_answer("hotpotqa", rows) == "Tarn"
+
+
+def test_the_majority_floor_scores_one_answer_against_every_question():
+    examples = [EvalExample(i, "q", "p", "g", gold) for i, gold in enumerate(["4", "4", "9", "4.0"])]
+    assert majority_accuracy("gsm8k", "4", examples) == 0.5  # GSM8K compares the extracted strings exactly
+    hotpot = [EvalExample(0, "q", "p", "g", "The Tarn"), EvalExample(1, "q", "p", "g", "Velk")]
+    assert majority_accuracy("hotpotqa", "tarn", hotpot) == 0.5

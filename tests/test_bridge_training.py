@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from ablation.bridge import losses as L
-from ablation.bridge.baselines import evaluate_alone
-from ablation.bridge.data import load_rows
+from ablation.bridge.baselines import BASELINE_HYGIENE, evaluate_alone
+from ablation.bridge.batches import generation_inputs, lead_text
+from ablation.bridge.data import eval_examples, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.frozen import load_frozen
-from ablation.bridge.generation import Hygiene, generate_from_text, trim_to_answer
+from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, trim_to_answer
+from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
 from ablation.bridge.run import run_bridge
 from ablation.bridge.settings import schema_run_defaults
 from ablation.bridge.train import Bridge, NonFiniteLossError
@@ -150,6 +152,32 @@ def test_batched_generation_equals_one_prompt_at_a_time(micro_bridge_world):
     assert [g.input_tokens for g in batched] == [g.input_tokens for g in single]
 
 
+def test_the_soft_slot_reference_is_the_target_reading_its_own_question_embeddings(micro_bridge_world):
+    """The text pass the baselines make equals the bridged layout with a translator that emitted the
+    target's own embeddings of the question: the reference means what the report says it means."""
+    _, target = frozen_pair(micro_bridge_world)
+    for row in load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"])[:3]:
+        slot_prompt = soft_slot_prompt("gsm8k", row, target.tokenizer.bos_token)
+        (as_text,) = generate_from_text(target.model, target.tokenizer, [slot_prompt], dataset="gsm8k",
+                                        hygiene=BASELINE_HYGIENE, max_new_tokens=10, batch_size=1, add_special_tokens=False)  # fmt: skip
+        question_ids = target.tokenizer(soft_question("gsm8k", row), add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            soft = target.embeddings(question_ids)  # [1, Q, D]
+            lead = lead_text("gsm8k", task_prompt("gsm8k", row), "soft_only")
+            inputs, attention = generation_inputs(soft, target.embeddings, target.tokenizer, [lead], 128)
+        (as_soft,) = generate_from_embeds(target.model, target.tokenizer, inputs, attention, dataset="gsm8k",
+                                          hygiene=BASELINE_HYGIENE, max_new_tokens=10)  # fmt: skip
+        assert as_text.input_tokens == inputs.shape[1]
+        assert as_text.text == as_soft.text
+
+
+def test_the_baselines_record_the_soft_slot_reference(micro_bridge_world, baselines):
+    samples = [json.loads(line) for line in Path(baselines["target"]).read_text().splitlines()]
+    metrics = json.loads(Path(baselines["target"]).with_suffix(".json").read_text())
+    assert metrics["soft_slot_accuracy"] == sum(sample["soft_slot_correct"] for sample in samples) / len(samples)
+    assert all(sample["soft_slot_full"] for sample in samples)
+
+
 def test_the_answer_line_ends_a_generation():
     assert trim_to_answer(" 3 + 4 = 7.\n#### 7\nQ: next question", "gsm8k") == " 3 + 4 = 7.\n#### 7\n"
     assert trim_to_answer(" Tarn\nQuestion: more", "hotpotqa") == " Tarn\n"
@@ -173,6 +201,12 @@ def test_a_run_trains_only_the_translator_and_writes_its_files(micro_bridge_worl
     assert summary["trained_steps"] == 4 and summary["stop_reason"].startswith("max_steps")
     assert summary["compression"] == pytest.approx(summary["mean_prompt_tokens"]["target"] / 4)
     assert summary["provenance"]["source_model"]["local_dir_sha256"]
+    target_metrics = json.loads(Path(baselines["target"]).with_suffix(".json").read_text())
+    assert summary["target_soft_slot_acc"] == target_metrics["soft_slot_accuracy"]
+    train_rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])
+    examples = eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), train_rows, EVAL)
+    assert summary["majority_answer"] == majority_answer("gsm8k", train_rows)
+    assert summary["majority_acc"] == majority_accuracy("gsm8k", summary["majority_answer"], examples)
     sample = json.loads((tmp_path / "run" / "eval_samples_step_2.jsonl").read_text().splitlines()[0])
     assert list(sample) == ["eval_step", "index", "question", "gold_full_text", "gold_extracted", "source_full",
                             "source_extracted", "target_full", "target_extracted", "bridged_full", "bridged_extracted"]

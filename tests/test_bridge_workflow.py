@@ -39,6 +39,7 @@ def test_the_micro_bridge_config_runs_end_to_end(bridge_run):
     assert summary["steps_evaluated"] == [0, 2, 4, "final"] and "final_bridged_f1" in summary
     baseline = json.loads((results / "bridge" / "baselines" / "llama_tiny" / "hotpotqa" / "metrics.json").read_text())
     assert summary["target_acc"] == baseline["accuracy"]
+    assert summary["target_soft_slot_acc"] == baseline["soft_slot_accuracy"] and summary["majority_answer"]
     assert (bridge_run / "logs" / "train_bridge" / "micro_cross.log").stat().st_size > 0
     # Ablation 4 of bridge.inference.run (default: the first run), whole micro test split, all five baselines
     inference = json.loads((results / "bridge" / "inference" / "micro_cross" / "summary.json").read_text())
@@ -67,6 +68,8 @@ def test_the_bridge_report_shows_the_runs_in_their_roles(bridge_run):
     assert runs.loc["3a", "dataset"] == "hotpotqa" and runs.loc["1b", "origin"] == "not yet run"
     trained = json.loads((results / "bridge" / "runs" / "micro_cross" / "summary.json").read_text())
     assert float(runs.loc["2c", "final"]) == trained["final_bridged_acc"] and int(runs.loc["1a", "peak step"]) == trained["peak_step"]
+    assert float(runs.loc["1a", "question in soft slot"]) == pytest.approx(trained["target_soft_slot_acc"], abs=5e-4)
+    assert float(runs.loc["1a", "majority floor"]) == pytest.approx(trained["majority_acc"], abs=5e-4)
     claims = pd.read_csv(tables / "bridge_claims.csv").set_index("claim")
     assert len(claims) == 6 and set(claims["verdict"]) <= set(VERDICTS)
     assert claims.loc["Compression-quality trade-off", "verdict"] == "not yet run"  # only 2c of the K sweep ran

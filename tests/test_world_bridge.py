@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from ablation.bridge.prompts import SOFT_SUFFIX, task_prompt
+from ablation.bridge.prompts import SOFT_SUFFIX, soft_question, task_prompt
 from ablation.world import build_bridge_world_data, pretrain_base_model, pretrain_bridge_model, train_tokenizer
-from ablation.world.bridge_data import BRIDGE_WORLD_DEFAULTS, DOCUMENT_SEPARATOR, draw_rows, soft_question
+from ablation.world.bridge_data import BRIDGE_WORLD_DEFAULTS, DOCUMENT_SEPARATOR, draw_rows
 from ablation.world.pretrain import MODEL_KEYS, TRAINING_KEYS, pack_corpus
 from ablation.world.twohop import first_hop
 
@@ -156,6 +156,16 @@ def test_soft_documents_put_bos_before_the_suffix(data, tokenizer_dir):
     soft = next(doc for doc in docs if SOFT_SUFFIX["gsm8k"] in doc)
     ids = tokenizer(soft, add_special_tokens=False)["input_ids"]
     assert any(ids[i : i + len(suffix)] == suffix for i in range(len(ids)))
+
+
+def test_soft_documents_are_the_soft_slot_prompt_and_the_answer():
+    from ablation.bridge.prompts import answer_text, soft_slot_prompt
+    from ablation.world.bridge_data import soft_document
+    from ablation.world.tokenizer import SPECIAL_TOKENS
+
+    row = {"question": "Ada has 3 cups. How many cups does Ada have now?", "answer": "3.\n#### 3"}
+    assert soft_document("gsm8k", row) == soft_slot_prompt("gsm8k", row, SPECIAL_TOKENS["bos_token"]) + answer_text("gsm8k", row)
+    assert soft_document("gsm8k", row).startswith(row["question"] + SPECIAL_TOKENS["bos_token"] + SOFT_SUFFIX["gsm8k"])
 
 
 def test_bridge_separator_keeps_prompts_whole(data, tokenizer_dir):

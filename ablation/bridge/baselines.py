@@ -2,6 +2,11 @@
 
 Their own DAG nodes, computed once per (model, dataset, eval set) and shared by every run that
 names the model; the original regenerated both at every evaluation step of every run.
+
+Each also answers the questions in the bridge's ``soft_only`` layout with the question's own
+text in the soft tokens' place (``prompts.soft_slot_prompt``): what the model gives, as a target,
+to a translator that handed it the question word for word. A bridged accuracy far below target
+alone but near this one is the target's reading of that layout, not the translator, at fault.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from ablation.bridge.answers import INVALID, score
 from ablation.bridge.data import eval_examples, load_rows
 from ablation.bridge.frozen import load_frozen
 from ablation.bridge.generation import Hygiene, generate_from_text
+from ablation.bridge.prompts import soft_slot_prompt
 from ablation.io import atomic_write_json, atomic_write_jsonl
 from ablation.provenance import provenance
 
@@ -39,19 +45,22 @@ def evaluate_alone(
     train_rows = load_rows(dataset, dataset_source, dataset_source["train_split"], embedded_data_dir)
     eval_rows = load_rows(dataset, dataset_source, dataset_source["eval_split"], embedded_data_dir)
     examples = eval_examples(dataset, eval_rows, train_rows, eval_settings)
-    generations = generate_from_text(
-        frozen.model, frozen.tokenizer, [example.prompt for example in examples],
-        dataset=dataset, hygiene=BASELINE_HYGIENE,
-        max_new_tokens=eval_settings["max_new_tokens"], batch_size=eval_settings["batch_size"],
-    )  # fmt: skip
+    settings = {"dataset": dataset, "hygiene": BASELINE_HYGIENE, "max_new_tokens": eval_settings["max_new_tokens"],
+                "batch_size": eval_settings["batch_size"]}  # fmt: skip
+    generations = generate_from_text(frozen.model, frozen.tokenizer, [example.prompt for example in examples], **settings)
+    slot_prompts = [soft_slot_prompt(dataset, eval_rows[example.index], frozen.tokenizer.bos_token) for example in examples]
+    slot_generations = generate_from_text(frozen.model, frozen.tokenizer, slot_prompts, add_special_tokens=False, **settings)
     samples = []
-    for example, generation in zip(examples, generations):
+    for example, generation, slot in zip(examples, generations, slot_generations):
         scored = score(dataset, generation.text, example.gold)
+        slot_scored = score(dataset, slot.text, example.gold)
         samples.append({
             "index": example.index, "question": example.question, "prompt": example.prompt,
             "gold_full_text": example.gold_text, "gold_extracted": example.gold,
             "full": generation.text, **scored,
             "input_tokens": generation.input_tokens, "output_tokens": generation.output_tokens,
+            "soft_slot_full": slot.text, "soft_slot_extracted": slot_scored["extracted"],
+            "soft_slot_correct": slot_scored["correct"],
         })  # fmt: skip
     atomic_write_jsonl(samples_path, samples)
     metrics = {
@@ -60,6 +69,7 @@ def evaluate_alone(
         "samples": len(samples),
         "accuracy": sum(sample["correct"] for sample in samples) / len(samples),
         "invalid": sum(sample["extracted"] == INVALID for sample in samples),
+        "soft_slot_accuracy": sum(sample["soft_slot_correct"] for sample in samples) / len(samples),
         "mean_input_tokens": sum(sample["input_tokens"] for sample in samples) / len(samples),
         "mean_output_tokens": sum(sample["output_tokens"] for sample in samples) / len(samples),
         "eval": eval_settings,

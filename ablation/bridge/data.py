@@ -7,10 +7,11 @@ tiny world's rows are JSONL files in the same field shapes, read through the sam
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ablation.bridge.answers import extract_gsm8k_answer
+from ablation.bridge.answers import extract_gsm8k_answer, normalize_answer, score_extracted
 from ablation.bridge.prompts import check_dataset, eval_prompt, sample_shots
 
 REQUIRED_FIELDS = {"gsm8k": ("question", "answer"), "hotpotqa": ("question", "answer", "context")}
@@ -61,6 +62,21 @@ def load_rows(dataset: str, source: dict, split: str, embedded_dir: str | Path |
 def gold_answer(dataset: str, row: dict) -> str:
     """GSM8K: the number after '#### ' of the gold solution; HotpotQA: the answer string."""
     return extract_gsm8k_answer(row["answer"]) if dataset == "gsm8k" else row["answer"]
+
+
+def majority_answer(dataset: str, train_rows: list[dict]) -> str:
+    """The training split's most common gold answer (HotpotQA's compared normalised; ties go to
+    the first seen): a model that always says it sets the floor a bridge must clear."""
+    answers = [gold_answer(dataset, row) for row in train_rows]
+    key = (lambda answer: answer) if dataset == "gsm8k" else normalize_answer
+    counts = Counter(key(answer) for answer in answers)
+    top = counts.most_common(1)[0][0]
+    return next(answer for answer in answers if key(answer) == top)
+
+
+def majority_accuracy(dataset: str, answer: str, examples: list[EvalExample]) -> float:
+    """Accuracy on ``examples`` of answering ``answer`` to every question."""
+    return sum(score_extracted(dataset, answer, example.gold)["correct"] for example in examples) / len(examples)
 
 
 def eval_examples(dataset: str, eval_rows: list[dict], train_rows: list[dict], eval_settings: dict) -> list[EvalExample]:

@@ -117,12 +117,16 @@ def generate_from_text(
     max_new_tokens: int,
     batch_size: int,
     measure_cache: bool = False,
+    add_special_tokens: bool = True,
 ) -> list[Generation]:
-    """Greedy answers to text prompts, ``batch_size`` at a time (left padded)."""
+    """Greedy answers to text prompts, ``batch_size`` at a time (left padded); without
+    ``add_special_tokens`` the prompts are read exactly as written (no BOS added)."""
     prepare_tokenizer(tokenizer)
     generations = []
     for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(model.device)
+        batch = tokenizer(
+            prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+        ).to(model.device)
         lengths = batch["attention_mask"].sum(1).tolist()
         outputs = _generate(model, tokenizer, dataset, hygiene, max_new_tokens, batch["input_ids"].size(1), measure_cache, **batch)
         generations += [Generation(text, length, count, *cache) for (text, count, *cache), length in zip(outputs, lengths)]

@@ -24,6 +24,7 @@ SOFT_SUFFIX = {
     "gsm8k": "\nAnswer the question above and end with '#### <number>'.",
     "hotpotqa": "\nAnswer the question above in a few words.",
 }
+ANSWER_CUE = "\n\nAnswer:"  # the task prompts' last line, where text-mode answers begin
 FEWSHOT_SEED = 42  # the original sampled its 8 shots from the training split with this seed
 
 
@@ -45,6 +46,20 @@ def task_prompt(dataset: str, row: dict) -> str:
     if check_dataset(dataset) == "gsm8k":
         return GSM8K_TRAIN_PROMPT.format(question=row["question"])
     return HOTPOTQA_PROMPT.format(paragraphs=hotpotqa_paragraphs(row["context"]), question=row["question"])
+
+
+def soft_question(dataset: str, row: dict) -> str:
+    """The text the soft tokens stand for: GSM8K's question, or HotpotQA's paragraphs and question
+    (its task prompt without the answer cue)."""
+    if check_dataset(dataset) == "gsm8k":
+        return row["question"]
+    return task_prompt(dataset, row).removesuffix(ANSWER_CUE)
+
+
+def soft_slot_prompt(dataset: str, row: dict, bos_token: str) -> str:
+    """The soft_only layout with the question's own text where the soft tokens go: what a
+    word-for-word translator would hand the target (tokenize it without adding special tokens)."""
+    return soft_question(dataset, row) + bos_token + SOFT_SUFFIX[dataset]
 
 
 def fewshot_prefix(shots: list[dict]) -> str:

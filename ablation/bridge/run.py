@@ -16,7 +16,7 @@ Run directory::
     history.jsonl                      one row per evaluation: accuracies, invalid counts, mean losses
     loss_history.csv                   every step's losses and learning rate
     translator.pt                      the translator evaluated last (state dict, settings, widths)
-    summary.json                       peak/final accuracy, stop reason, provenance; written last
+    summary.json                       peak/final accuracy, stop reason, the references, provenance; written last
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
 
 from ablation.bridge.answers import extract_answer
-from ablation.bridge.data import EvalExample, eval_examples, load_rows
+from ablation.bridge.data import EvalExample, eval_examples, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.frozen import load_frozen
 from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, SUMMARY_FILE, history_row, samples_filename
 from ablation.bridge.train import LOSS_NAMES, Bridge, NonFiniteLossError, batch_indices, warmup_cosine
@@ -58,6 +58,19 @@ def read_baseline(path: str | Path, examples: list[EvalExample], role: str) -> d
         if row is None or row["prompt"] != example.prompt:
             raise ValueError(f"{role}-alone samples {path} were generated for another eval set (question {example.index} differs)")
     return rows
+
+
+def references(dataset: str, train_rows: list[dict], examples: list[EvalExample], target_rows: dict[int, dict]) -> dict:
+    """What bridged accuracy is read against besides the two models alone: the majority answer
+    (a floor; a translator that ignores its source reaches it) and the target reading the
+    question's own text in the soft slot (None for baseline samples written without it)."""
+    majority = majority_answer(dataset, train_rows)
+    slot = [target_rows[example.index].get("soft_slot_correct") for example in examples]
+    return {
+        "majority_answer": majority,
+        "majority_acc": majority_accuracy(dataset, majority, examples),
+        "target_soft_slot_acc": None if None in slot else sum(slot) / len(slot),
+    }
 
 
 def sample_rows(step, examples, source_rows, target_rows, generations, dataset) -> list[dict]:
@@ -208,6 +221,7 @@ def run_bridge(
     atomic_write_jsonl(run_dir / HISTORY_FILE, state["history"])
     atomic_write_text(run_dir / LOSS_HISTORY_FILE, _loss_csv(state["loss_rows"]))
     summary = _summary(run, s, state, final, examples, frozen, config, time.perf_counter() - started)
+    summary.update(references(dataset, train_rows, examples, baselines["target"]))
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     shutil.rmtree(run_dir / CHECKPOINT.parent, ignore_errors=True)
     return summary

@@ -7,11 +7,11 @@ rows only, through the study's own prompts (`ablation.bridge.prompts`), in two
 forms:
 
 * text mode, `task_prompt + answer_text`: the target answers from the prompt;
-* soft mode, `question text + BOS + SOFT_SUFFIX + answer_text`: what the target
-  reads when the bridge replaces the question by soft tokens, which are
-  followed by the target tokenizer's BOS and the suffix line.  The question
-  text is GSM8K's `question`, and for HotpotQA the task prompt without its
-  trailing "\\n\\nAnswer:" cue (the paragraphs and the question).
+* soft mode, `soft_slot_prompt + answer_text` (question text + BOS +
+  SOFT_SUFFIX): what the target reads when the bridge replaces the question
+  by soft tokens, which are followed by the target tokenizer's BOS and the
+  suffix line (`prompts.soft_question` says which text the soft tokens stand
+  for).
 
 A few plain world-fact paragraphs (cities' countries, jobs' workplaces) back
 the second hop of the two-hop questions.  Prompts contain blank lines, so
@@ -30,7 +30,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from ablation.bridge.prompts import SOFT_SUFFIX, answer_text, task_prompt
+from ablation.bridge.prompts import answer_text, soft_slot_prompt, task_prompt
 from ablation.io import atomic_write_jsonl, atomic_write_text
 from .arithmetic import arithmetic_row
 from .corpus import geography_doc, occupation_doc
@@ -42,7 +42,6 @@ from .world import World, make_world
 log = logging.getLogger(__name__)
 
 DOCUMENT_SEPARATOR = "\n\n\n"
-ANSWER_CUE = "\n\nAnswer:"
 # Split files in the hub datasets' split names.
 SPLITS = {"gsm8k": ("train", "test"), "hotpotqa": ("train", "validation")}
 
@@ -132,11 +131,6 @@ def draw_rows(
     raise ValueError(f"could not draw {count} distinct {dataset} {split} rows")
 
 
-def soft_question(dataset: str, row: dict) -> str:
-    """The text the bridge's soft tokens stand for in the target's soft-mode documents."""
-    return row["question"] if dataset == "gsm8k" else task_prompt(dataset, row).removesuffix(ANSWER_CUE)
-
-
 def text_document(dataset: str, row: dict) -> str:
     """The target answering from the literal prompt."""
     return task_prompt(dataset, row) + answer_text(dataset, row)
@@ -144,7 +138,7 @@ def text_document(dataset: str, row: dict) -> str:
 
 def soft_document(dataset: str, row: dict) -> str:
     """The target answering after BOS and the soft-token suffix line."""
-    return soft_question(dataset, row) + SPECIAL_TOKENS["bos_token"] + SOFT_SUFFIX[dataset] + answer_text(dataset, row)
+    return soft_slot_prompt(dataset, row, SPECIAL_TOKENS["bos_token"]) + answer_text(dataset, row)
 
 
 def first_hop_document(dataset: str, row: dict) -> str:
