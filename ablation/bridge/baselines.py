@@ -48,7 +48,8 @@ def evaluate_alone(
     settings = {"dataset": dataset, "hygiene": BASELINE_HYGIENE, "max_new_tokens": eval_settings["max_new_tokens"],
                 "batch_size": eval_settings["batch_size"]}  # fmt: skip
     generations = generate_from_text(frozen.model, frozen.tokenizer, [example.prompt for example in examples], **settings)
-    slot_prompts = [soft_slot_prompt(dataset, eval_rows[example.index], frozen.tokenizer.bos_token) for example in examples]
+    bos = frozen.tokenizer.bos_token or ""  # the bridged layout has a BOS after the soft tokens only if the tokenizer adds one
+    slot_prompts = [soft_slot_prompt(dataset, eval_rows[example.index], bos) for example in examples]
     slot_generations = generate_from_text(frozen.model, frozen.tokenizer, slot_prompts, add_special_tokens=False, **settings)
     samples = []
     for example, generation, slot in zip(examples, generations, slot_generations):

@@ -62,8 +62,9 @@ def read_baseline(path: str | Path, examples: list[EvalExample], role: str) -> d
 
 def references(dataset: str, train_rows: list[dict], examples: list[EvalExample], target_rows: dict[int, dict]) -> dict:
     """What bridged accuracy is read against besides the two models alone: the majority answer
-    (a floor; a translator that ignores its source reaches it) and the target reading the
-    question's own text in the soft slot (None for baseline samples written without it)."""
+    (a floor: what one constant answer, all a translator that ignores its source can give, scores
+    when it is the most common one) and the target reading the question's own text in the soft
+    slot (None for baseline samples written without it)."""
     majority = majority_answer(dataset, train_rows)
     slot = [target_rows[example.index].get("soft_slot_correct") for example in examples]
     return {

@@ -107,8 +107,8 @@ def bridge_results_markdown(
         _run_lines(study),
         "Two references frame each bridged accuracy: _question in soft slot_ is the target answering with the "
         "question's own text where the soft tokens go (what a word-for-word translator would give it), and "
-        "_majority floor_ is always answering the training split's most common answer (what a translator that "
-        "ignores its source can reach).",
+        "_majority floor_ is always answering the training split's most common answer (a translator that ignores "
+        "its source gives one constant answer, and scores about this at best).",
         _table(tables["bridge_runs"]),
         "## Ablations",
         "Each role is compared with the table's first on the questions both answered (Δ final: paired difference of "
