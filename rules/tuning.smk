@@ -8,7 +8,7 @@ here is part of the main command.
 import re
 from types import SimpleNamespace
 
-from ablation.layout import tuning_dir, tuning_eval_path, tuning_files, tuning_paths
+from ablation.layout import tuning_base_eval_path, tuning_dir, tuning_eval_path, tuning_files, tuning_paths
 from ablation.tuning import trial_grid, trial_settings
 
 TUNING = config["finetune"]["tuning"]
@@ -106,8 +106,8 @@ use rule eval_model as tuning_eval_base with:
     input:
         unpack(tuning_eval_inputs()),
     output:
-        metrics=TUNING_DIR / "base" / "{mask}" / "metrics.json",
-        samples=TUNING_DIR / "base" / "{mask}" / "samples.jsonl",
+        metrics=tuning_base_eval_path(RESULTS, "{mask}"),
+        samples=tuning_base_eval_path(RESULTS, "{mask}").with_name("samples.jsonl"),
     log:
         LOGS / "tuning/base/{mask}.log",
     params:

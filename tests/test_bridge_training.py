@@ -20,7 +20,7 @@ from ablation.bridge.baselines import BASELINE_HYGIENE, evaluate_alone
 from ablation.bridge.batches import generation_inputs, lead_text
 from ablation.bridge.data import eval_examples, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.frozen import load_frozen
-from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, trim_to_answer
+from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, opening_ids, trim_to_answer
 from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
 from ablation.bridge.run import run_bridge
 from ablation.bridge.settings import schema_run_defaults
@@ -157,7 +157,7 @@ def test_the_soft_slot_reference_is_the_target_reading_its_own_question_embeddin
     target's own embeddings of the question: the reference means what the report says it means."""
     _, target = frozen_pair(micro_bridge_world)
     for row in load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"])[:3]:
-        slot_prompt = soft_slot_prompt("gsm8k", row, target.tokenizer.bos_token)
+        slot_prompt = soft_slot_prompt("gsm8k", row, target.tokenizer.decode(opening_ids(target.tokenizer)))
         (as_text,) = generate_from_text(target.model, target.tokenizer, [slot_prompt], dataset="gsm8k",
                                         hygiene=BASELINE_HYGIENE, max_new_tokens=10, batch_size=1, add_special_tokens=False)  # fmt: skip
         question_ids = target.tokenizer(soft_question("gsm8k", row), add_special_tokens=False, return_tensors="pt")["input_ids"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from ablation.bridge.answers import INVALID, score
 from ablation.bridge.data import eval_examples, load_rows
 from ablation.bridge.frozen import load_frozen
-from ablation.bridge.generation import Hygiene, generate_from_text
+from ablation.bridge.generation import Hygiene, generate_from_text, opening_ids
 from ablation.bridge.prompts import soft_slot_prompt
 from ablation.io import atomic_write_json, atomic_write_jsonl
 from ablation.provenance import provenance
@@ -48,8 +48,8 @@ def evaluate_alone(
     settings = {"dataset": dataset, "hygiene": BASELINE_HYGIENE, "max_new_tokens": eval_settings["max_new_tokens"],
                 "batch_size": eval_settings["batch_size"]}  # fmt: skip
     generations = generate_from_text(frozen.model, frozen.tokenizer, [example.prompt for example in examples], **settings)
-    bos = frozen.tokenizer.bos_token or ""  # the bridged layout has a BOS after the soft tokens only if the tokenizer adds one
-    slot_prompts = [soft_slot_prompt(dataset, eval_rows[example.index], bos) for example in examples]
+    opening = frozen.tokenizer.decode(opening_ids(frozen.tokenizer))
+    slot_prompts = [soft_slot_prompt(dataset, eval_rows[example.index], opening) for example in examples]
     slot_generations = generate_from_text(frozen.model, frozen.tokenizer, slot_prompts, add_special_tokens=False, **settings)
     samples = []
     for example, generation, slot in zip(examples, generations, slot_generations):

@@ -57,6 +57,11 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
     return tokenizer
 
 
+def opening_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """What the tokenizer opens every text with: its BOS where it adds one, else nothing."""
+    return tokenizer("")["input_ids"]
+
+
 def trim_to_answer(text: str, dataset: str) -> str:
     """Cut a generation after its answer line (what ``stop_after_answer`` stops at)."""
     match = ANSWER_LINE[dataset].search(text)

@@ -51,7 +51,7 @@ from ablation.bridge.answers import score
 from ablation.bridge.baselines import BASELINE_HYGIENE
 from ablation.bridge.data import EvalExample, eval_examples, load_rows
 from ablation.bridge.frozen import FrozenLM, load_frozen
-from ablation.bridge.generation import Generation, generate_from_embeds, generate_from_text
+from ablation.bridge.generation import Generation, generate_from_embeds, generate_from_text, opening_ids
 from ablation.bridge.prompts import SOFT_SUFFIX
 from ablation.bridge.stats import CONFIDENCE, RESAMPLES, SEED, bootstrap_mean_ci, mcnemar_exact, paired_bootstrap_difference
 from ablation.bridge.train import Bridge
@@ -84,7 +84,7 @@ class Bench:
 # ---------------------------------------------------------------- inputs
 def token_budget_ids(tokenizer, prompt: str, dataset: str, budget: int) -> tuple[list[int], int]:
     """``[BOS][last budget prompt tokens][answer request]`` and how many prompt tokens it kept."""
-    opening = tokenizer("")["input_ids"]  # what the tokenizer opens every text with (BOS)
+    opening = opening_ids(tokenizer)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     kept = prompt_ids[max(0, len(prompt_ids) - budget) :]
     request = tokenizer(SOFT_SUFFIX[dataset], add_special_tokens=False)["input_ids"]

@@ -56,10 +56,12 @@ def soft_question(dataset: str, row: dict) -> str:
     return task_prompt(dataset, row).removesuffix(ANSWER_CUE)
 
 
-def soft_slot_prompt(dataset: str, row: dict, bos_token: str) -> str:
+def soft_slot_prompt(dataset: str, row: dict, opening: str) -> str:
     """The soft_only layout with the question's own text where the soft tokens go: what a
-    word-for-word translator would hand the target (tokenize it without adding special tokens)."""
-    return soft_question(dataset, row) + bos_token + SOFT_SUFFIX[dataset]
+    word-for-word translator would hand the target. ``opening`` is the text of what the target's
+    tokenizer opens every text with (its BOS, or ""), which the bridged layout puts after the soft
+    tokens; tokenize the result without adding special tokens."""
+    return soft_question(dataset, row) + opening + SOFT_SUFFIX[dataset]
 
 
 def fewshot_prefix(shots: list[dict]) -> str:
