@@ -198,6 +198,8 @@ def test_a_run_trains_only_the_translator_and_writes_its_files(micro_bridge_worl
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [row["step"] for row in history] == [0, 2, 4, "final"]
     assert set(history[1]["losses"]) >= {"nll", "kl", "info_nce", "total"}
+    assert history[0]["soft_token_spread"] < 1e-6  # closed gates at step 0: the source is not read yet
+    assert summary["final_soft_token_spread"] == history[-1]["soft_token_spread"] > 0.0
     assert summary["trained_steps"] == 4 and summary["stop_reason"].startswith("max_steps")
     assert summary["compression"] == pytest.approx(summary["mean_prompt_tokens"]["target"] / 4)
     assert summary["provenance"]["source_model"]["local_dir_sha256"]

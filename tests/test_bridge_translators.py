@@ -16,6 +16,7 @@ from ablation.bridge.translators import (
     TranslatorOutput,
     build_translator,
     decay_parameter_groups,
+    soft_token_spread,
 )
 
 SOURCE_DIM, TARGET_DIM, K, BATCH, SOURCE_LEN, VOCAB = 24, 40, 5, 3, 7, 33
@@ -263,6 +264,30 @@ def test_classifier_free_guidance_changes_the_sample():
         samples.append(translator.eval()(states, mask).soft_tokens)
     assert torch.equal(samples[0], samples[2])
     assert not torch.allclose(samples[0], samples[1], atol=1e-4)
+
+
+def test_soft_token_spread_is_zero_when_the_source_is_ignored_and_grows_with_it():
+    states, mask = source_batch()
+    cross = build(CROSS)  # closed gates: the same tokens for every row
+    assert soft_token_spread(cross(states, mask).soft_tokens) < 1e-6  # equal up to rounding
+    perturb_(cross)
+    spread = soft_token_spread(cross(states, mask).soft_tokens)
+    assert 0.0 < spread < 1.0
+
+
+def test_soft_token_spread_is_relative_to_the_tokens_size():
+    tokens = torch.randn(50, K, TARGET_DIM, generator=torch.Generator().manual_seed(1))
+    assert soft_token_spread(tokens) == pytest.approx(soft_token_spread(tokens * 100.0), rel=1e-5)
+    assert soft_token_spread(tokens) == pytest.approx(1.0, abs=0.05)  # unrelated tokens
+    shifted = tokens * 0.1 + torch.randn(1, K, TARGET_DIM, generator=torch.Generator().manual_seed(2))
+    assert soft_token_spread(shifted) == pytest.approx(0.1, abs=0.02)  # a shared part nine-tenths of the size
+    assert soft_token_spread(torch.zeros(4, K, TARGET_DIM)) == 0.0
+
+
+@pytest.mark.parametrize("shape", [(1, K, TARGET_DIM), (K, TARGET_DIM)])
+def test_soft_token_spread_needs_two_questions(shape):
+    with pytest.raises(ValueError, match="questions ≥ 2"):
+        soft_token_spread(torch.randn(*shape))
 
 
 def test_new_blocks_start_as_identity():

@@ -70,6 +70,7 @@ def test_the_bridge_report_shows_the_runs_in_their_roles(bridge_run):
     assert float(runs.loc["2c", "final"]) == trained["final_bridged_acc"] and int(runs.loc["1a", "peak step"]) == trained["peak_step"]
     assert float(runs.loc["1a", "question in soft slot"]) == pytest.approx(trained["target_soft_slot_acc"], abs=5e-4)
     assert float(runs.loc["1a", "majority floor"]) == pytest.approx(trained["majority_acc"], abs=5e-4)
+    assert float(runs.loc["1a", "soft-token spread"]) == pytest.approx(trained["final_soft_token_spread"], abs=5e-4)
     claims = pd.read_csv(tables / "bridge_claims.csv").set_index("claim")
     assert len(claims) == 6 and set(claims["verdict"]) <= set(VERDICTS)
     assert claims.loc["Compression-quality trade-off", "verdict"] == "not yet run"  # only 2c of the K sweep ran

@@ -13,10 +13,10 @@ Run directory::
 
     checkpoints/checkpoint.pt          the latest resumable state (removed when the run completes)
     eval_samples_step_{N|final}.jsonl  legacy field names, one row per eval question
-    history.jsonl                      one row per evaluation: accuracies, invalid counts, mean losses
+    history.jsonl                      one row per evaluation: accuracies, invalid counts, soft-token spread, mean losses
     loss_history.csv                   every step's losses and learning rate
     translator.pt                      the translator evaluated last (state dict, settings, widths)
-    summary.json                       peak/final accuracy, stop reason, the references, provenance; written last
+    summary.json                       peak/final accuracy, final soft-token spread, stop reason, the references, provenance; written last
 """
 
 from __future__ import annotations
@@ -164,8 +164,9 @@ def run_bridge(
         samples = sample_rows(step, examples, baselines["source"], baselines["target"], generations, dataset)
         atomic_write_jsonl(run_dir / samples_filename(step), samples)
         row = history_row(step, samples, dataset)
-        log.info("[Eval] Step %s | Source-alone acc: %.3f | Target-alone acc: %.3f | Bridged acc: %.3f",
-                 step, row["source_acc"], row["target_acc"], row["bridged_acc"])  # fmt: skip
+        row["soft_token_spread"] = bridge.soft_token_spread(unwrapped, examples, batch_size=eval_settings["batch_size"])
+        log.info("[Eval] Step %s | Source-alone acc: %.3f | Target-alone acc: %.3f | Bridged acc: %.3f | Soft-token spread: %.3f",
+                 step, row["source_acc"], row["target_acc"], row["bridged_acc"], row["soft_token_spread"])  # fmt: skip
         return row
 
     translator.train()
@@ -266,6 +267,7 @@ def _summary(run, s, state, final, examples, frozen, config, wall_seconds) -> di
         "source_acc": final["source_acc"], "target_acc": final["target_acc"],
         "peak_bridged_acc": peak["bridged_acc"], "peak_step": peak["step"],
         "final_bridged_acc": final["bridged_acc"], "degradation": peak["bridged_acc"] - final["bridged_acc"],
+        "final_soft_token_spread": final["soft_token_spread"],
         "stop_reason": state["stop_reason"], "trained_steps": state["step"], "wall_seconds": round(wall_seconds, 3),
         "soft_tokens": s["soft_tokens"],
         "mean_prompt_tokens": {"target": mean_target_tokens, "source": sum(source_tokens) / len(source_tokens)},

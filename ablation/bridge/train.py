@@ -26,7 +26,7 @@ from ablation.bridge.data import EvalExample
 from ablation.bridge.frozen import FrozenLM, hidden_states
 from ablation.bridge.generation import Hygiene, generate_from_embeds
 from ablation.bridge.prompts import answer_text, task_prompt
-from ablation.bridge.translators import build_translator
+from ablation.bridge.translators import build_translator, soft_token_spread
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,16 @@ class Bridge:
         return values
 
     # ---------------------------------------------------------------- evaluation
+    def soft_token_spread(self, translator, examples: list[EvalExample], *, batch_size: int) -> float:
+        """``translators.soft_token_spread`` of the soft tokens ``examples`` get (a DiT samples from the evaluation's seed)."""
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(EVAL_SEED)
+            soft = [
+                self.soft_tokens(translator, [example.prompt for example in examples[start : start + batch_size]]).soft_tokens
+                for start in range(0, len(examples), batch_size)
+            ]
+        return soft_token_spread(torch.cat(soft))
+
     def generate(
         self, translator, examples: list[EvalExample], *, batch_size: int, max_new_tokens: int, hygiene: Hygiene | None = None,
         measure_cache: bool = False,

@@ -426,3 +426,16 @@ def decay_parameter_groups(module: nn.Module, weight_decay: float) -> list[dict]
         is_token = name.rsplit(".", 1)[-1] in TOKEN_PARAMETERS
         (decay if parameter.ndim >= 2 and not is_token else no_decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def soft_token_spread(soft_tokens: Tensor) -> float:
+    """How much a translator's soft tokens [N, K, D] for N questions vary between the questions,
+    relative to their size: RMS of each token's deviation from its mean over the questions,
+    over RMS of the tokens. 0 when every question gets the same tokens (the translator ignores its
+    source: a collapse InfoNCE is meant to prevent); about 1 for unrelated tokens. Needs N ≥ 2."""
+    if soft_tokens.ndim != 3 or soft_tokens.size(0) < 2:
+        raise ValueError(f"soft-token spread needs [questions ≥ 2, K, D] tokens, got shape {tuple(soft_tokens.shape)}")
+    tokens = soft_tokens.detach().float()
+    deviation = tokens - tokens.mean(dim=0, keepdim=True)
+    size = tokens.pow(2).mean().sqrt()
+    return float(deviation.pow(2).mean().sqrt() / size) if size > 0 else 0.0

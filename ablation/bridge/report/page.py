@@ -108,7 +108,9 @@ def bridge_results_markdown(
         "Two references frame each bridged accuracy: _question in soft slot_ is the target answering with the "
         "question's own text where the soft tokens go (what a word-for-word translator would give it), and "
         "_majority floor_ is always answering the training split's most common answer (a translator that ignores "
-        "its source gives one constant answer, and scores about this at best).",
+        "its source gives one constant answer, and scores about this at best). _Soft-token spread_ says whether the "
+        "final translator's output depends on the question at all: how much its soft tokens vary between the eval "
+        "questions, relative to their size (0: every question gets the same tokens; about 1: unrelated tokens).",
         _table(tables["bridge_runs"]),
         "## Ablations",
         "Each role is compared with the table's first on the questions both answered (Δ final: paired difference of "

@@ -2,8 +2,9 @@
 
 - ``bridge_runs``: one row per role of seed 004's plan (then any run without one): peak bridged
   accuracy and its step, final, degradation, source alone, target alone, gap to target, the
-  target with the question's text in the soft slot, the majority-answer floor, K, compression,
-  stop reason, wall time; a reused run says whose numbers it shows.
+  target with the question's text in the soft slot, the majority-answer floor, the final
+  translator's soft-token spread between questions, K, compression, stop reason, wall time; a
+  reused run says whose numbers it shows.
 - ``bridge_ablation_<name>``: each ``bridge.report.ablations`` entry, its roles side by side and
   each compared with the first on the same questions (paired 95% interval of the final accuracy).
 - ``bridge_inference``: the inference benchmark's five baselines with intervals.
@@ -110,14 +111,15 @@ def runs_table(study: BridgeStudy) -> pd.DataFrame:
             "gap to target": s["final_bridged_acc"] - s["target_acc"],
             "question in soft slot": s.get("target_soft_slot_acc"),
             "majority floor": s.get("majority_acc"),
+            "soft-token spread": s.get("final_soft_token_spread"),
             "compression": run.compression,
             "stop": stop_label(run),
             "wall time": duration(s.get("wall_seconds")),
             "note": _notes(run, reuses),
         })  # fmt: skip
     columns = ["role", "run", "origin", "dataset", "K", "compression", "peak", "peak step", "final", "degradation",
-               "source alone", "target alone", "gap to target", "question in soft slot", "majority floor", "stop",
-               "wall time", "note"]  # fmt: skip
+               "source alone", "target alone", "gap to target", "question in soft slot", "majority floor",
+               "soft-token spread", "stop", "wall time", "note"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns).astype({"peak step": "Int64"})
 
 
