@@ -39,7 +39,7 @@ from ablation.bridge.data import EvalExample, eval_examples, load_rows, majority
 from ablation.bridge.frozen import load_frozen
 from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, SUMMARY_FILE, history_row, samples_filename
 from ablation.bridge.train import LOSS_NAMES, Bridge, NonFiniteLossError, batch_indices, warmup_cosine
-from ablation.bridge.translators import decay_parameter_groups
+from ablation.bridge.translators import decay_parameter_groups, soft_token_spread
 from ablation.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from ablation.provenance import model_identity, provenance
 
@@ -159,12 +159,13 @@ def run_bridge(
 
     def evaluate(step) -> dict:
         unwrapped.eval()
-        generations = bridge.generate(unwrapped, examples, batch_size=eval_settings["batch_size"], max_new_tokens=eval_settings["max_new_tokens"])
+        soft_batches = bridge.translate(unwrapped, examples, batch_size=eval_settings["batch_size"])
+        generations = bridge.generate_from_soft(soft_batches, examples, max_new_tokens=eval_settings["max_new_tokens"])
         unwrapped.train()
         samples = sample_rows(step, examples, baselines["source"], baselines["target"], generations, dataset)
         atomic_write_jsonl(run_dir / samples_filename(step), samples)
         row = history_row(step, samples, dataset)
-        row["soft_token_spread"] = bridge.soft_token_spread(unwrapped, examples, batch_size=eval_settings["batch_size"])
+        row["soft_token_spread"] = soft_token_spread(torch.cat(soft_batches))
         log.info("[Eval] Step %s | Source-alone acc: %.3f | Target-alone acc: %.3f | Bridged acc: %.3f | Soft-token spread: %.3f",
                  step, row["source_acc"], row["target_acc"], row["bridged_acc"], row["soft_token_spread"])  # fmt: skip
         return row

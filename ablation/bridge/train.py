@@ -26,7 +26,7 @@ from ablation.bridge.data import EvalExample
 from ablation.bridge.frozen import FrozenLM, hidden_states
 from ablation.bridge.generation import Hygiene, generate_from_embeds
 from ablation.bridge.prompts import answer_text, task_prompt
-from ablation.bridge.translators import build_translator, soft_token_spread
+from ablation.bridge.translators import build_translator
 
 log = logging.getLogger(__name__)
 
@@ -151,30 +151,36 @@ class Bridge:
         return values
 
     # ---------------------------------------------------------------- evaluation
-    def soft_token_spread(self, translator, examples: list[EvalExample], *, batch_size: int) -> float:
-        """``translators.soft_token_spread`` of the soft tokens ``examples`` get (a DiT samples from the evaluation's seed)."""
+    def translate(self, translator, examples: list[EvalExample], *, batch_size: int) -> list[torch.Tensor]:
+        """The soft tokens of ``examples``, one [B, K, D] tensor per batch; the DiT samples from a fixed seed."""
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(EVAL_SEED)
-            soft = [
+            return [
                 self.soft_tokens(translator, [example.prompt for example in examples[start : start + batch_size]]).soft_tokens
                 for start in range(0, len(examples), batch_size)
             ]
-        return soft_token_spread(torch.cat(soft))
 
     def generate(
         self, translator, examples: list[EvalExample], *, batch_size: int, max_new_tokens: int, hygiene: Hygiene | None = None,
         measure_cache: bool = False,
     ) -> list:
-        """Bridged greedy answers to ``examples`` under the run's hygiene (or ``hygiene``); the DiT samples from a fixed seed."""
+        """Bridged greedy answers to ``examples``, translation included (what the inference benchmark times)."""
+        soft_batches = self.translate(translator, examples, batch_size=batch_size)
+        return self.generate_from_soft(soft_batches, examples, max_new_tokens=max_new_tokens, hygiene=hygiene, measure_cache=measure_cache)
+
+    def generate_from_soft(
+        self, soft_batches: list[torch.Tensor], examples: list[EvalExample], *, max_new_tokens: int, hygiene: Hygiene | None = None,
+        measure_cache: bool = False,
+    ) -> list:
+        """Greedy answers to ``examples`` from their soft tokens (``translate``'s batches), under the run's hygiene (or ``hygiene``)."""
         s = self.settings
         hygiene = hygiene or Hygiene(s["repetition_penalty"], s["stop_after_answer"])
         generations = []
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(EVAL_SEED)
-            for start in range(0, len(examples), batch_size):
-                batch = examples[start : start + batch_size]
-                prompts = [example.prompt for example in batch]
-                soft = self.soft_tokens(translator, prompts).soft_tokens
+        start = 0
+        with torch.no_grad():
+            for soft in soft_batches:
+                prompts = [example.prompt for example in examples[start : start + soft.size(0)]]
+                start += soft.size(0)
                 leads = [lead_text(self.dataset, prompt, s["prompt_mode"]) for prompt in prompts]
                 inputs, attention = generation_inputs(soft, self.target.embeddings, self.target.tokenizer, leads, s["max_prompt_tokens"])
                 generations += generate_from_embeds(
