@@ -103,6 +103,7 @@ def bridge_run_inputs(wildcards):
         "target_model": bridge_model_inputs(settings["target"]),
         "data": bridge_dataset_inputs(settings["dataset"]),
         "source_samples": bridge_baseline_files(settings["source"], settings["dataset"])["samples"],
+        "source_metrics": bridge_baseline_files(settings["source"], settings["dataset"])["metrics"],
         "target_samples": bridge_baseline_files(settings["target"], settings["dataset"])["samples"],
     }
 

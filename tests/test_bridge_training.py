@@ -68,7 +68,7 @@ def job(world, baselines, run_dir, **changes) -> dict:
     return dict(
         run="micro", settings=settings(**changes), models=models(world), dataset_source=EMBEDDED,
         embedded_data_dir=str(world["data"]), eval_settings=EVAL, baseline_samples=baselines,
-        run_dir=str(run_dir), config={}, device="cpu",
+        source_metrics=str(Path(baselines["source"]).with_suffix(".json")), run_dir=str(run_dir), config={}, device="cpu",
     )  # fmt: skip
 
 
@@ -205,6 +205,9 @@ def test_a_run_trains_only_the_translator_and_writes_its_files(micro_bridge_worl
     assert summary["provenance"]["source_model"]["local_dir_sha256"]
     target_metrics = json.loads(Path(baselines["target"]).with_suffix(".json").read_text())
     assert summary["target_soft_slot_acc"] == target_metrics["soft_slot_accuracy"]
+    source_metrics = json.loads(Path(baselines["source"]).with_suffix(".json").read_text())
+    last_layer = len(source_metrics["legibility"]) - 1  # the run reads source_layer -1
+    assert summary["source_legibility"] == {"layer": last_layer, **source_metrics["legibility"][str(last_layer)]}
     train_rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])
     examples = eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), train_rows, EVAL)
     assert summary["majority_answer"] == majority_answer("gsm8k", train_rows)

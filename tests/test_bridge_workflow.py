@@ -40,6 +40,9 @@ def test_the_micro_bridge_config_runs_end_to_end(bridge_run):
     baseline = json.loads((results / "bridge" / "baselines" / "llama_tiny" / "hotpotqa" / "metrics.json").read_text())
     assert summary["target_acc"] == baseline["accuracy"]
     assert summary["target_soft_slot_acc"] == baseline["soft_slot_accuracy"] and summary["majority_answer"]
+    source_baseline = json.loads((results / "bridge" / "baselines" / "mistral_tiny" / "hotpotqa" / "metrics.json").read_text())
+    layer = summary["source_legibility"]["layer"]
+    assert summary["source_legibility"] == {"layer": layer, **source_baseline["legibility"][str(layer)]}
     assert (bridge_run / "logs" / "train_bridge" / "micro_cross.log").stat().st_size > 0
     # Ablation 4 of bridge.inference.run (default: the first run), whole micro test split, all five baselines
     inference = json.loads((results / "bridge" / "inference" / "micro_cross" / "summary.json").read_text())
@@ -71,6 +74,9 @@ def test_the_bridge_report_shows_the_runs_in_their_roles(bridge_run):
     assert float(runs.loc["1a", "question in soft slot"]) == pytest.approx(trained["target_soft_slot_acc"], abs=5e-4)
     assert float(runs.loc["1a", "majority floor"]) == pytest.approx(trained["majority_acc"], abs=5e-4)
     assert float(runs.loc["1a", "soft-token spread"]) == pytest.approx(trained["final_soft_token_spread"], abs=5e-4)
+    legibility = trained["source_legibility"]
+    assert float(runs.loc["1a", "source legibility"]) == pytest.approx(legibility["tokens"], abs=5e-4)
+    assert float(runs.loc["1a", "source number legibility"]) == pytest.approx(legibility["number_tokens"], abs=5e-4)
     claims = pd.read_csv(tables / "bridge_claims.csv").set_index("claim")
     assert len(claims) == 6 and set(claims["verdict"]) <= set(VERDICTS)
     assert claims.loc["Compression-quality trade-off", "verdict"] == "not yet run"  # only 2c of the K sweep ran

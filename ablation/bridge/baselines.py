@@ -7,6 +7,9 @@ Each also answers the questions in the bridge's ``soft_only`` layout with the qu
 text in the soft tokens' place (``prompts.soft_slot_prompt``): what the model gives, as a target,
 to a translator that handed it the question word for word. A bridged accuracy far below target
 alone but near this one is the target's reading of that layout, not the translator, at fault.
+
+And each measures, per hidden-state layer, how much of the prompts' tokens (and of their numbers)
+the model's states still carry (``legibility``): what the model, as a source, can hand a translator.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from ablation.bridge.answers import INVALID, score
 from ablation.bridge.data import eval_examples, load_rows
 from ablation.bridge.frozen import load_frozen
 from ablation.bridge.generation import Hygiene, generate_from_text, opening_ids
-from ablation.bridge.prompts import soft_slot_prompt
+from ablation.bridge.legibility import layer_legibility
+from ablation.bridge.prompts import soft_slot_prompt, task_prompt
 from ablation.io import atomic_write_json, atomic_write_jsonl
 from ablation.provenance import provenance
 
@@ -75,6 +79,10 @@ def evaluate_alone(
         "mean_output_tokens": sum(sample["output_tokens"] for sample in samples) / len(samples),
         "eval": eval_settings,
     }
+    metrics["legibility"] = layer_legibility(
+        frozen, [task_prompt(dataset, row) for row in train_rows], [example.prompt for example in examples],
+        max_tokens=frozen.model.config.max_position_embeddings,
+    )  # fmt: skip
     if dataset == "hotpotqa":
         metrics["f1"] = sum(sample["f1"] for sample in samples) / len(samples)
     metrics["provenance"] = provenance(

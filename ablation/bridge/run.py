@@ -16,7 +16,7 @@ Run directory::
     history.jsonl                      one row per evaluation: accuracies, invalid counts, soft-token spread, mean losses
     loss_history.csv                   every step's losses and learning rate
     translator.pt                      the translator evaluated last (state dict, settings, widths)
-    summary.json                       peak/final accuracy, final soft-token spread, stop reason, the references, provenance; written last
+    summary.json                       peak/final accuracy, final soft-token spread, stop reason, the references, the source's legibility, provenance; written last
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import json
 import logging
 import os
 import shutil
@@ -74,6 +75,15 @@ def references(dataset: str, train_rows: list[dict], examples: list[EvalExample]
     }
 
 
+def source_legibility(source_metrics: dict, layer: int) -> dict | None:
+    """The source baseline's legibility at the layer the run reads (None for a baseline written without it)."""
+    legibility = source_metrics.get("legibility")
+    if legibility is None:
+        return None
+    index = layer % len(legibility)  # -1: the last
+    return {"layer": index, **legibility[str(index)]}
+
+
 def sample_rows(step, examples, source_rows, target_rows, generations, dataset) -> list[dict]:
     """The legacy ``eval_samples_step_*.jsonl`` rows of one evaluation."""
     return [
@@ -113,6 +123,7 @@ def run_bridge(
     embedded_data_dir: str | Path | None,
     eval_settings: dict,
     baseline_samples: dict[str, str],
+    source_metrics: str | Path,
     run_dir: str | Path,
     config: dict,
     device: str,
@@ -225,6 +236,7 @@ def run_bridge(
     atomic_write_text(run_dir / LOSS_HISTORY_FILE, _loss_csv(state["loss_rows"]))
     summary = _summary(run, s, state, final, examples, frozen, config, time.perf_counter() - started)
     summary.update(references(dataset, train_rows, examples, baselines["target"]))
+    summary["source_legibility"] = source_legibility(json.loads(Path(source_metrics).read_text()), s["source_layer"])
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     shutil.rmtree(run_dir / CHECKPOINT.parent, ignore_errors=True)
     return summary

@@ -22,6 +22,7 @@ launch_bridge(
         "embedded_data_dir": str(snakemake.params.embedded_data_dir),
         "eval_settings": snakemake.params.eval,
         "baseline_samples": {"source": snakemake.input.source_samples, "target": snakemake.input.target_samples},
+        "source_metrics": snakemake.input.source_metrics,
         "run_dir": str(Path(snakemake.output.summary).parent),
         "config": snakemake.config,
         "device": resolve_device(snakemake.params.device),

@@ -110,7 +110,10 @@ def bridge_results_markdown(
         "_majority floor_ is always answering the training split's most common answer (a translator that ignores "
         "its source gives one constant answer, and scores about this at best). _Soft-token spread_ says whether the "
         "final translator's output depends on the question at all: how much its soft tokens vary between the eval "
-        "questions, relative to their size (0: every question gets the same tokens; about 1: unrelated tokens).",
+        "questions, relative to their size (0: every question gets the same tokens; about 1: unrelated tokens). "
+        "_Source legibility_ says what the translator had to read: the share of the eval prompts' tokens (and of "
+        "their number tokens) whose ids a linear readout recovers from the source layer it read; a source whose "
+        "layer has lost the question's numbers cannot pass them on, whatever the translator.",
         _table(tables["bridge_runs"]),
         "## Ablations",
         "Each role is compared with the table's first on the questions both answered (Δ final: paired difference of "

@@ -3,8 +3,9 @@
 - ``bridge_runs``: one row per role of seed 004's plan (then any run without one): peak bridged
   accuracy and its step, final, degradation, source alone, target alone, gap to target, the
   target with the question's text in the soft slot, the majority-answer floor, the final
-  translator's soft-token spread between questions, K, compression, stop reason, wall time; a
-  reused run says whose numbers it shows.
+  translator's soft-token spread between questions, the source's legibility (all tokens, numbers)
+  at the layer the translator read, K, compression, stop reason, wall time; a reused run says
+  whose numbers it shows.
 - ``bridge_ablation_<name>``: each ``bridge.report.ablations`` entry, its roles side by side and
   each compared with the first on the same questions (paired 95% interval of the final accuracy).
 - ``bridge_inference``: the inference benchmark's five baselines with intervals.
@@ -71,6 +72,12 @@ def _notes(run: BridgeRun, reuses: str | None) -> str:
     return "; ".join(notes)
 
 
+def _legibility(legibility: dict | None) -> dict:
+    """The source's legibility at the layer the run read (None for a run recorded without it)."""
+    legibility = legibility or {}
+    return {"source legibility": legibility.get("tokens"), "source number legibility": legibility.get("number_tokens")}
+
+
 def _numbers(run: BridgeRun | None) -> dict:
     """The columns every run table shares; empty cells for a run not yet run."""
     s = {} if run is None else run.summary
@@ -112,6 +119,7 @@ def runs_table(study: BridgeStudy) -> pd.DataFrame:
             "question in soft slot": s.get("target_soft_slot_acc"),
             "majority floor": s.get("majority_acc"),
             "soft-token spread": s.get("final_soft_token_spread"),
+            **_legibility(s.get("source_legibility")),
             "compression": run.compression,
             "stop": stop_label(run),
             "wall time": duration(s.get("wall_seconds")),
@@ -119,7 +127,8 @@ def runs_table(study: BridgeStudy) -> pd.DataFrame:
         })  # fmt: skip
     columns = ["role", "run", "origin", "dataset", "K", "compression", "peak", "peak step", "final", "degradation",
                "source alone", "target alone", "gap to target", "question in soft slot", "majority floor",
-               "soft-token spread", "stop", "wall time", "note"]  # fmt: skip
+               "soft-token spread", "source legibility", "source number legibility", "stop", "wall time",
+               "note"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns).astype({"peak step": "Int64"})
 
 
