@@ -51,7 +51,8 @@ def evaluate_alone(
     examples = eval_examples(dataset, eval_rows, train_rows, eval_settings)
     settings = {"dataset": dataset, "hygiene": BASELINE_HYGIENE, "max_new_tokens": eval_settings["max_new_tokens"],
                 "batch_size": eval_settings["batch_size"]}  # fmt: skip
-    generations = generate_from_text(frozen.model, frozen.tokenizer, [example.prompt for example in examples], **settings)
+    prompts = [example.prompt for example in examples]
+    generations = generate_from_text(frozen.model, frozen.tokenizer, prompts, **settings)
     opening = frozen.tokenizer.decode(opening_ids(frozen.tokenizer))
     slot_prompts = [soft_slot_prompt(dataset, eval_rows[example.index], opening) for example in examples]
     slot_generations = generate_from_text(frozen.model, frozen.tokenizer, slot_prompts, add_special_tokens=False, **settings)
@@ -80,8 +81,7 @@ def evaluate_alone(
         "eval": eval_settings,
     }
     metrics["legibility"] = layer_legibility(
-        frozen, [task_prompt(dataset, row) for row in train_rows], [example.prompt for example in examples],
-        max_tokens=frozen.model.config.max_position_embeddings,
+        frozen, [task_prompt(dataset, row) for row in train_rows], prompts, max_tokens=frozen.model.config.max_position_embeddings,
     )  # fmt: skip
     if dataset == "hotpotqa":
         metrics["f1"] = sum(sample["f1"] for sample in samples) / len(samples)

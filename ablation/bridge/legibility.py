@@ -29,27 +29,23 @@ def is_number_token(text: str) -> bool:
     return text.strip().isdigit()
 
 
-def _batches(frozen: FrozenLM, prompts: list[str], max_tokens: int, batch_size: int) -> Iterator[tuple[dict, torch.Tensor]]:
-    """The prompts as the source reads them, batch by batch, with where their real, non-special tokens are [B, S]."""
+def source_batches(frozen: FrozenLM, prompts: list[str], max_tokens: int, batch_size: int = BATCH_SIZE) -> list[tuple[dict, torch.Tensor]]:
+    """The prompts as the source reads them, batch by batch, each with where its real, non-special tokens are [B, S]."""
     special = torch.tensor(sorted(frozen.tokenizer.all_special_ids))
+    batches = []
     for start in range(0, len(prompts), batch_size):
         batch = tokenize_source(frozen.tokenizer, prompts[start : start + batch_size], max_tokens)
-        yield batch, batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], special)
+        batches.append((batch, batch["attention_mask"].bool() & ~torch.isin(batch["input_ids"], special)))
+    return batches
 
 
-def token_ids(frozen: FrozenLM, prompts: list[str], max_tokens: int, batch_size: int = BATCH_SIZE) -> torch.Tensor:
-    """The distinct ids of the prompts' real, non-special tokens, sorted."""
-    return torch.cat([batch["input_ids"][keep] for batch, keep in _batches(frozen, prompts, max_tokens, batch_size)]).unique()
-
-
-def token_states(
-    frozen: FrozenLM, prompts: list[str], max_tokens: int, batch_size: int = BATCH_SIZE
-) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
-    """Per batch: every layer's states at the prompts' real, non-special tokens ([n, D] each, on CPU) and their ids [n]."""
-    for batch, keep in _batches(frozen, prompts, max_tokens, batch_size):
+def token_states(frozen: FrozenLM, batches: list[tuple[dict, torch.Tensor]]) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
+    """Per batch: every layer's states at its real, non-special tokens ([n, D] each, on CPU) and their ids [n]."""
+    for batch, keep in batches:
         with torch.no_grad():
-            output = frozen.model(**batch.to(frozen.model.device), output_hidden_states=True, logits_to_keep=1, use_cache=False)
-        yield [states.cpu()[keep] for states in output.hidden_states], batch["input_ids"].cpu()[keep]
+            inputs = {name: tensor.to(frozen.model.device) for name, tensor in batch.items()}
+            output = frozen.model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False)
+        yield [states.cpu()[keep] for states in output.hidden_states], batch["input_ids"][keep]
 
 
 class RidgeReadout:
@@ -86,10 +82,10 @@ class RidgeReadout:
 def layer_legibility(frozen: FrozenLM, train_prompts: list[str], eval_prompts: list[str], max_tokens: int) -> dict[str, dict]:
     """Per hidden-state layer ("0" the embeddings): the share of the eval prompts' tokens, and of their
     number tokens (None without any), whose ids a readout fitted on ``train_prompts`` recovers."""
-    train_prompts = train_prompts[:READOUT_TRAIN_PROMPTS]
-    seen = token_ids(frozen, train_prompts, max_tokens)
+    train_batches = source_batches(frozen, train_prompts[:READOUT_TRAIN_PROMPTS], max_tokens)
+    seen = torch.cat([batch["input_ids"][keep] for batch, keep in train_batches]).unique()  # sorted
     readouts: list[RidgeReadout] = []
-    for layers, ids in token_states(frozen, train_prompts, max_tokens):
+    for layers, ids in token_states(frozen, train_batches):
         readouts = readouts or [RidgeReadout(states.shape[1], seen) for states in layers]
         for readout, states in zip(readouts, layers):
             readout.add(states, ids)
@@ -99,7 +95,7 @@ def layer_legibility(frozen: FrozenLM, train_prompts: list[str], eval_prompts: l
     hits = torch.zeros(len(readouts), dtype=torch.long)
     number_hits = torch.zeros(len(readouts), dtype=torch.long)
     total = numbers = 0
-    for layers, ids in token_states(frozen, eval_prompts, max_tokens):
+    for layers, ids in token_states(frozen, source_batches(frozen, eval_prompts, max_tokens)):
         is_number = torch.isin(ids, number_ids)
         total, numbers = total + len(ids), numbers + int(is_number.sum())
         for layer, (readout, states) in enumerate(zip(readouts, layers)):
