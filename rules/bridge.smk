@@ -24,6 +24,10 @@ rule eval_bridge_baseline:
     threads: config["resources"]["bridge_eval"]["threads"]
     resources:
         **scheduler_resources("bridge_eval"),
+    # Longest first: a baseline is short and unblocks translator runs, which take longer (up to
+    # about 45 s on the tiny default) than the prefill study's evaluations; a run started last
+    # leaves the second core idle at the end of the main command.
+    priority: 2
     conda:
         "../envs/ablation.yaml"
     script:
@@ -51,6 +55,7 @@ rule train_bridge:
     threads: config["resources"]["bridge_train"]["threads"]
     resources:
         **scheduler_resources("bridge_train"),
+    priority: 1
     conda:
         "../envs/ablation.yaml"
     script:
