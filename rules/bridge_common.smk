@@ -96,14 +96,15 @@ def bridge_baseline_inputs(wildcards):
 
 def bridge_run_inputs(wildcards):
     settings = BRIDGE_RUNS[wildcards.bridge_run]
+    source_baseline = bridge_baseline_files(settings["source"], settings["dataset"])
     inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
     return {
         **inputs,
         "source_model": bridge_model_inputs(settings["source"]),
         "target_model": bridge_model_inputs(settings["target"]),
         "data": bridge_dataset_inputs(settings["dataset"]),
-        "source_samples": bridge_baseline_files(settings["source"], settings["dataset"])["samples"],
-        "source_metrics": bridge_baseline_files(settings["source"], settings["dataset"])["metrics"],
+        "source_samples": source_baseline["samples"],
+        "source_metrics": source_baseline["metrics"],
         "target_samples": bridge_baseline_files(settings["target"], settings["dataset"])["samples"],
     }
 

@@ -150,6 +150,7 @@ def run_bridge(
     if global_batch > len(train_rows):
         raise ValueError(f"bridge run setting 'per_device_batch': a batch of {global_batch} exceeds the {len(train_rows)} training rows")
     baselines = {role: read_baseline(baseline_samples[role], examples, role) for role in ("source", "target")}
+    legibility = source_legibility(json.loads(Path(source_metrics).read_text()), s["source_layer"])
 
     bridge = Bridge(frozen["source"], frozen["target"], s, dataset)
     optimizer = torch.optim.AdamW(decay_parameter_groups(bridge.translator, s["weight_decay"]), lr=s["lr"])
@@ -236,7 +237,7 @@ def run_bridge(
     atomic_write_text(run_dir / LOSS_HISTORY_FILE, _loss_csv(state["loss_rows"]))
     summary = _summary(run, s, state, final, examples, frozen, config, time.perf_counter() - started)
     summary.update(references(dataset, train_rows, examples, baselines["target"]))
-    summary["source_legibility"] = source_legibility(json.loads(Path(source_metrics).read_text()), s["source_layer"])
+    summary["source_legibility"] = legibility
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     shutil.rmtree(run_dir / CHECKPOINT.parent, ignore_errors=True)
     return summary
