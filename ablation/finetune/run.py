@@ -26,14 +26,18 @@ from transformers.integrations import TensorBoardCallback
 
 from ablation.checkpoints import save_final_model
 from ablation.finetune.callbacks import (
+    AUTO_STOP_MODES,
+    KILL_MODES,
     EvalLossPlateauStop,
     LossHistoryWriter,
     NoLearningStop,
     NonFiniteLossGuard,
     StopRecord,
     ThroughputMeter,
+    check_mode,
     eval_losses,
     history_csv,
+    logs_first_step,
     train_losses,
 )
 from ablation.finetune.data import PromptAwareCollator, load_instruction_splits, tokenize_records
@@ -89,6 +93,12 @@ class FinetuneSettings:
         ):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
+        for name, rule, allowed in (
+            ("kill_if_no_learning", self.kill_if_no_learning, KILL_MODES),
+            ("auto_stop", self.auto_stop, AUTO_STOP_MODES),
+        ):
+            if rule:
+                check_mode(f"{name}.mode", rule.get("mode"), allowed)
 
     @classmethod
     def merged(cls, *layers: dict) -> FinetuneSettings:
@@ -156,7 +166,7 @@ def training_arguments(settings: FinetuneSettings, run_dir: Path, seed: int, dev
         save_steps=settings.save_steps,
         save_total_limit=2,
         logging_steps=settings.logging_steps,
-        logging_first_step=True,  # the no-learning rule compares against the first loss
+        logging_first_step=logs_first_step(settings.kill_if_no_learning),
         logging_nan_inf_filter=False,  # a NaN must reach the guard, not be averaged away
         include_num_input_tokens_seen="non_padding",
         seed=seed,
@@ -238,6 +248,7 @@ def run_finetune(
                 patience=settings.auto_stop["patience_evals"],
                 min_delta=settings.auto_stop["min_delta"],
                 min_steps=settings.auto_stop["min_steps"],
+                mode=settings.auto_stop["mode"],
                 record=record,
             )
         )
