@@ -25,7 +25,14 @@ from ablation.finetune.callbacks import (
     StopRecord,
     history_csv,
 )
-from ablation.finetune.data import IGNORE_INDEX, PromptAwareCollator, format_prompt, load_instruction_splits, tokenize_records
+from ablation.finetune.data import (
+    IGNORE_INDEX,
+    DataPreparation,
+    PromptAwareCollator,
+    format_prompt,
+    load_instruction_splits,
+    tokenize_records,
+)
 from ablation.finetune.launch import launch_finetune
 from ablation.finetune.run import accumulation_per_process
 from ablation.finetune.training_mask import masked_model_inputs
@@ -38,6 +45,11 @@ MICRO_SETTINGS = dict(
     optimizer="adamw_torch", lr_scheduler="cosine", precision="fp32", gradient_checkpointing=False, eval_steps=4,
     save_steps=3, logging_steps=1,
 )
+
+
+# the schema's default data preparation, and the original's (the real preset's)
+OURS = DataPreparation(strip_fields=False, prompt_bos=True, long_rows="skip", empty_responses="skip")
+ORIGINALS = DataPreparation(strip_fields=True, prompt_bos=False, long_rows="truncate", empty_responses="keep")
 
 
 def settings(**overrides) -> FinetuneSettings:
@@ -61,7 +73,7 @@ def test_prompt_template_follows_the_original():
 def test_loss_covers_the_response_and_eos_only(micro_world):
     tokenizer = load_tokenizer(str(micro_world / "base_model"))
     records = Dataset.from_list([{"instruction": "Name a colour.", "input": "", "output": "red"}])
-    example = tokenize_records(records, tokenizer, 256).examples[0]
+    example = tokenize_records(records, tokenizer, 256, OURS).examples[0]
     prompt_length = example["prompt_length"]
     assert example["labels"][:prompt_length] == [IGNORE_INDEX] * prompt_length
     assert example["labels"][prompt_length:] == example["input_ids"][prompt_length:]
@@ -76,8 +88,46 @@ def test_empty_responses_and_overlong_records_are_skipped_and_counted(micro_worl
         {"instruction": "Name a colour.", "input": "", "output": "   "},
         {"instruction": "Repeat. " * 200, "input": "", "output": "ok"},
     ])
-    split = tokenize_records(records, tokenizer, 64)
+    split = tokenize_records(records, tokenizer, 64, OURS)
     assert (len(split.examples), split.skipped_empty_response, split.skipped_too_long) == (1, 1, 1)
+
+
+def original_encoding(record: dict, tokenizer, max_seq_len: int) -> tuple[list[int], list[int]] | None:
+    """The original's encoding, written out plainly (SEED_FACTS "Verified against the original code")."""
+    instruction, input_text, output = (record[name].strip() for name in ("instruction", "input", "output"))
+    if input_text:
+        prompt = f"### Instruction:\n{instruction}\n\n### Input:\n{input_text}\n\n### Response:\n"
+    else:
+        prompt = f"### Instruction:\n{instruction}\n\n### Response:\n"
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    target_ids = tokenizer(output + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    input_ids = (prompt_ids + target_ids)[:max_seq_len]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + target_ids)[:max_seq_len]
+    if all(label == IGNORE_INDEX for label in labels):
+        return None
+    return input_ids, labels
+
+
+def test_the_originals_preparation_gives_the_originals_token_ids_and_labels(micro_world):
+    tokenizer = load_tokenizer(str(micro_world / "base_model"))
+    records = [
+        {"instruction": "Name a colour.", "input": "", "output": "red"},
+        {"instruction": "  Add the numbers. \n", "input": " 2 and 3 ", "output": "\n5  "},
+        {"instruction": "Say nothing.", "input": "", "output": "   "},  # kept: trained to answer EOS
+        {"instruction": "Tell a story.", "input": "", "output": "once upon a time " * 20},  # truncated
+        {"instruction": "Repeat. " * 40, "input": "", "output": "ok"},  # the prompt fills the window: dropped
+    ]
+    split = tokenize_records(Dataset.from_list(records), tokenizer, 64, ORIGINALS)
+    expected = [encoded for encoded in (original_encoding(r, tokenizer, 64) for r in records) if encoded is not None]
+    assert [(e["input_ids"], e["labels"]) for e in split.examples] == expected
+    assert len(expected) == 4 and len(expected[3][0]) == 64
+    assert (split.skipped_empty_response, split.skipped_too_long, split.truncated) == (0, 1, 1)
+    assert all(e["input_ids"][0] != tokenizer.bos_token_id for e in split.examples)  # no BOS
+    assert all(e["labels"][: e["prompt_length"]] == [IGNORE_INDEX] * e["prompt_length"] for e in split.examples)
+    # our default differs: a BOS before the prompt, the long and the empty rows skipped
+    ours = tokenize_records(Dataset.from_list(records), tokenizer, 64, OURS)
+    assert ours.examples[0]["input_ids"] == [tokenizer.bos_token_id] + expected[0][0]
+    assert (len(ours.examples), ours.skipped_empty_response, ours.skipped_too_long) == (1, 1, 3)
 
 
 def test_a_missing_dataset_field_is_named(tmp_path):
@@ -94,6 +144,10 @@ def test_unknown_optimizer_or_scheduler_is_named():
         settings(lr_scheduler="step")
     with pytest.raises(ValueError, match="causal, prefill_bidir"):
         settings(train_mask="full_bidir")
+    with pytest.raises(ValueError, match="unknown long_rows 'cut'; allowed: skip, truncate"):
+        settings(long_rows="cut")
+    with pytest.raises(ValueError, match="unknown empty_responses 'drop'; allowed: skip, keep"):
+        settings(empty_responses="drop")
 
 
 def test_collator_pads_and_keeps_prompt_lengths():
@@ -292,9 +346,14 @@ def test_eval_loss_plateau_stops_a_run_and_records_why(micro_world, tmp_path):
 
 
 def test_no_learning_stops_a_run(micro_world, tmp_path):
-    summary = finetune(micro_world, tmp_path / "run", learning_rate=1e-9, max_steps=30,
-                       kill_if_no_learning={"after_steps": 5, "min_improvement": 0.5, "mode": "first_log_to_best"})
+    originals = {"strip_fields": True, "prompt_bos": False, "long_rows": "truncate", "empty_responses": "keep"}
+    summary = finetune(micro_world, tmp_path / "run", learning_rate=1e-9, max_steps=30, logging_steps=2,
+                       kill_if_no_learning={"after_steps": 5, "min_improvement": 0.5, "mode": "first_log_to_best"},
+                       data_split_seed=42, **originals)
     assert summary["stop_reason"] == "no_learning" and summary["steps_run"] < 30
+    assert summary["data_preparation"] == {**originals, "data_split_seed": 42}  # not the run seed, 5
+    # the original's kill rule starts from the first regular log: no step-1 row
+    assert (tmp_path / "run" / "loss_history.csv").read_text().splitlines()[1].startswith("2,")
 
 
 def test_a_non_finite_loss_stops_with_a_clear_error_and_no_final_model(micro_world, tmp_path):
