@@ -99,6 +99,13 @@ def test_stop_rules_take_the_originals_mode_unless_told_and_refuse_an_unknown_on
     assert "'finetune.defaults.kill_if_no_learning.mode'" in message and "first_log_to_best" in message
 
 
+def test_an_unknown_data_preparation_choice_is_named():
+    message = invalid(lambda config: config["finetune"]["defaults"].update(long_rows="cut"))
+    assert "'finetune.defaults.long_rows'" in message and "skip, truncate" in message
+    message = invalid(lambda config: config["finetune"]["runs"]["stage3a_causal"].update(empty_responses="drop"))
+    assert "'finetune.runs.stage3a_causal.empty_responses'" in message and "skip, keep" in message
+
+
 def test_every_problem_is_reported_at_once():
     def break_twice(config):
         config["eval"]["batch_size"] = 0
