@@ -104,6 +104,7 @@ def test_published_numbers_sit_beside_the_original_sets_numbers(tmp_path):
             original_set_run("stage3a_causal", "causal", 1200, (0.2,) * 5),
             original_set_run("stage3b_prefix_lm", "prefill_bidir", 1200, (0.33, 0.61, 0.35, 0.25, 0.5)),
             original_set_run("stage5c_6500", "prefill_bidir", 6500, (0.4,) * 5),
+            original_set_run("stage5_6000", "prefill_bidir", 6000, (0.45,) * 5),
         ),
     )
     text = results_markdown(study, tmp_path)
@@ -124,6 +125,9 @@ def test_published_numbers_sit_beside_the_original_sets_numbers(tmp_path):
     assert [cell.strip() for cell in rows["5C"]] == ["6500", "2.08", "1.2830", "0.5910", "0.4070"]
     assert [cell.strip() for cell in rows["stage5c_6500 (this study)"]] == ["6500", "0.40", "1.2000", "0.6000", "0.4000"]
     assert [cell.strip() for cell in rows["5B"]][0] == "10000"
+    # a run no published one repeats closes the Stage 5 table
+    assert list(rows)[-1] == "stage5_6000 (this study, no published run this long)"
+    assert rows["stage5_6000 (this study, no published run this long)"][-1].strip() == "0.4500"
 
 
 def test_published_numbers_are_refused_beside_another_task_set(tmp_path):

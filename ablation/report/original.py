@@ -98,27 +98,26 @@ def original_comparison_table(
 
 def original_stage5_table(runs: Iterable[FinetuneRun] = ()) -> pd.DataFrame:
     """The published Stage 5 table; each published run followed by this study's fine-tunes that repeat it
-    (``published_run``), with their causal and full_bidir evaluations in ``acc_per_token``."""
+    (``published_run``), and at the end the other prefill_bidir fine-tunes, all with their causal and
+    full_bidir evaluations in ``acc_per_token``."""
     columns = ["run", "steps", "epochs", "final eval loss", "non-ablated (causal)", "ablated (full_bidir patch)"]
-    runs = list(runs)
+    runs = [run for run in runs if run.train_mask == "prefill_bidir" and run.summary is not None]
+
+    def ours(run: FinetuneRun, note: str) -> dict:
+        summary = run.summary
+        values = (
+            f"{run.name} (this study{note})",
+            summary.get("steps_run"),
+            summary.get("epochs"),
+            summary.get("final_eval_loss"),
+            _per_token_macro(run.causal),
+            _per_token_macro(run.full_bidir),
+        )
+        return dict(zip(columns, values))
+
     rows = []
     for published in ORIGINAL_STAGE5:
         rows.append(dict(zip(columns, published)))
-        for run in (run for run in runs if published_run(run) == published[0]):
-            summary = run.summary
-            rows.append(
-                dict(
-                    zip(
-                        columns,
-                        (
-                            f"{run.name} (this study)",
-                            summary.get("steps_run"),
-                            summary.get("epochs"),
-                            summary.get("final_eval_loss"),
-                            _per_token_macro(run.causal),
-                            _per_token_macro(run.full_bidir),
-                        ),
-                    )
-                )
-            )
+        rows += [ours(run, "") for run in runs if published_run(run) == published[0]]
+    rows += [ours(run, ", no published run this long") for run in runs if published_run(run) is None]
     return pd.DataFrame(rows, columns=columns)
