@@ -17,6 +17,7 @@ SIDES = ("source", "target", "bridged")  # source alone, target alone, target re
 FINAL_STEP = "final"  # the evaluation of the kept (best) translator after training
 HISTORY_FILE = "history.jsonl"
 SUMMARY_FILE = "summary.json"
+LOSS_HISTORY_FILE = "loss_history.csv"  # training losses by step (a legacy run's: the log's windowed means)
 SAMPLES_FILE = "eval_samples_step_{step}.jsonl"
 SAMPLES_NAME = re.compile(r"eval_samples_step_(\d+|final)\.jsonl")
 
