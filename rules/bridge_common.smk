@@ -1,7 +1,7 @@
 """The bridge study's helpers: resolved runs, which run trains for which, and each job's files."""
 
 from ablation.bridge.settings import embedded_model_name, inference_run, resolve_runs, trained_run_of
-from ablation.bridge.roles import role_runs, run_descriptions
+from ablation.bridge.roles import reproductions, role_runs, run_descriptions
 from ablation.config import load_schema
 from ablation.layout import (
     bridge_baseline_dir,
