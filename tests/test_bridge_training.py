@@ -319,16 +319,18 @@ def test_early_stopping_keeps_and_reloads_the_best_translator(micro_bridge_world
 def test_the_final_evaluation_reads_the_weights_final_weights_names(micro_bridge_world, baselines, tmp_path):
     """'best' reloads a copy of the best translator; 'last' (the original's in effect) evaluates the last weights."""
     changes = dict(train_steps=6, eval_every=1, early_stop_patience=10, lr=3e-2)
-    answers = {}
+    answers, summaries = {}, {}
     for choice in ("best", "last"):
-        summary = run_bridge(**job(micro_bridge_world, baselines, tmp_path / choice, final_weights=choice, **changes))
-        rows = {step: [row["bridged_full"] for row in map(json.loads, (tmp_path / choice / f"eval_samples_step_{step}.jsonl").read_text().splitlines())]
-                for step in (summary["peak_step"], 6, "final")}  # fmt: skip
-        answers[choice] = rows
-        assert summary["settings"]["final_weights"] == choice
-    assert answers["best"]["final"] == answers["best"][summary["peak_step"]]
+        summaries[choice] = run_bridge(**job(micro_bridge_world, baselines, tmp_path / choice, final_weights=choice, **changes))
+        peak = summaries[choice]["peak_step"]
+        answers[choice] = {step: [row["bridged_full"] for row in map(json.loads, (tmp_path / choice / f"eval_samples_step_{step}.jsonl").read_text().splitlines())]
+                           for step in (peak, 6, "final")}  # fmt: skip
+        assert summaries[choice]["settings"]["final_weights"] == choice
+    best_peak, last_peak = summaries["best"]["peak_step"], summaries["last"]["peak_step"]
+    assert answers["best"]["final"] == answers["best"][best_peak]
     assert answers["last"]["final"] == answers["last"][6]
-    assert summary["notes"] and "last weights" in summary["notes"][0]
+    assert last_peak != 6 and answers["last"][last_peak] != answers["last"][6]  # the last evaluation is not the best one
+    assert summaries["last"]["notes"] and "last weights" in summaries["last"]["notes"][0] and not summaries["best"]["notes"]
 
 
 RUN_JOB = "import json, sys; from ablation.bridge.run import run_bridge; run_bridge(**json.load(open(sys.argv[1])))"
