@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from ablation.code_version import entry_point_code_sha256
 from ablation.references import is_local_reference
 
 TRACKED_LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "lm_eval", "accelerate", "snakemake")
@@ -97,6 +98,8 @@ def provenance(
         "model": model_identity(model_id, revision),
         "mask": mask,
         "code_commit": code_commit(),
+        # the ablation modules this job's script imports: its rule's library_code params value
+        "library_code_sha256": entry_point_code_sha256(),
         "config_sha256": config_hash(config),
         "library_versions": library_versions(),
         "seed": seed,

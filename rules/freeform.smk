@@ -53,6 +53,7 @@ rule freeform_tasks:
     log:
         LOGS / "freeform_tasks/tasks.log",
     params:
+        library_code=library_code("freeform_tasks.py"),
         freeform=FREEFORM,
         world_seed=config["world"]["seed"],
     localrule: True
@@ -70,6 +71,7 @@ rule generate_freeform:
     log:
         LOGS / "generate_freeform/{model}/{mask}.log",
     params:
+        library_code=library_code("generate_freeform.py"),
         model_id=lambda wildcards: model_reference(wildcards.model),
         revision=lambda wildcards: model_revision(wildcards.model),
     threads: config["resources"]["eval"]["threads"]
@@ -90,6 +92,7 @@ rule judge_freeform:
     log:
         LOGS / "judge_freeform/{model}/{mask}.log",
     params:
+        library_code=library_code("judge_freeform.py"),
         judge=FREEFORM["judge"],
         cache=freeform_paths.judge_cache_path(RESULTS),
     localrule: True
@@ -108,6 +111,7 @@ rule score_freeform:
     log:
         LOGS / "score_freeform/scores.log",
     params:
+        library_code=library_code("score_freeform.py"),
         configurations=FREEFORM_CONFIGURATIONS,
         resamples=FREEFORM["bootstrap_resamples"],
     localrule: True
@@ -128,6 +132,7 @@ rule report_freeform:
     log:
         LOGS / "report_freeform/report.log",
     params:
+        library_code=library_code("report_freeform.py"),
         configurations=FREEFORM_CONFIGURATIONS,
         examples_shown=FREEFORM["examples_shown"],
         experiment=config["experiment"],

@@ -23,8 +23,10 @@ rule report_results:
     log:
         LOGS / "report_results/report.log",
     params:
+        library_code=library_code("report_results.py"),
         train_masks={run: settings["train_mask"] for run, settings in config["finetune"]["runs"].items()},
         experiment=config["experiment"],
+        allow_mixed_code=config["report"]["allow_mixed_code"],
         # the bridge study's page is its own rule's output: linked, not waited for
         linked_pages={
             **({"Latent bridge": BRIDGE_REPORT_FILES["page"][0]} if BRIDGE_ACTIVE else {}),
@@ -104,6 +106,7 @@ rule plan_costs:
     log:
         LOGS / "plan_costs/plan.log",
     params:
+        library_code=library_code("plan_costs.py"),
         planner=config["planner"],
     localrule: True
     conda:

@@ -64,6 +64,7 @@ rule tune_finetune:
     log:
         LOGS / "tuning/choice.log",
     params:
+        library_code=library_code("tune_finetune.py"),
         trials=TUNING_TRIALS,
         runs=RUNS,
         max_side_effect=TUNING["max_side_effect"],
@@ -81,6 +82,7 @@ rule build_dev_tasks:
     log:
         LOGS / "build_dev_tasks/world.log",
     params:
+        library_code=library_code("build_dev_tasks.py"),
         world=config["world"],
         dev_examples_per_task=TUNING["dev_examples_per_task"],
     conda:
