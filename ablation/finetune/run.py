@@ -37,7 +37,7 @@ from ablation.finetune.callbacks import (
     train_losses,
 )
 from ablation.finetune.data import PromptAwareCollator, load_instruction_splits, tokenize_records
-from ablation.finetune.hub import upload_run
+from ablation.finetune.hub import run_card, upload_run
 from ablation.finetune.replay import corpus_documents, replay_examples
 from ablation.finetune.training_mask import masked_model_inputs
 from ablation.io import atomic_write_json, atomic_write_text
@@ -300,7 +300,8 @@ def run_finetune(
         ),
     }
     if settings.hub_repo_id:
-        summary["hub_upload"] = upload_run(run_dir / "final", summary, settings.hub_repo_id, run_name)
+        card = run_card(summary, run_name=run_name, dataset=str(dataset), results_dir=run_dir.parent.parent)
+        summary["hub_upload"] = upload_run(run_dir / "final", summary, settings.hub_repo_id, run_name, card)
     atomic_write_json(run_dir / "summary.json", summary)
     log.info("%s: %d steps, stop reason %s, eval loss %.4f", run_name, state.global_step, record.reason, losses[-1])
     return summary
