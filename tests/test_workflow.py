@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablation.code_version import library_modules
+from ablation.code_version import library_code_sha256, library_modules
 from ablation.layout import tuning_paths
 from ablation.report.tuning import load_results
 from ablation.tuning import choose_trial
@@ -89,6 +89,25 @@ def test_micro_config_runs_end_to_end(micro_run):
             assert (results / "tables" / f"{name}.{fmt}").stat().st_size > 0
     page = (results / "RESULTS.md").read_text()
     assert "micro_prefix_lm" in page and "recovery" in page.lower()
+
+
+def test_every_result_records_its_hardware_library_code_and_lm_evals_record(micro_run):
+    results = micro_run / "results"
+    scripts = REPOSITORY / "workflow" / "scripts"
+    stamped = {path: "eval_model.py" for path in results.glob("eval/*/*/metrics.json")}
+    stamped.update({path: "finetune.py" for path in results.glob("finetune/*/summary.json")})
+    assert len(stamped) == 9
+    for path, script in stamped.items():
+        provenance = json.loads(path.read_text())["provenance"]
+        assert provenance["library_code_sha256"] == library_code_sha256(scripts / script), path
+        hardware = provenance["hardware"]
+        assert hardware["cpu_count"] >= 1 and hardware["cpu_model"] and hardware["torch_build"]["version"]
+        assert {"gpu_name", "gpu_count", "gpu_memory_bytes", "gpu_driver", "cuda", "cudnn"} <= hardware.keys()
+        if path.name == "metrics.json":
+            record = provenance["lm_eval"]
+            assert sorted(record["task_hashes"]) == sorted(json.loads(path.read_text())["tasks"])
+            assert all(len(digest) == 64 for digest in record["task_hashes"].values())
+            assert record["task_versions"] and record["lm_eval_version"] and record["pretty_env_info"]
 
 
 def test_a_finished_run_has_nothing_left_to_do(micro_run):
