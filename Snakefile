@@ -21,6 +21,8 @@ report: "workflow/report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/bridge_common.smk"
+include: "rules/freeform_common.smk"
+include: "rules/tuning_common.smk"
 include: "rules/world.smk"
 include: "rules/bridge_world.smk"
 include: "rules/prefetch.smk"

@@ -20,6 +20,11 @@ validate_config(config)
 # jobs import the workflow's library from this checkout, in this environment or a conda one
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
+
+envvars:
+    "PYTHONPATH",
+
+
 RESULTS = Path(config["results_dir"])
 LOGS = Path(config["logs_dir"])
 PREFILL_ACTIVE = "prefill_mask" in config["studies"]

@@ -47,6 +47,8 @@ rule paper_figure:
     log:
         LOGS / "paper/figure_{name}.log",
     localrule: True
+    conda:
+        "../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -59,6 +61,8 @@ rule paper_table:
     log:
         LOGS / "paper/table_{name}.log",
     localrule: True
+    conda:
+        "../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -73,6 +77,8 @@ rule paper_bridge_figure:
     wildcard_constraints:
         name="bridge_\\w+",
     localrule: True
+    conda:
+        "../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -87,6 +93,8 @@ rule paper_bridge_table:
     wildcard_constraints:
         name="bridge_\\w+",
     localrule: True
+    conda:
+        "../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
