@@ -45,8 +45,10 @@ for sweep_seed in SWEEP_SEEDS:
 
     module:
         name: sweep_module
-        snakefile: "Snakefile"
-        config: seed_study_config(config, sweep_seed)
+        snakefile:
+            "Snakefile"
+        config:
+            seed_study_config(config, sweep_seed)
 
     use rule * from sweep_module exclude all, prefill_mask, paper, paper_figure, paper_table, paper_bridge_figure, paper_bridge_table as sweep_rule_prefix*
 
