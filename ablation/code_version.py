@@ -78,16 +78,19 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 
 
 @lru_cache(maxsize=None)
-def _source_record(path: Path, module: str | None, package_dir: Path, stamp: tuple[int, int]) -> tuple[frozenset[str], str]:
-    """The modules a source file imports and the hash of its normalised form (cached per file version)."""
-    tree = _strip_docstrings(ast.parse(path.read_text(), filename=str(path)))
+def _source_record(source: str, module: str | None, package_dir: Path) -> tuple[frozenset[str], str]:
+    """The modules a source imports and the hash of its normalised form (cached by content: a
+    workflow parses each module once however many rules import it)."""
+    tree = _strip_docstrings(ast.parse(source))
     normalised = ast.dump(tree, annotate_fields=False, include_attributes=False)
     return frozenset(imported_modules(tree, module, package_dir)), hashlib.sha256(normalised.encode()).hexdigest()
 
 
 def _record(path: Path, module: str | None, package_dir: Path) -> tuple[frozenset[str], str]:
-    stat = path.stat()
-    return _source_record(path, module, package_dir, (stat.st_mtime_ns, stat.st_size))
+    try:
+        return _source_record(path.read_text(), module, package_dir)
+    except SyntaxError as error:
+        raise SyntaxError(f"{path}: {error}") from None
 
 
 def _files_of(path: Path) -> list[Path]:
@@ -98,16 +101,10 @@ def _files_of(path: Path) -> list[Path]:
     return files if any(p.suffix != ".py" for p in files) else [path]
 
 
-@lru_cache(maxsize=None)
-def _data_hash(path: Path, stamp: tuple[int, int]) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _file_hash(path: Path, module: str, package_dir: Path) -> str:
     if path.suffix == ".py":
         return _record(path, module, package_dir)[1]
-    stat = path.stat()
-    return _data_hash(path, (stat.st_mtime_ns, stat.st_size))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def library_modules(script: str | Path, package_dir: Path = PACKAGE_DIR) -> dict[str, list[Path]]:
