@@ -11,7 +11,9 @@ needs to resume exactly; a non-finite loss stops the run with an error and no su
 
 Run directory::
 
-    checkpoints/checkpoint.pt          the latest resumable state (removed when the run completes)
+    checkpoints/checkpoint.pt          the latest resumable state (removed when the run completes); a rerun
+                                       resumes it only under the same settings and inputs (ablation.resume)
+    checkpoints.resume.json            the hash of those settings and inputs, and how often the run resumed
     eval_samples_step_{N|final}.jsonl  legacy field names, one row per eval question
     history.jsonl                      one row per evaluation: accuracies, invalid counts, soft-token spread, mean losses
     loss_history.csv                   every step's losses and learning rate
@@ -23,11 +25,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -38,11 +40,12 @@ from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_lis
 from ablation.bridge.answers import extract_answer
 from ablation.bridge.data import EvalExample, eval_examples, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.frozen import load_frozen
-from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, SUMMARY_FILE, history_row, samples_filename
+from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, SUMMARY_FILE, history_row, samples_filename, samples_step
 from ablation.bridge.train import LOSS_NAMES, Bridge, NonFiniteLossError, batch_indices, warmup_cosine
 from ablation.bridge.translators import decay_parameter_groups, soft_token_spread
 from ablation.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from ablation.provenance import model_identity, provenance
+from ablation.resume import claim_checkpoint, file_sha256, settings_sha256
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +160,18 @@ def run_bridge(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(s["warmup_steps"], s["train_steps"]))
     state = {"step": 0, "history": [], "loss_rows": [], "best": None, "stale_evals": 0, "elapsed": 0.0, "stop_reason": None}
     checkpoint_path = run_dir / CHECKPOINT
-    if checkpoint_path.exists():
+    claim = claim_checkpoint(
+        checkpoint_path.parent,
+        settings_sha256({
+            "settings": s, "models": {name: model_identity(frozen[name].model_id, frozen[name].revision) for name in frozen},
+            "train_rows": train_rows, "eval": [dataclasses.asdict(example) for example in examples], "eval_settings": eval_settings,
+            "baselines": {role: file_sha256(path) for role, path in baseline_samples.items()}, "processes": accelerator.num_processes,
+        }),  # fmt: skip
+        job=f"bridge run {run}",
+        attempt_files=sorted(path for path in run_dir.glob("eval_samples_step_*.jsonl")),
+        main_process=accelerator.is_main_process,
+    )
+    if claim.resumable and checkpoint_path.exists():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         bridge.translator.load_state_dict(saved["translator"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -165,6 +179,11 @@ def run_bridge(
         torch.set_rng_state(saved["rng"])
         state = saved["state"]
         log.info("resuming %s from step %d", run, state["step"])
+        claim.resumed(str(state["step"]))
+        evaluated = {str(row["step"]) for row in state["history"]}
+        for stale in run_dir.glob("eval_samples_step_*.jsonl"):  # evaluations after the checkpoint are redone
+            if accelerator.is_main_process and str(samples_step(stale.name)) not in evaluated:
+                stale.unlink()
     translator, optimizer = accelerator.prepare(bridge.translator, optimizer)
     unwrapped = accelerator.unwrap_model(translator)
     started = time.perf_counter() - state["elapsed"]
@@ -238,8 +257,9 @@ def run_bridge(
     summary = _summary(run, s, state, final, examples, frozen, config, time.perf_counter() - started)
     summary.update(references(dataset, train_rows, examples, baselines["target"]))
     summary["source_legibility"] = legibility
+    summary["resume"] = claim.summary()
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
-    shutil.rmtree(run_dir / CHECKPOINT.parent, ignore_errors=True)
+    claim.finish()
     return summary
 
 
