@@ -14,7 +14,8 @@ import jsonschema
 import yaml
 
 from ablation.bridge.roles import report_problems
-from ablation.bridge.settings import run_problems
+from ablation.bridge.settings import embedded_model_name, run_problems
+from ablation.references import is_local_reference, local_file_problem, local_model_problem
 from ablation.seed_sweep import sweep_problems
 from ablation.study import resolve_tasks
 
@@ -124,11 +125,61 @@ def cross_key_problems(config: dict, schema: dict) -> list[str]:
             "but only the 'embedded' dataset has a corpus of its own; name a text file"
         )
     problems += sweep_problems(config)
+    problems += local_path_problems(config)
     if config["planner"] is not None and config["planner"]["run"] not in runs:
         problems.append(
             f"config key 'planner.run': {config['planner']['run']!r} is not a fine-tune run; configured: {', '.join(runs) or 'none'}"
         )
     return problems
+
+
+def check_config_files(paths) -> None:
+    """Refuse a config file that names no setting: empty, ``{}``, not a mapping, or not YAML.
+
+    Such a file would otherwise run the schema's bare defaults as if they were an experiment.
+    """
+    for path in paths:
+        try:
+            content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {path}{where}: not valid YAML ({getattr(error, 'problem', None) or error})") from error
+        if not isinstance(content, dict) or not content:
+            what = "is empty" if content is None or content == {} else f"holds a {type(content).__name__}, not a mapping of config keys"
+            raise ConfigError(
+                f"config file {path} {what}; give the keys of an experiment (see config.yaml and presets/), "
+                "or leave out --configfile to run config.yaml"
+            )
+
+
+def local_path_problems(config: dict) -> list[str]:
+    """Local models, data and files the config names that are missing or lack what they need,
+    found before any job (a path-looking value is never taken for a hub id)."""
+    problems = {}
+    prefill, bridge = "prefill_mask" in config["studies"], "bridge" in config["studies"]
+    model_id = config["model"]["id"]
+    if prefill and model_id != "embedded" and is_local_reference(model_id):
+        problems["model.id"] = local_model_problem(model_id)
+    if bridge:
+        for name, model in config["bridge"]["models"].items():
+            if embedded_model_name(model["id"]) is None and is_local_reference(model["id"]):
+                problems[f"bridge.models.{name}.id"] = local_model_problem(model["id"])
+        for name, source in config["bridge"]["datasets"].items():
+            if source["path"] != "embedded" and is_local_reference(source["path"]):
+                splits = [str(Path(source["path"]) / f"{source[split]}.jsonl") for split in ("train_split", "eval_split")]
+                problems[f"bridge.datasets.{name}.path"] = next(filter(None, (local_file_problem(split, "split file") for split in splits)), None)
+    finetune = config["finetune"]
+    if prefill and finetune["runs"]:
+        dataset = finetune["dataset"]
+        if dataset != "embedded" and (is_local_reference(dataset) or dataset.endswith(".jsonl")):
+            problems["finetune.dataset"] = local_file_problem(dataset, "instruction data file")
+        if finetune["replay_corpus"] is not None:
+            problems["finetune.replay_corpus"] = local_file_problem(finetune["replay_corpus"], "replay corpus")
+    freeform = config["freeform"]
+    if prefill and freeform["activate"] and freeform["task_set"] == "real" and freeform.get("tasks_file"):
+        problems["freeform.tasks_file"] = local_file_problem(freeform["tasks_file"], "task file")
+    return [f"config key '{key}': {problem}" for key, problem in problems.items() if problem]
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablation.config import ConfigError, validate_config
+from ablation.config import ConfigError, check_config_files, validate_config
 from ablation.seed_sweep import seed_results_dir, seed_study_config, sweep_seeds
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ def test_the_planner_must_name_a_configured_run():
     assert "'planner.run'" in message and "stage3a_causal" in message
 
 
-def test_replay_needs_a_corpus_outside_the_tiny_world_and_a_share_below_one():
+def test_replay_needs_a_corpus_outside_the_tiny_world_and_a_share_below_one(tmp_path):
     def hub_dataset(config):
         config["finetune"]["dataset"] = "yahma/alpaca-cleaned"
 
@@ -120,8 +120,9 @@ def test_replay_needs_a_corpus_outside_the_tiny_world_and_a_share_below_one():
 
     def named_corpus(config):
         hub_dataset(config)
-        config["finetune"]["replay_corpus"] = "corpus/pretraining.txt"
+        config["finetune"]["replay_corpus"] = str(tmp_path / "pretraining.txt")
 
+    (tmp_path / "pretraining.txt").write_text("A document.\n")
     config = copy.deepcopy(load(REPOSITORY / "config.yaml"))
     named_corpus(config)
     validate_config(config)
@@ -167,3 +168,44 @@ def test_the_tuning_grid_defaults_try_the_configured_fine_tune():
     config = validate_config(load(REPOSITORY / "config.yaml"))
     grid, defaults = config["finetune"]["tuning"]["grid"], config["finetune"]["defaults"]
     assert all(defaults[key] in grid[key] for key in ("learning_rate", "max_steps", "replay_fraction"))
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("", "is empty"), ("{}\n", "is empty"), ("- causal\n", "holds a list"), ("seed: 1\nmodel:\n  id: [unclosed\n", "line 4: not valid YAML")],
+    ids=["empty", "empty-mapping", "not-a-mapping", "malformed"],
+)
+def test_a_config_file_naming_no_setting_is_refused_naming_the_file(tmp_path, text, named):
+    path = tmp_path / "experiment.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"config file {path}.*{named}"):
+        check_config_files([path])
+    check_config_files([REPOSITORY / "config.yaml"])
+
+
+def test_missing_local_paths_are_named_before_any_job(tmp_path):
+    """A path-looking value is a local path, never a hub id: missing, it stops validation naming its key."""
+    def bad_paths(config):
+        config["model"]["id"] = "/nonexistent/model"
+        config["bridge"]["models"]["mistral_tiny"]["id"] = "./missing_bridge_model"
+        config["bridge"]["datasets"]["gsm8k"]["path"] = "/nonexistent/gsm8k"
+        config["finetune"]["dataset"] = str(tmp_path / "instructions.jsonl")
+        config["finetune"]["replay_corpus"] = str(tmp_path / "corpus.txt")
+
+    message = invalid(bad_paths)
+    assert "'model.id': the local model directory /nonexistent/model does not exist" in message
+    assert "'bridge.models.mistral_tiny.id': the local model directory ./missing_bridge_model does not exist" in message
+    assert "'bridge.datasets.gsm8k.path': the split file /nonexistent/gsm8k/train.jsonl does not exist" in message
+    assert f"'finetune.dataset': the instruction data file {tmp_path / 'instructions.jsonl'} does not exist" in message
+    assert f"'finetune.replay_corpus': the replay corpus {tmp_path / 'corpus.txt'} does not exist" in message
+
+
+def test_a_local_model_without_its_files_is_named_and_a_complete_one_passes(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    message = invalid(lambda config: config["model"].update(id=str(tmp_path)))
+    assert f"'model.id': the local model directory {tmp_path} lacks weights" in message and "a tokenizer" in message
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    config = load(REPOSITORY / "config.yaml")
+    config["model"]["id"] = str(tmp_path)
+    validate_config(config)
