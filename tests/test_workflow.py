@@ -104,6 +104,23 @@ def test_deleting_a_stage4_metrics_file_reruns_only_that_eval_and_the_report(mic
     assert "Nothing to be done" in snakemake(micro_run, MICRO_CONFIG, "--dry-run").stdout
 
 
+def test_a_corrupt_metrics_file_is_named_the_report_kept_and_forcerun_rebuilds_it(micro_run):
+    metrics = Path("results") / "eval" / "base" / "causal" / "metrics.json"
+    page = micro_run / "results" / "RESULTS.md"
+    before = page.read_text()
+    text = (micro_run / metrics).read_text()
+    (micro_run / metrics).write_text(text[: len(text) // 2])  # a copy cut short
+    failed = snakemake(micro_run, MICRO_CONFIG)
+    output = failed.stdout + failed.stderr + (micro_run / "logs" / "report_results" / "report.log").read_text()
+    assert failed.returncode != 0
+    assert f"{metrics} is corrupt (line" in output and f"snakemake --forcerun {metrics}" in output
+    assert page.read_text() == before  # the failed report left the previous one in place
+    rebuilt = snakemake(micro_run, MICRO_CONFIG, "--forcerun", str(metrics))
+    assert rebuilt.returncode == 0, rebuilt.stderr[-4000:]
+    assert json.loads((micro_run / metrics).read_text())["macro_acc"] is not None
+    assert "Nothing to be done" in snakemake(micro_run, MICRO_CONFIG, "--dry-run").stdout
+
+
 def test_changing_an_eval_setting_reruns_evals_but_no_fine_tune(micro_run, tmp_path):
     changed = write_config(tmp_path / "limit.yaml", lambda config: config["eval"].update(limit=5))
     assert planned_jobs(snakemake(micro_run, changed, "--dry-run")) == {"eval_model": 7, "report_results": 1, "all": 1}

@@ -27,7 +27,6 @@ import copy
 import csv
 import dataclasses
 import io
-import json
 import logging
 import os
 import time
@@ -43,7 +42,7 @@ from ablation.bridge.frozen import load_frozen
 from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, SUMMARY_FILE, history_row, samples_filename, samples_step
 from ablation.bridge.train import LOSS_NAMES, Bridge, NonFiniteLossError, batch_indices, warmup_cosine
 from ablation.bridge.translators import decay_parameter_groups, soft_token_spread
-from ablation.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from ablation.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json, read_jsonl
 from ablation.provenance import model_identity, provenance
 from ablation.resume import claim_checkpoint, file_sha256, settings_sha256
 
@@ -153,7 +152,7 @@ def run_bridge(
     if global_batch > len(train_rows):
         raise ValueError(f"bridge run setting 'per_device_batch': a batch of {global_batch} exceeds the {len(train_rows)} training rows")
     baselines = {role: read_baseline(baseline_samples[role], examples, role) for role in ("source", "target")}
-    legibility = source_legibility(json.loads(Path(source_metrics).read_text()), s["source_layer"])
+    legibility = source_legibility(read_json(source_metrics), s["source_layer"])
 
     bridge = Bridge(frozen["source"], frozen["target"], s, dataset)
     optimizer = torch.optim.AdamW(decay_parameter_groups(bridge.translator, s["weight_decay"]), lr=s["lr"])
