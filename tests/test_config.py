@@ -209,3 +209,33 @@ def test_a_local_model_without_its_files_is_named_and_a_complete_one_passes(tmp_
     config = load(REPOSITORY / "config.yaml")
     config["model"]["id"] = str(tmp_path)
     validate_config(config)
+
+
+def test_nan_and_infinite_numbers_are_refused_wherever_they_are():
+    message = invalid(lambda config: config["finetune"]["runs"]["stage3b_prefix_lm"].update(learning_rate=float("nan")))
+    assert "'finetune.runs.stage3b_prefix_lm.learning_rate': nan is not a finite number" in message
+    message = invalid(lambda config: config["world"].setdefault("model", {}).update(rope_theta=float("inf")))
+    assert "'world.model.rope_theta': inf is not a finite number" in message
+
+
+def test_token_budgets_beyond_the_context_window_are_refused(tmp_path):
+    def long_budgets(config):
+        config["finetune"]["runs"]["stage3b_prefix_lm"]["max_seq_len"] = 100000
+        config["bridge"]["defaults"]["max_prompt_tokens"] = 100000
+
+    message = invalid(long_budgets)
+    assert "'finetune.runs.stage3b_prefix_lm.max_seq_len': 100000 tokens exceed the model's context window of 256" in message
+    assert "max_prompt_tokens': 100000 tokens exceed the source model 'mistral_tiny''s context window of 256" in message
+    # a local model's window comes from its config.json
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 512}')
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    message = invalid(lambda config: config["model"].update(id=str(tmp_path)) or config["finetune"]["defaults"].update(max_seq_len=1024))
+    assert "max_seq_len': 1024 tokens exceed the model's context window of 512" in message
+
+
+def test_tiny_models_whose_heads_do_not_divide_their_widths_are_refused():
+    message = invalid(lambda config: config["world"].setdefault("model", {}).update(hidden_size=100, num_attention_heads=8))
+    assert "'world.model.num_attention_heads': 8 heads do not divide hidden_size 100" in message
+    message = invalid(lambda config: config["bridge"].setdefault("world", {}).setdefault("model", {}).update(num_attention_heads=6, num_key_value_heads=4))
+    assert "'bridge.world.model.num_key_value_heads': 4 key/value heads do not divide num_attention_heads 6" in message
