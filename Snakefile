@@ -9,9 +9,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# One experiment per config file: the default applies only when no --configfile was given,
-# so a preset is never merged with the tiny default.
-if not config:
+# One experiment per config file: config.yaml applies only when no --configfile was given, so a
+# preset is never merged with the tiny default; --config key=value overrides whichever file applies.
+if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 

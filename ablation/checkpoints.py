@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ablation.io import atomic_directory
+from ablation.io import atomic_directory, read_json
 
 log = logging.getLogger(__name__)
 
@@ -57,5 +57,5 @@ def raw_checkpoint_meta(model_dir: str | Path) -> dict | None:
     meta_path = Path(model_dir) / CHECKPOINT_META
     if not meta_path.is_file():
         return None
-    meta = json.loads(meta_path.read_text())
+    meta = read_json(meta_path)
     return meta if meta.get("format") == RAW_FORMAT else None

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
+import math
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from ablation.bridge.roles import report_problems
-from ablation.bridge.settings import run_problems
+from ablation.bridge.settings import embedded_model_name, run_problems, run_settings
+from ablation.references import is_local_reference, local_file_problem, local_model_problem
 from ablation.seed_sweep import sweep_problems
 from ablation.study import resolve_tasks
 from ablation.tracking import tracking_problems
@@ -127,6 +130,10 @@ def cross_key_problems(config: dict, schema: dict) -> list[str]:
             "but only the 'embedded' dataset has a corpus of its own; name a text file"
         )
     problems += sweep_problems(config) + tracking_problems(config)
+    problems += local_path_problems(config)
+    problems += shape_problems(config)
+    if not problems:  # the budgets read the models' settings, which must be sound first
+        problems += token_budget_problems(config, schema)
     if config["planner"] is not None and config["planner"]["run"] not in runs:
         problems.append(
             f"config key 'planner.run': {config['planner']['run']!r} is not a fine-tune run; configured: {', '.join(runs) or 'none'}"
@@ -134,12 +141,122 @@ def cross_key_problems(config: dict, schema: dict) -> list[str]:
     return problems
 
 
+def check_config_files(paths) -> None:
+    """Refuse a config file that names no setting: empty, ``{}``, not a mapping, or not YAML.
+
+    Such a file would otherwise run the schema's bare defaults as if they were an experiment.
+    """
+    for path in paths:
+        try:
+            content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {path}{where}: not valid YAML ({getattr(error, 'problem', None) or error})") from error
+        if not isinstance(content, dict) or not content:
+            what = "is empty" if content is None or content == {} else f"holds a {type(content).__name__}, not a mapping of config keys"
+            raise ConfigError(
+                f"config file {path} {what}; give the keys of an experiment (see config.yaml and presets/), "
+                "or leave out --configfile to run config.yaml"
+            )
+
+
+def non_finite_problems(node, path=()) -> list[str]:
+    """NaN and infinite numbers, anywhere: YAML's ``.nan`` passes every bound a schema sets."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"config key '{_key_path(path)}': {node} is not a finite number"]
+    if isinstance(node, dict):
+        return [problem for key, value in node.items() for problem in non_finite_problems(value, (*path, key))]
+    if isinstance(node, list):
+        return [problem for index, value in enumerate(node) for problem in non_finite_problems(value, (*path, index))]
+    return []
+
+
+def shape_problems(config: dict) -> list[str]:
+    """Tiny-world models that cannot be built: query heads must divide the width, key/value heads the query heads."""
+    problems = []
+    for key, shape in (("world.model", config["world"]["model"]), ("bridge.world.model", config["bridge"]["world"]["model"])):
+        if shape["hidden_size"] % shape["num_attention_heads"]:
+            problems.append(f"config key '{key}.num_attention_heads': {shape['num_attention_heads']} heads do not divide hidden_size {shape['hidden_size']}")
+        elif shape["num_attention_heads"] % shape["num_key_value_heads"]:
+            problems.append(f"config key '{key}.num_key_value_heads': {shape['num_key_value_heads']} key/value heads do not divide "
+                            f"num_attention_heads {shape['num_attention_heads']}")
+    return problems
+
+
+def context_window(config: dict, model_id: str) -> int | None:
+    """A model's context window where the config or a local model's config.json says it; None for a hub model."""
+    embedded = "base_model" if model_id == "embedded" else embedded_model_name(model_id)
+    if embedded is not None:
+        world = config["world"] if embedded == "base_model" else config["bridge"]["world"]
+        return world["model"].get("max_position_embeddings")
+    config_file = Path(model_id).expanduser() / "config.json"
+    if not is_local_reference(model_id) or not config_file.is_file():
+        return None
+    model_config = json.loads(config_file.read_text())
+    window = model_config.get("max_position_embeddings") or (model_config.get("text_config") or {}).get("max_position_embeddings")
+    return window if isinstance(window, int) else None
+
+
+def token_budget_problems(config: dict, schema: dict) -> list[str]:
+    """Token budgets that exceed the context window of the model that must hold them."""
+    problems = []
+    if "prefill_mask" in config["studies"]:
+        window = context_window(config, config["model"]["id"])
+        for run in config["finetune"]["runs"] if window else ():
+            budget = finetune_settings(config, run)["max_seq_len"]
+            if budget > window:
+                problems.append(f"config key 'finetune.runs.{run}.max_seq_len': {budget} tokens exceed the model's context window of {window}")
+    if "bridge" in config["studies"]:
+        for run in config["bridge"]["runs"]:
+            try:
+                settings = run_settings(config["bridge"], run, schema, config["seed"])
+            except ValueError:
+                continue  # run_problems names it
+            for role in ("source", "target"):
+                model = config["bridge"]["models"].get(settings[role])
+                window = context_window(config, model["id"]) if model else None
+                if window and settings["max_prompt_tokens"] > window:
+                    problems.append(f"config key 'bridge.runs.{run}.max_prompt_tokens': {settings['max_prompt_tokens']} tokens exceed the "
+                                    f"{role} model {settings[role]!r}'s context window of {window}")
+    return problems
+
+
+def local_path_problems(config: dict) -> list[str]:
+    """Local models, data and files the config names that are missing or lack what they need,
+    found before any job (a path-looking value is never taken for a hub id)."""
+    problems = {}
+    prefill, bridge = "prefill_mask" in config["studies"], "bridge" in config["studies"]
+    model_id = config["model"]["id"]
+    if prefill and model_id != "embedded" and is_local_reference(model_id):
+        problems["model.id"] = local_model_problem(model_id)
+    if bridge:
+        for name, model in config["bridge"]["models"].items():
+            if embedded_model_name(model["id"]) is None and is_local_reference(model["id"]):
+                problems[f"bridge.models.{name}.id"] = local_model_problem(model["id"])
+        for name, source in config["bridge"]["datasets"].items():
+            if source["path"] != "embedded" and is_local_reference(source["path"]):
+                splits = [str(Path(source["path"]) / f"{source[split]}.jsonl") for split in ("train_split", "eval_split")]
+                problems[f"bridge.datasets.{name}.path"] = next(filter(None, (local_file_problem(split, "split file") for split in splits)), None)
+    finetune = config["finetune"]
+    if prefill and finetune["runs"]:
+        dataset = finetune["dataset"]
+        if dataset != "embedded" and (is_local_reference(dataset) or dataset.endswith(".jsonl")):
+            problems["finetune.dataset"] = local_file_problem(dataset, "instruction data file")
+        if finetune["replay_corpus"] is not None:
+            problems["finetune.replay_corpus"] = local_file_problem(finetune["replay_corpus"], "replay corpus")
+    freeform = config["freeform"]
+    if prefill and freeform["activate"] and freeform["task_set"] == "real" and freeform.get("tasks_file"):
+        problems["freeform.tasks_file"] = local_file_problem(freeform["tasks_file"], "task file")
+    return [f"config key '{key}': {problem}" for key, problem in problems.items() if problem]
+
+
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Complete ``config`` with defaults in place and check it; raise ``ConfigError`` listing every problem."""
     schema = load_schema(schema_path)
     fill_defaults(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
-    problems = sorted({describe_error(error, schema) for error in validator.iter_errors(config)})
+    problems = sorted({describe_error(error, schema) for error in validator.iter_errors(config)} | set(non_finite_problems(config)))
     if not problems:
         problems += cross_key_problems(config, schema)
     if problems:

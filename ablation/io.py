@@ -54,6 +54,26 @@ def atomic_write_jsonl(path: str | Path, rows) -> Path:
     return atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
+def read_json(path: str | Path):
+    """A JSON file's content; a truncated or malformed file raises naming the file, the line and the fix."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CorruptFileError(path, f"line {error.lineno}, column {error.colno}: {error.msg}") from error
+
+
+class CorruptFileError(ValueError):
+    """An output of ours that cannot be parsed (a copy cut short, an edit gone wrong): it names the file and the fix."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"{path} is corrupt ({problem}); nothing was deleted. Rebuild it with "
+            f"`snakemake --forcerun {path}` plus your usual options, or delete it and rerun"
+        )
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     """The objects of a JSONL file; a bad line raises naming the file and line."""
     rows = []
@@ -63,5 +83,5 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number}: not a JSON object ({error.msg})") from error
+                    raise CorruptFileError(path, f"line {number}: not a JSON object ({error.msg})") from error
     return rows

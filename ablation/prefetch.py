@@ -9,11 +9,10 @@ HF_HUB_OFFLINE=1 and HF_DATASETS_OFFLINE=1 (``ablation.jobs.start_job``).
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from ablation.io import atomic_write_json
+from ablation.io import atomic_write_json, read_json
 from ablation.references import is_local_reference
 
 log = logging.getLogger(__name__)
@@ -84,6 +83,6 @@ def pinned_revision(prefetch_record: str | Path | None, configured: str | None, 
     """
     if prefetch_record is None:
         return configured
-    record = json.loads(Path(prefetch_record).read_text())
+    record = read_json(prefetch_record)
     model = record["bridge_models"].get(bridge_model) if bridge_model else record["model"]
     return (model or {}).get("resolved_commit", configured)

@@ -41,15 +41,13 @@ def bridge_hub_models():
 
 def bridge_hub_datasets():
     """The bridge's datasets read from the hub, for prefetch."""
-    from pathlib import Path
-
     if not BRIDGE_ACTIVE:
         return []
     used = {settings["dataset"] for settings in BRIDGE_RUNS.values()}
     return [
         source
         for dataset, source in BRIDGE["datasets"].items()
-        if dataset in used and source["path"] != "embedded" and not Path(source["path"]).is_dir()
+        if dataset in used and source["path"] != "embedded" and not is_local_reference(source["path"])
     ]
 
 
@@ -67,9 +65,13 @@ def bridge_model_path(name):
 
 
 def bridge_model_inputs(name):
-    """The files a job needs for model ``name``: its tiny-world build, if it is one."""
-    embedded = embedded_model_name(BRIDGE["models"][name]["id"])
-    return [embedded_model_dir(RESULTS, embedded)] if embedded else []
+    """The files a job needs for model ``name``: its tiny-world build, or its local directory (ancient:
+    it must exist, but restoring or touching it reruns nothing; its content is in the provenance)."""
+    model_id = BRIDGE["models"][name]["id"]
+    embedded = embedded_model_name(model_id)
+    if embedded:
+        return [embedded_model_dir(RESULTS, embedded)]
+    return [ancient(model_id)] if is_local_reference(model_id) else []
 
 
 def bridge_dataset_inputs(dataset):

@@ -29,19 +29,19 @@ rule report_bridge:
         **bridge_report_inputs(),
     output:
         tables=report(
-            BRIDGE_REPORT_FILES["tables"],
+            update(BRIDGE_REPORT_FILES["tables"]),
             caption="../workflow/report/bridge_tables.rst",
             category="Latent bridge",
             subcategory="Tables",
         ),
         figures=report(
-            BRIDGE_REPORT_FILES["figures"],
+            update(BRIDGE_REPORT_FILES["figures"]),
             caption="../workflow/report/bridge_figures.rst",
             category="Latent bridge",
             subcategory="Figures",
         ),
         page=report(
-            BRIDGE_REPORT_FILES["page"][0],
+            update(BRIDGE_REPORT_FILES["page"][0]),
             caption="../workflow/report/bridge_results_page.rst",
             category="Latent bridge",
             subcategory="Results",

@@ -4,7 +4,8 @@ import os
 from pathlib import Path
 
 from ablation.code_version import library_code_sha256
-from ablation.config import finetune_settings, validate_config
+from ablation.config import check_config_files, finetune_settings, validate_config
+from ablation.references import is_local_reference
 from ablation.layout import (
     eval_metrics_path,
     finetune_dir,
@@ -15,6 +16,7 @@ from ablation.layout import (
 from ablation.seed_sweep import is_own_seed, seed_results_dir, seed_study_config, sweep_seeds
 from ablation.study import MASK_MODES, hub_tasks
 
+check_config_files(workflow.overwrite_configfiles)
 validate_config(config)
 
 # jobs import the workflow's library from this checkout, in this environment or a conda one
@@ -37,6 +39,11 @@ SWEEP_SEEDS = sweep_seeds(config) if PREFILL_ACTIVE else []
 FINETUNE_EVAL_MASKS = ["prefill_bidir", "causal"] + (["full_bidir"] if config["eval"]["finetune_full_bidir"] else [])
 REPORT_FILES = report_files(RESULTS, with_runs=bool(RUNS), seed_sweep=bool(SWEEP_SEEDS))
 PREFETCH_RECORD = RESULTS / "prefetch.json"
+# a local base model is an input that must exist (validation checked it) but whose restored or
+# touched files rerun nothing: its content is in every output's provenance
+LOCAL_BASE_MODEL = (
+    ancient(config["model"]["id"]) if not EMBEDDED_MODEL and is_local_reference(config["model"]["id"]) else None
+)
 
 
 def library_code(script):
@@ -108,6 +115,8 @@ def eval_inputs(wildcards):
     inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
     if wildcards.model != "base" or EMBEDDED_MODEL:
         inputs["model"] = model_reference(wildcards.model)
+    elif LOCAL_BASE_MODEL:
+        inputs["model"] = LOCAL_BASE_MODEL
     if config["eval"]["task_set"] == "tiny":
         inputs["tasks"] = TINY_TASKS_DIR
     return inputs
@@ -134,6 +143,8 @@ def finetune_job_inputs(settings):
     inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
     if EMBEDDED_MODEL:
         inputs["base_model"] = WORLD / "base_model"
+    elif LOCAL_BASE_MODEL:
+        inputs["base_model"] = LOCAL_BASE_MODEL
     if config["finetune"]["dataset"] == "embedded":
         inputs["dataset"] = WORLD / "instructions.jsonl"
     if settings["replay_fraction"] > 0:

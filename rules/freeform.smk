@@ -82,11 +82,15 @@ rule report_freeform:
         generations=freeform_generation_files(),
         scores=rules.score_freeform.output.scores,
     output:
-        tables=report(FREEFORM_REPORT_FILES["tables"], caption="../workflow/report/freeform.rst", category="Free-form"),
-        figures=report(
-            FREEFORM_REPORT_FILES["figures"], caption="../workflow/report/freeform.rst", category="Free-form"
+        tables=report(
+            update(FREEFORM_REPORT_FILES["tables"]), caption="../workflow/report/freeform.rst", category="Free-form"
         ),
-        page=report(FREEFORM_REPORT_FILES["page"][0], caption="../workflow/report/freeform.rst", category="Free-form"),
+        figures=report(
+            update(FREEFORM_REPORT_FILES["figures"]), caption="../workflow/report/freeform.rst", category="Free-form"
+        ),
+        page=report(
+            update(FREEFORM_REPORT_FILES["page"][0]), caption="../workflow/report/freeform.rst", category="Free-form"
+        ),
     log:
         LOGS / "report_freeform/report.log",
     params:

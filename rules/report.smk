@@ -6,17 +6,17 @@ rule report_results:
         **report_inputs(),
     output:
         tables=report(
-            REPORT_FILES["tables"],
+            update(REPORT_FILES["tables"]),
             caption="../workflow/report/tables.rst",
             category="Tables",
         ),
         figures=report(
-            REPORT_FILES["figures"],
+            update(REPORT_FILES["figures"]),
             caption="../workflow/report/figures.rst",
             category="Figures",
         ),
         page=report(
-            REPORT_FILES["page"][0],
+            update(REPORT_FILES["page"][0]),
             caption="../workflow/report/results_page.rst",
             category="Results",
         ),

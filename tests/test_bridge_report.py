@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from ablation.bridge.report.tables import ablation_table, expected_table, infere
 from ablation.bridge.roles import role_runs
 from ablation.bridge.run_format import FINAL_STEP, SIDES, history_row, samples_filename
 from ablation.config import ConfigError, validate_config
+from ablation.io import CorruptFileError
 from ablation.layout import BRIDGE_INFERENCE_PREFIX, BRIDGE_RUN_PREFIX, bridge_report_files
 
 QUESTIONS = 40
@@ -207,6 +209,15 @@ def test_a_legacy_run_in_a_role_shows_under_its_own_name(tmp_path):
     assert (table.loc["1a", "run"], table.loc["1a", "origin"], table.loc["1a", "K"]) == ("phase1_all_fix", "legacy", "all")
     assert table.loc["1a", "stop"] == "early stop at 4" and table.loc["1a", "compression"] == 1.0
     assert table.loc["2c", "note"] == "reuses 1a"
+
+
+def test_a_half_written_summary_is_named_with_the_command_that_rebuilds_it(tmp_path):
+    path = write_run(tmp_path / "runs", "1a", SUPPORTING_RUNS["1a"][0])
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(CorruptFileError, match=rf"{re.escape(str(path))} is corrupt \(line \d+, column \d+: .*`snakemake --forcerun {re.escape(str(path))}`"):
+        load_bridge_study({BRIDGE_RUN_PREFIX + "1a": path}, roles=dict(REPORT["roles"]), report=REPORT)
+    assert path.read_text() == text[: len(text) // 2]  # nothing deleted
 
 
 def test_ablation_tables_compare_each_role_with_the_first_on_shared_questions(tmp_path):

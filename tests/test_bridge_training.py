@@ -375,6 +375,37 @@ def test_a_killed_run_resumes_to_the_same_translator(micro_bridge_world, baselin
     # the live log drops what the killed run logged after its checkpoint, so the resumed one matches
     logged = [[(row["step"], row["metric"]) for row in csv.DictReader((tmp_path / run / "live_log.csv").open())] for run in ("killed", "uninterrupted")]
     assert logged[0] == logged[1]
+    assert resumed_summary["resume"]["resumes"] == 1 and resumed_summary["resume"]["restarted_because"] is None
+
+
+def test_a_killed_run_with_changed_settings_starts_afresh(micro_bridge_world, baselines, tmp_path):
+    """The issue's scenario: kill after a checkpoint, change the learning rate, rerun: trained from step 0
+    at the new rate, as an uninterrupted run at that rate, with none of the first attempt's samples."""
+    changes = dict(train_steps=8, eval_every=2, checkpoint_every=4, early_stop_patience=0, lr=1e-2)
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
+    job_file = tmp_path / "killed.json"
+    job_file.write_text(json.dumps(job(micro_bridge_world, baselines, tmp_path / "run", **changes)))
+    killed = subprocess.Popen([sys.executable, "-c", RUN_JOB, str(job_file)], env=environment, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert checkpoint.exists()
+    (tmp_path / "run" / "eval_samples_step_5.jsonl").write_text("{}\n")  # as if the first attempt got further
+    rerun = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", **{**changes, "lr": 3e-3}))
+    fresh = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "fresh", **{**changes, "lr": 3e-3}))
+    assert rerun["resume"]["resumes"] == 0 and "settings or inputs changed" in rerun["resume"]["restarted_because"]
+    def losses(run_dir):  # every step's losses and learning rate, without the wall time
+        with open(run_dir / "loss_history.csv") as handle:
+            return [{key: value for key, value in row.items() if key != "seconds"} for row in csv.DictReader(handle)]
+
+    assert losses(tmp_path / "run") == losses(tmp_path / "fresh") and len(losses(tmp_path / "run")) == 8
+    assert float(losses(tmp_path / "run")[1]["lr"]) <= 3e-3  # the new rate's schedule, not the killed run's
+    assert rerun["final_bridged_acc"] == fresh["final_bridged_acc"] and rerun["trained_steps"] == 8
+    samples = sorted(path.name for path in (tmp_path / "run").glob("eval_samples_step_*.jsonl"))
+    assert samples == sorted(path.name for path in (tmp_path / "fresh").glob("eval_samples_step_*.jsonl"))
 
 
 # ---------------------------------------------------------------- bad input

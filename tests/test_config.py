@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablation.config import ConfigError, finetune_settings, validate_config
+from ablation.config import ConfigError, check_config_files, finetune_settings, validate_config
 from ablation.seed_sweep import seed_results_dir, seed_study_config, sweep_seeds
 from ablation.tracking import DEFAULT_TRACKERS
 
@@ -145,7 +145,7 @@ def test_the_planner_must_name_a_configured_run():
     assert "'planner.run'" in message and "stage3a_causal" in message
 
 
-def test_replay_needs_a_corpus_outside_the_tiny_world_and_a_share_below_one():
+def test_replay_needs_a_corpus_outside_the_tiny_world_and_a_share_below_one(tmp_path):
     def hub_dataset(config):
         config["finetune"]["dataset"] = "yahma/alpaca-cleaned"
 
@@ -154,8 +154,9 @@ def test_replay_needs_a_corpus_outside_the_tiny_world_and_a_share_below_one():
 
     def named_corpus(config):
         hub_dataset(config)
-        config["finetune"]["replay_corpus"] = "corpus/pretraining.txt"
+        config["finetune"]["replay_corpus"] = str(tmp_path / "pretraining.txt")
 
+    (tmp_path / "pretraining.txt").write_text("A document.\n")
     config = copy.deepcopy(load(REPOSITORY / "config.yaml"))
     named_corpus(config)
     validate_config(config)
@@ -201,3 +202,74 @@ def test_the_tuning_grid_defaults_try_the_configured_fine_tune():
     config = validate_config(load(REPOSITORY / "config.yaml"))
     grid, defaults = config["finetune"]["tuning"]["grid"], config["finetune"]["defaults"]
     assert all(defaults[key] in grid[key] for key in ("learning_rate", "max_steps", "replay_fraction"))
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [("", "is empty"), ("{}\n", "is empty"), ("- causal\n", "holds a list"), ("seed: 1\nmodel:\n  id: [unclosed\n", "line 4: not valid YAML")],
+    ids=["empty", "empty-mapping", "not-a-mapping", "malformed"],
+)
+def test_a_config_file_naming_no_setting_is_refused_naming_the_file(tmp_path, text, named):
+    path = tmp_path / "experiment.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"config file {path}.*{named}"):
+        check_config_files([path])
+    check_config_files([REPOSITORY / "config.yaml"])
+
+
+def test_missing_local_paths_are_named_before_any_job(tmp_path):
+    """A path-looking value is a local path, never a hub id: missing, it stops validation naming its key."""
+    def bad_paths(config):
+        config["model"]["id"] = "/nonexistent/model"
+        config["bridge"]["models"]["mistral_tiny"]["id"] = "./missing_bridge_model"
+        config["bridge"]["datasets"]["gsm8k"]["path"] = "/nonexistent/gsm8k"
+        config["finetune"]["dataset"] = str(tmp_path / "instructions.jsonl")
+        config["finetune"]["replay_corpus"] = str(tmp_path / "corpus.txt")
+
+    message = invalid(bad_paths)
+    assert "'model.id': the local model directory /nonexistent/model does not exist" in message
+    assert "'bridge.models.mistral_tiny.id': the local model directory ./missing_bridge_model does not exist" in message
+    assert "'bridge.datasets.gsm8k.path': the split file /nonexistent/gsm8k/train.jsonl does not exist" in message
+    assert f"'finetune.dataset': the instruction data file {tmp_path / 'instructions.jsonl'} does not exist" in message
+    assert f"'finetune.replay_corpus': the replay corpus {tmp_path / 'corpus.txt'} does not exist" in message
+
+
+def test_a_local_model_without_its_files_is_named_and_a_complete_one_passes(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    message = invalid(lambda config: config["model"].update(id=str(tmp_path)))
+    assert f"'model.id': the local model directory {tmp_path} lacks weights" in message and "a tokenizer" in message
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    config = load(REPOSITORY / "config.yaml")
+    config["model"]["id"] = str(tmp_path)
+    validate_config(config)
+
+
+def test_nan_and_infinite_numbers_are_refused_wherever_they_are():
+    message = invalid(lambda config: config["finetune"]["runs"]["stage3b_prefix_lm"].update(learning_rate=float("nan")))
+    assert "'finetune.runs.stage3b_prefix_lm.learning_rate': nan is not a finite number" in message
+    message = invalid(lambda config: config["world"].setdefault("model", {}).update(rope_theta=float("inf")))
+    assert "'world.model.rope_theta': inf is not a finite number" in message
+
+
+def test_token_budgets_beyond_the_context_window_are_refused(tmp_path):
+    def long_budgets(config):
+        config["finetune"]["runs"]["stage3b_prefix_lm"]["max_seq_len"] = 100000
+        config["bridge"]["defaults"]["max_prompt_tokens"] = 100000
+
+    message = invalid(long_budgets)
+    assert "'finetune.runs.stage3b_prefix_lm.max_seq_len': 100000 tokens exceed the model's context window of 256" in message
+    assert "max_prompt_tokens': 100000 tokens exceed the source model 'mistral_tiny''s context window of 256" in message
+    # a local model's window comes from its config.json
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 512}')
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    message = invalid(lambda config: config["model"].update(id=str(tmp_path)) or config["finetune"]["defaults"].update(max_seq_len=1024))
+    assert "max_seq_len': 1024 tokens exceed the model's context window of 512" in message
+
+
+def test_tiny_models_whose_heads_do_not_divide_their_widths_are_refused():
+    message = invalid(lambda config: config["world"].setdefault("model", {}).update(hidden_size=100, num_attention_heads=8))
+    assert "'world.model.num_attention_heads': 8 heads do not divide hidden_size 100" in message
+    message = invalid(lambda config: config["bridge"].setdefault("world", {}).setdefault("model", {}).update(num_attention_heads=6, num_key_value_heads=4))
+    assert "'bridge.world.model.num_key_value_heads': 4 key/value heads do not divide num_attention_heads 6" in message

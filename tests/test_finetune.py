@@ -403,11 +403,32 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(micro_wor
     resumed = finetune(micro_world, tmp_path / "killed")
     uninterrupted = finetune(micro_world, tmp_path / "whole")
     assert resumed["resumed_from_step"] == 6 and resumed["steps_run"] == uninterrupted["steps_run"] == 10
+    assert resumed["resume"] == {**uninterrupted["resume"], "resumed_from": "checkpoint-6", "resumes": 1}
     resumed_weights = load_file(tmp_path / "killed" / "final" / "model.safetensors")
     whole_weights = load_file(tmp_path / "whole" / "final" / "model.safetensors")
     for name, tensor in whole_weights.items():
         torch.testing.assert_close(resumed_weights[name], tensor, atol=1e-5, rtol=1e-4)
     assert resumed["final_eval_loss"] == pytest.approx(uninterrupted["final_eval_loss"], abs=1e-5)
+
+
+def test_a_killed_run_resumes_only_under_its_own_settings_and_a_finished_run_retrains(micro_world, tmp_path):
+    """The issue's scenario: kill, change the learning rate, rerun: a fresh run, whose summary says why."""
+    repository = Path(__file__).resolve().parent.parent
+    killed = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(micro_world), str(tmp_path / "run")],
+                            cwd=repository, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    changed = finetune(micro_world, tmp_path / "run", learning_rate=1e-3)
+    fresh = finetune(micro_world, tmp_path / "fresh", learning_rate=1e-3)
+    assert changed["resumed_from_step"] is None and changed["steps_run"] == 10
+    assert changed["resume"]["resumes"] == 0 and "settings or inputs changed" in changed["resume"]["restarted_because"]
+    assert changed["final_eval_loss"] == pytest.approx(fresh["final_eval_loss"], abs=1e-5)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # deleted once the final model is written
+
+    kept = finetune(micro_world, tmp_path / "run", learning_rate=1e-3, keep_checkpoints=True)
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-9").is_dir()
+    again = finetune(micro_world, tmp_path / "run", learning_rate=1e-3)  # what --forcerun does: a finished run retrains
+    assert again["resumed_from_step"] is None and again["steps_run"] == kept["steps_run"] == 10
+    assert "completed run" in again["resume"]["restarted_because"]
 
 
 def test_the_save_fallback_keeps_weights_that_reload_identically(micro_world, tmp_path):

@@ -152,6 +152,35 @@ def micro_config(tmp_path, **freeform):
     return config
 
 
+def test_generation_after_a_settings_change_discards_the_saved_batches(micro_world, tmp_path, monkeypatch):
+    config = micro_config(tmp_path)
+    tasks = tmp_path / "tasks.jsonl"
+    build_task_set(config["freeform"], 7, tasks)
+    output = tmp_path / "generations.jsonl"
+    real_generate, prompts_seen = freeform_run.generate, []
+
+    def fails_after_one_batch(model, prompts, **options):
+        def stop(indices, generations):
+            on_batch(indices, generations)
+            raise RuntimeError("killed")
+        on_batch = options["on_batch"]
+        return real_generate(model, prompts, **{**options, "on_batch": stop})
+
+    monkeypatch.setattr(freeform_run, "generate", fails_after_one_batch)
+    with pytest.raises(RuntimeError, match="killed"):
+        generate_freeform(model_id=str(micro_world / "base_model"), mask="causal", tasks_path=tasks, output=output, config=config)
+
+    def counting(model, prompts, **options):
+        prompts_seen.extend(prompts)
+        return real_generate(model, prompts, **options)
+
+    monkeypatch.setattr(freeform_run, "generate", counting)
+    config["freeform"]["max_new_tokens"] = 4
+    rows = generate_freeform(model_id=str(micro_world / "base_model"), mask="causal", tasks_path=tasks, output=output, config=config)
+    assert len(prompts_seen) == 6 and all(row["tokens"] <= 4 for row in rows)
+    assert "settings or inputs changed" in rows[0]["provenance"]["resume"]["restarted_because"]
+
+
 def test_generation_stage_resumes_after_a_failure_and_feeds_scores_and_report(micro_world, tmp_path, monkeypatch):
     config = micro_config(tmp_path)
     tasks = tmp_path / "tasks.jsonl"
@@ -178,6 +207,7 @@ def test_generation_stage_resumes_after_a_failure_and_feeds_scores_and_report(mi
     monkeypatch.setattr(freeform_run, "generate", counting)
     rows = generate_freeform(model_id=str(micro_world / "base_model"), mask="causal", tasks_path=tasks, output=output, config=config)
     assert len(prompts_seen) == 4 and not partial_path(output).exists()
+    assert rows[0]["provenance"]["resume"]["resumed_from"] == "2 rows"
     assert [row["id"] for row in rows] == [item.id for item in read_items(tasks)]
     assert {"id", "task", "prompt", "response", "tokens", "seconds", "provenance"} <= set(rows[0])
     assert rows[0]["provenance"]["mask"] == "causal" and 1 <= rows[0]["tokens"] <= 6

@@ -158,6 +158,23 @@ def test_deleting_a_stage4_metrics_file_reruns_only_that_eval_and_the_report(mic
     assert "Nothing to be done" in snakemake(micro_run, MICRO_CONFIG, "--dry-run").stdout
 
 
+def test_a_corrupt_metrics_file_is_named_the_report_kept_and_forcerun_rebuilds_it(micro_run):
+    metrics = Path("results") / "eval" / "base" / "causal" / "metrics.json"
+    page = micro_run / "results" / "RESULTS.md"
+    before = page.read_text()
+    text = (micro_run / metrics).read_text()
+    (micro_run / metrics).write_text(text[: len(text) // 2])  # a copy cut short
+    failed = snakemake(micro_run, MICRO_CONFIG)
+    output = failed.stdout + failed.stderr + (micro_run / "logs" / "report_results" / "report.log").read_text()
+    assert failed.returncode != 0
+    assert f"{metrics} is corrupt (line" in output and f"snakemake --forcerun {metrics}" in output
+    assert page.read_text() == before  # the failed report left the previous one in place
+    rebuilt = snakemake(micro_run, MICRO_CONFIG, "--forcerun", str(metrics))
+    assert rebuilt.returncode == 0, rebuilt.stderr[-4000:]
+    assert json.loads((micro_run / metrics).read_text())["macro_acc"] is not None
+    assert "Nothing to be done" in snakemake(micro_run, MICRO_CONFIG, "--dry-run").stdout
+
+
 def test_changing_an_eval_setting_reruns_evals_but_no_fine_tune(micro_run, tmp_path):
     changed = write_config(tmp_path / "limit.yaml", lambda config: config["eval"].update(limit=5))
     assert planned_jobs(snakemake(micro_run, changed, "--dry-run")) == {"eval_model": 9, "report_results": 1, "all": 1}
@@ -292,8 +309,9 @@ def test_the_real_preset_validates_and_plans_its_jobs(tmp_path):
         (lambda config: config["eval"].update(maks=["causal"]), "'eval.maks'"),
         (lambda config: config["eval"].update(batch_size="big"), "'eval.batch_size'"),
         (lambda config: config["eval"].update(masks=["causal", "no_mask"]), "'eval.masks[1]'"),
+        (lambda config: config["model"].update(id="/nonexistent/model"), "'model.id': the local model directory /nonexistent/model does not exist"),
     ],
-    ids=["misspelled-key", "wrong-type", "unknown-mask"],
+    ids=["misspelled-key", "wrong-type", "unknown-mask", "missing-local-model"],
 )
 def test_a_bad_config_stops_before_any_job(tmp_path, change, named):
     config = yaml.safe_load(MICRO_CONFIG.read_text())
@@ -305,6 +323,21 @@ def test_a_bad_config_stops_before_any_job(tmp_path, change, named):
     assert result.returncode != 0
     assert named in output
     assert not (tmp_path / "results").exists()
+
+
+def test_a_command_line_setting_overrides_the_default_config_and_an_empty_file_is_refused(tmp_path):
+    shutil.copy(REPOSITORY / "config.yaml", tmp_path / "config.yaml")
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    plan = subprocess.run([str(SNAKEMAKE), "-s", str(REPOSITORY / "Snakefile"), "--cores", "1", "--dry-run", "--config", "seed=1234"],
+                          cwd=tmp_path, capture_output=True, text=True, env=environment, timeout=600)
+    output = plan.stdout + plan.stderr
+    assert plan.returncode == 0, output[-4000:]
+    assert "Config file config.yaml is extended by additional config" in output
+    assert planned_jobs(plan)["train_bridge"] >= 1  # the default's bridge study, not the schema's prefill-only defaults
+
+    (tmp_path / "empty.yaml").write_text("{}\n")
+    refused = snakemake(tmp_path, tmp_path / "empty.yaml", "--dry-run")
+    assert refused.returncode != 0 and f"config file {tmp_path / 'empty.yaml'} is empty" in refused.stdout + refused.stderr
 
 
 def test_building_the_dag_imports_no_deep_learning_library():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ablation.bridge.answers import extract_gsm8k_answer, normalize_answer, score_extracted
 from ablation.bridge.prompts import check_dataset, eval_prompt, sample_shots
+from ablation.references import is_local_reference
 
 REQUIRED_FIELDS = {"gsm8k": ("question", "answer"), "hotpotqa": ("question", "answer", "context")}
 
@@ -41,7 +42,7 @@ def load_rows(dataset: str, source: dict, split: str, embedded_dir: str | Path |
         if not data_file.is_file():
             raise FileNotFoundError(f"config key '{key}': no split {split!r} in the tiny world ({data_file} is missing)")
         loaded = load_dataset("json", data_files=str(data_file), split="train")
-    elif Path(source["path"]).is_dir():
+    elif is_local_reference(source["path"]):  # a path that looks local is never taken for a hub id
         data_file = Path(source["path"]) / f"{split}.jsonl"
         if not data_file.is_file():
             raise FileNotFoundError(f"config key '{key}.path': {data_file} is missing")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ablation.bridge.run import run_bridge
 from ablation.bridge.run_format import SUMMARY_FILE
-from ablation.io import atomic_write_json
+from ablation.io import atomic_write_json, read_json
 from ablation.launch import accelerate_launch
 
 
@@ -18,4 +17,4 @@ def launch_bridge(job: dict, *, processes: int = 1) -> dict:
     run_dir = Path(job["run_dir"])
     job_file = atomic_write_json(run_dir / "launch_job.json", {**job, "run_dir": str(run_dir)})
     accelerate_launch("ablation.bridge", job_file, processes=processes, precision=job["settings"]["precision"])
-    return json.loads((run_dir / SUMMARY_FILE).read_text())
+    return read_json(run_dir / SUMMARY_FILE)

@@ -12,7 +12,9 @@ needs to resume exactly; a non-finite loss stops the run with an error and no su
 
 Run directory::
 
-    checkpoints/checkpoint.pt          the latest resumable state (removed when the run completes)
+    checkpoints/checkpoint.pt          the latest resumable state (removed when the run completes); a rerun
+                                       resumes it only under the same settings and inputs (ablation.resume)
+    checkpoints.resume.json            the hash of those settings and inputs, and how often the run resumed
     eval_samples_step_{N|final}.jsonl  legacy field names, one row per eval question
     history.jsonl                      one row per evaluation: accuracies, invalid counts, soft-token spread, mean losses
     loss_history.csv                   every step's losses and learning rate
@@ -26,11 +28,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
-import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -41,11 +42,20 @@ from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 from ablation.bridge.answers import extract_answer
 from ablation.bridge.data import EvalExample, eval_examples, few_shots, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.frozen import load_frozen
-from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, LOSS_HISTORY_FILE, SUMMARY_FILE, history_row, samples_filename
+from ablation.bridge.run_format import (
+    FINAL_STEP,
+    HISTORY_FILE,
+    LOSS_HISTORY_FILE,
+    SUMMARY_FILE,
+    history_row,
+    samples_filename,
+    samples_step,
+)
 from ablation.bridge.train import LOSS_NAMES, Bridge, NonFiniteLossError, batch_indices, optimizer_and_schedule
 from ablation.bridge.translators import soft_token_spread
-from ablation.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
+from ablation.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json, read_jsonl
 from ablation.provenance import model_identity, provenance
+from ablation.resume import claim_checkpoint, file_sha256, settings_sha256
 from ablation.tracking import LiveLog, configured_trackers, scalar_settings
 
 log = logging.getLogger(__name__)
@@ -156,13 +166,25 @@ def run_bridge(
     if global_batch > len(train_rows):
         raise ValueError(f"bridge run setting 'per_device_batch': a batch of {global_batch} exceeds the {len(train_rows)} training rows")
     baselines = {role: read_baseline(baseline_samples[role], examples, role) for role in ("source", "target")}
-    legibility = source_legibility(json.loads(Path(source_metrics).read_text()), s["source_layer"])
+    legibility = source_legibility(read_json(source_metrics), s["source_layer"])
 
     bridge = Bridge(frozen["source"], frozen["target"], s, dataset, few_shots(dataset, train_rows, eval_settings))
     optimizer, scheduler = optimizer_and_schedule(bridge.translator, s)
     state = {"step": 0, "history": [], "loss_rows": [], "best": None, "stale_evals": 0, "elapsed": 0.0, "stop_reason": None}
     checkpoint_path = run_dir / CHECKPOINT
-    if checkpoint_path.exists():
+    claim = claim_checkpoint(
+        checkpoint_path.parent,
+        settings_sha256({
+            "settings": s, "models": {name: model_identity(frozen[name].model_id, frozen[name].revision) for name in frozen},
+            "train_rows": train_rows, "eval": [dataclasses.asdict(example) for example in examples], "eval_settings": eval_settings,
+            "baselines": {role: file_sha256(path) for role, path in baseline_samples.items()}, "processes": accelerator.num_processes,
+        }),  # fmt: skip
+        job=f"bridge run {run}",
+        attempt_files=sorted(path for path in run_dir.glob("eval_samples_step_*.jsonl")),
+        main_process=accelerator.is_main_process,
+    )
+    resumed = claim.resumable and checkpoint_path.exists()
+    if resumed:
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         bridge.translator.load_state_dict(saved["translator"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -170,7 +192,12 @@ def run_bridge(
         torch.set_rng_state(saved["rng"])
         state = saved["state"]
         log.info("resuming %s from step %d", run, state["step"])
-    live = LiveLog(run_dir / LIVE_LOG_FILE, resume_step=state["step"] if checkpoint_path.exists() else None) if accelerator.is_main_process else None
+        claim.resumed(str(state["step"]))
+        evaluated = {str(row["step"]) for row in state["history"]}
+        for stale in run_dir.glob("eval_samples_step_*.jsonl"):  # evaluations after the checkpoint are redone
+            if accelerator.is_main_process and str(samples_step(stale.name)) not in evaluated:
+                stale.unlink()
+    live = LiveLog(run_dir / LIVE_LOG_FILE, resume_step=state["step"] if resumed else None) if accelerator.is_main_process else None
     accelerator.init_trackers(run, config=scalar_settings(s))
     translator, optimizer = accelerator.prepare(bridge.translator, optimizer)
     unwrapped = accelerator.unwrap_model(translator)
@@ -258,8 +285,9 @@ def run_bridge(
     summary = _summary(run, s, state, final, examples, frozen, config, time.perf_counter() - started)
     summary.update(references(dataset, train_rows, examples, baselines["target"]))
     summary["source_legibility"] = legibility
+    summary["resume"] = claim.summary()
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
-    shutil.rmtree(run_dir / CHECKPOINT.parent, ignore_errors=True)
+    claim.finish()
     return summary
 
 

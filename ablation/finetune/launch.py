@@ -10,11 +10,10 @@ per-device batches on every process (otherwise the last batch is padded with rep
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ablation.finetune.run import FinetuneSettings, run_finetune
-from ablation.io import atomic_write_json
+from ablation.io import atomic_write_json, read_json
 from ablation.launch import STRATEGIES, accelerate_launch
 
 
@@ -27,4 +26,4 @@ def launch_finetune(job: dict, *, processes: int = 1, strategy: str = "ddp", pre
     run_dir = Path(job["run_dir"])
     job_file = atomic_write_json(run_dir / "launch_job.json", {**job, "run_dir": str(run_dir)})
     accelerate_launch("ablation.finetune", job_file, processes=processes, precision=precision, strategy=strategy)
-    return json.loads((run_dir / "summary.json").read_text())
+    return read_json(run_dir / "summary.json")

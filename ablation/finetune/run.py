@@ -2,7 +2,9 @@
 
 Run directory layout::
 
-    checkpoints/checkpoint-N/   periodic Trainer checkpoints; a re-run resumes from the last complete one
+    checkpoints/checkpoint-N/   periodic Trainer checkpoints; a re-run with the same settings resumes from
+                                the last complete one (ablation.resume); deleted at the end unless keep_checkpoints
+    checkpoints.resume.json     the hash of the settings and inputs the checkpoints were written under
     tensorboard/                TensorBoard event files (config 'tracking' lists tensorboard)
     loss_history.csv            step, epoch, elapsed seconds, train/eval loss, learning rate (rewritten live)
     final/                      the fine-tuned model and tokenizer, written atomically at the end
@@ -53,7 +55,9 @@ from ablation.finetune.replay import corpus_documents, replay_examples
 from ablation.finetune.training_mask import masked_model_inputs
 from ablation.io import atomic_write_json, atomic_write_text
 from ablation.models import load_causal_lm, load_tokenizer
-from ablation.provenance import provenance
+from ablation.provenance import model_identity, provenance
+from ablation.references import is_local_reference
+from ablation.resume import claim_checkpoint, file_sha256, settings_sha256
 from ablation.study import check_train_mask
 from ablation.tracking import configured_trackers
 
@@ -95,6 +99,7 @@ class FinetuneSettings:
     kill_if_no_learning: dict | None = None
     auto_stop: dict | None = None
     hub_repo_id: str | None = None
+    keep_checkpoints: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -148,6 +153,25 @@ def last_complete_checkpoint(checkpoints_dir: Path) -> Path | None:
     """The newest checkpoint whose trainer_state.json exists (the Trainer writes it last)."""
     complete = [path for path in checkpoints_dir.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
     return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
+
+
+# settings that change neither the weights nor the metrics, so a checkpoint written under other values still resumes
+NOT_RESULT_SETTINGS = ("description", "hub_repo_id", "keep_checkpoints")
+
+
+def result_inputs_sha256(settings: FinetuneSettings, base_model_id, base_model_revision, dataset, replay_corpus, seed, attn_implementation) -> str:
+    """The hash a checkpoint must match to be resumed: the settings and inputs that determine the run's result."""
+    result_settings = {key: value for key, value in dataclasses.asdict(settings).items() if key not in NOT_RESULT_SETTINGS}
+    return settings_sha256({
+        "settings": result_settings,
+        "base_model": model_identity(base_model_id, base_model_revision),
+        "dataset": file_sha256(dataset) if is_local_reference(dataset) and Path(dataset).is_file() else dataset,
+        # a missing corpus is named by the replay code below
+        "replay_corpus": file_sha256(replay_corpus) if settings.replay_fraction > 0 and replay_corpus and Path(replay_corpus).is_file() else None,
+        "seed": seed,
+        "attn_implementation": attn_implementation,
+        "world_size": world_size(),
+    })  # fmt: skip
 
 
 def world_size() -> int:
@@ -226,6 +250,13 @@ def run_finetune(
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    claim = claim_checkpoint(
+        run_dir / "checkpoints",
+        result_inputs_sha256(settings, base_model_id, base_model_revision, dataset, replay_corpus, seed, attn_implementation),
+        job=f"fine-tune {run_name}",
+        attempt_files=[run_dir / "tensorboard", run_dir / "loss_history.csv"],
+        main_process=int(os.environ.get("RANK", "0")) == 0,
+    )
     tokenizer = load_tokenizer(base_model_id, base_model_revision)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -285,9 +316,10 @@ def run_finetune(
         callbacks=callbacks,
         train_mask=settings.train_mask,
     )
-    resume_from = last_complete_checkpoint(run_dir / "checkpoints")
+    resume_from = last_complete_checkpoint(run_dir / "checkpoints") if claim.resumable else None
     if resume_from is not None:
         log.info("resuming %s from %s", run_name, resume_from)
+        claim.resumed(resume_from.name)
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     state = trainer.state
     if not eval_losses(state) or eval_losses(state)[-1][0] != state.global_step:
@@ -306,6 +338,7 @@ def run_finetune(
         "max_steps": settings.max_steps,
         "steps_run": state.global_step,
         "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
+        "resume": claim.summary(),
         "epochs": state.epoch,
         "stop_reason": record.reason,
         "stop_detail": record.detail,
@@ -340,5 +373,6 @@ def run_finetune(
         card = run_card(summary, run_name=run_name, dataset=str(dataset), results_dir=run_dir.parent.parent)
         summary["hub_upload"] = upload_run(run_dir / "final", summary, settings.hub_repo_id, run_name, card)
     atomic_write_json(run_dir / "summary.json", summary)
+    claim.finish(keep=settings.keep_checkpoints)
     log.info("%s: %d steps, stop reason %s, eval loss %.4f", run_name, state.global_step, record.reason, losses[-1])
     return summary

@@ -1,14 +1,14 @@
 """The free-form stages' library entry points: build the task set, generate under a mask, score.
 
-Generation saves each finished batch to a partial file beside its output, keyed by a hash of the
-model, mask, prompts' settings and decoding settings: a job that fails or is killed keeps what it
-generated, and the rerun generates only the rest. ``generations.jsonl`` itself appears atomically
+Generation saves each finished batch to a partial file beside its output, claimed (ablation.resume)
+with a hash of the model, mask, task set, prompt format and decoding settings: a job that fails or
+is killed keeps what it generated, and a rerun with the same settings generates only the rest (any
+other rerun deletes the partial file and starts afresh). ``generations.jsonl`` itself appears atomically
 once every item has a response.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +23,7 @@ from ablation.freeform.tasks import FreeformItem, build_items, read_items, write
 from ablation.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from ablation.models import load_causal_lm, load_tokenizer, resolve_device
 from ablation.provenance import provenance
+from ablation.resume import claim_checkpoint, file_sha256, settings_sha256
 
 log = logging.getLogger(__name__)
 PROMPT_FORMATS = ("auto", "chat", "plain")
@@ -67,10 +68,9 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def settings_key(model_identity: dict, mask: str, prompt_format: str, decoding: DecodingSettings) -> str:
-    """What makes a saved row reusable: same model weights, mask, prompt format and decoding."""
-    canonical = json.dumps([model_identity, mask, prompt_format, asdict(decoding)], sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def settings_key(model_identity: dict, mask: str, tasks_sha256: str, prompt_format: str, decoding: DecodingSettings) -> str:
+    """What makes a saved row reusable: same model weights, mask, task set, prompt format and decoding."""
+    return settings_sha256([model_identity, mask, tasks_sha256, prompt_format, asdict(decoding)])
 
 
 def _append_rows(path: Path, rows: list[dict]) -> None:
@@ -117,11 +117,15 @@ def generate_freeform(
     tokenizer = load_tokenizer(model_id, revision)
     chat = uses_chat_template(tokenizer, freeform["prompt_format"])
     stamp = provenance(model_id=model_id, revision=revision, mask=mask, config=config, seed=config["seed"], wall_seconds=0.0, weights=model.weights_provenance)
-    key = settings_key(stamp["model"], mask, "chat" if chat else "plain", decoding)
+    key = settings_key(stamp["model"], mask, file_sha256(tasks_path), "chat" if chat else "plain", decoding)
 
     partial = partial_path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    saved = {row["id"]: row for row in (read_jsonl(partial) if partial.exists() else []) if row.get("settings_sha256") == key}
+    claim = claim_checkpoint(partial, key, job=f"free-form generation {model_id} under {mask}")
+    saved = {row["id"]: row for row in (read_jsonl(partial) if claim.resumable and partial.exists() else [])}
+    if saved:
+        claim.resumed(f"{len(saved)} rows")
+    stamp["resume"] = claim.summary()
     pending = [item for item in items if item.id not in saved]
     log.info("%s under %s: %d items, %d already generated, %s prompts", model_id, mask, len(items), len(items) - len(pending), "chat" if chat else "plain")
 
@@ -144,7 +148,7 @@ def generate_freeform(
     stamp["wall_seconds"] = round(time.perf_counter() - started, 3)
     rows = [{**saved[item.id], "provenance": stamp} for item in items]
     atomic_write_jsonl(output, rows)
-    partial.unlink(missing_ok=True)
+    claim.finish()
     empty = sum(not row["response"] for row in rows)
     log.info("wrote %d generations (%d empty) in %.1f s", len(rows), empty, stamp["wall_seconds"])
     return rows

@@ -23,13 +23,13 @@ ValueError naming the missing keys. ``study_paths`` builds the mapping for the s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from ablation.io import CorruptFileError, read_json
 from ablation.layout import (  # noqa: F401 - re-exported: the report's condition keys and layout
     FINETUNE_PREFIX,
     FULL_BIDIR,
@@ -205,10 +205,10 @@ class Study:
 def load_metrics(path: str | Path, expected_mask: str | None = None) -> dict:
     """Read one evaluation's metrics.json, checking its shape and (when recorded) its mask."""
     path = Path(path)
-    metrics = json.loads(path.read_text())
+    metrics = read_json(path)
     missing = [key for key in ("tasks", "macro_acc") if key not in metrics]
     if missing:
-        raise ValueError(f"{path} is not an evaluation's metrics.json: no {', '.join(missing)}")
+        raise CorruptFileError(path, f"not an evaluation's metrics.json: no {', '.join(missing)}")
     recorded = (metrics.get("provenance") or {}).get("mask")
     if expected_mask is not None and recorded is not None and recorded != expected_mask:
         raise ValueError(f"{path} was evaluated with mask {recorded!r}, but is given as a {expected_mask!r} evaluation")
@@ -272,7 +272,7 @@ def load_study(
         entry = per_run.setdefault(run, {})
         if kind == FINETUNE_PREFIX:
             summary_path = _summary_file(path)
-            entry["summary"] = json.loads(summary_path.read_text())
+            entry["summary"] = read_json(summary_path)
             history = summary_path.parent / "loss_history.csv"
             entry["loss_history"] = load_loss_history(history) if history.exists() else None
             sources[key] = summary_path

@@ -12,7 +12,6 @@ take ``ablation.bridge.stats``' paired bootstrap, the benchmark's own interval.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 from ablation.bridge.answers import score_extracted
 from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, samples_filename
 from ablation.bridge.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap_difference
-from ablation.io import read_jsonl
+from ablation.io import read_json, read_jsonl
 from ablation.layout import BRIDGE_INFERENCE_PREFIX, BRIDGE_RUN_PREFIX
 
 NOT_YET_RUN = "not yet run"
@@ -168,9 +167,9 @@ def load_bridge_study(
         if key.startswith(BRIDGE_RUN_PREFIX):
             name = key.removeprefix(BRIDGE_RUN_PREFIX)
             history = tuple(read_jsonl(path.parent / HISTORY_FILE))
-            runs[name] = BridgeRun(name, json.loads(path.read_text()), history, path.parent, descriptions.get(name, ""))
+            runs[name] = BridgeRun(name, read_json(path), history, path.parent, descriptions.get(name, ""))
         elif key.startswith(BRIDGE_INFERENCE_PREFIX):
-            inference[key.removeprefix(BRIDGE_INFERENCE_PREFIX)] = json.loads(path.read_text())
+            inference[key.removeprefix(BRIDGE_INFERENCE_PREFIX)] = read_json(path)
         else:
             raise ValueError(f"unknown bridge report input {key!r}: expected {BRIDGE_RUN_PREFIX}<run> or {BRIDGE_INFERENCE_PREFIX}<run>")
     return BridgeStudy(
