@@ -152,6 +152,7 @@ def finetune_settings(config: dict, run: str, schema_path: str | Path = SCHEMA_P
     runs = config["finetune"]["runs"]
     if run not in runs:
         raise ValueError(f"unknown fine-tune run {run!r}; configured: {', '.join(runs) or 'none'}")
-    properties = load_schema(schema_path)["$defs"]["finetune_settings"]["properties"]
-    schema_defaults = {key: value["default"] for key, value in properties.items() if "default" in value}
-    return {**schema_defaults, **config["finetune"]["defaults"], **runs[run]}
+    schema = load_schema(schema_path)
+    settings = copy.deepcopy({**config["finetune"]["defaults"], **runs[run]})
+    fill_defaults(settings, schema["$defs"]["finetune_settings"], schema)  # nested ones too (auto_stop.mode)
+    return settings

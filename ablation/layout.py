@@ -14,6 +14,8 @@ STAGE2 = "stage2_prefill_bidir"  # eval(base, prefill_bidir): the clean prefill 
 FULL_BIDIR = "stage2_full_bidir"  # eval(base, full_bidir): the original study's leaky patch
 STAGE4_PREFIX = "stage4_"  # eval(<run>, prefill_bidir): ablated after the fine-tune
 SIDE_EFFECT_PREFIX = "side_effect_"  # eval(<run>, causal): the fine-tune without the ablation
+# eval(<run>, full_bidir): the mask of the original study's published Stage 4 and Stage 5 "ablated" numbers
+FULL_BIDIR_AFTER_FT_PREFIX = "full_bidir_after_ft_"
 FINETUNE_PREFIX = "finetune_"  # <run>'s summary.json
 
 
@@ -34,6 +36,7 @@ def study_paths(
     full_bidir: bool = True,
     side_effect: bool = True,
     finetune: bool = True,
+    full_bidir_after_ft: bool = False,
 ) -> dict[str, Path]:
     """The report's condition key -> file mapping for this layout; usable as a rule's ``input: **study_paths(...)``."""
     paths = {
@@ -46,6 +49,8 @@ def study_paths(
         paths[STAGE4_PREFIX + run] = eval_metrics_path(results_dir, run, "prefill_bidir")
         if side_effect:
             paths[SIDE_EFFECT_PREFIX + run] = eval_metrics_path(results_dir, run, "causal")
+        if full_bidir_after_ft:
+            paths[FULL_BIDIR_AFTER_FT_PREFIX + run] = eval_metrics_path(results_dir, run, "full_bidir")
         if finetune:
             paths[FINETUNE_PREFIX + run] = finetune_dir(results_dir, run) / "summary.json"
     return paths

@@ -24,7 +24,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from ablation.finetune.data import PromptAwareCollator, load_instruction_splits, tokenize_records  # noqa: E402
+from ablation.finetune.data import DataPreparation, PromptAwareCollator, load_instruction_splits, tokenize_records  # noqa: E402
 from ablation.finetune.training_mask import masked_model_inputs  # noqa: E402
 from ablation.models import load_causal_lm, load_tokenizer  # noqa: E402
 from ablation.reference import dense_loop_prefix_lm_mask  # noqa: E402
@@ -93,7 +93,8 @@ def main() -> None:
         str(arguments.world / "instructions.jsonl"), seed=0,
         train_samples=arguments.steps * arguments.batch_size, eval_samples=1, eval_fraction=0.05,
     )
-    examples = tokenize_records(records, tokenizer, arguments.max_seq_len).examples
+    preparation = DataPreparation(strip_fields=False, prompt_bos=True, long_rows="skip", empty_responses="skip")
+    examples = tokenize_records(records, tokenizer, arguments.max_seq_len, preparation).examples
     collate = PromptAwareCollator(tokenizer.pad_token_id or 0)
     batches = [collate(examples[i : i + arguments.batch_size]) for i in range(0, len(examples), arguments.batch_size)]
 

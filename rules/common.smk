@@ -27,6 +27,8 @@ EMBEDDED_MODEL = config["model"]["id"] == "embedded"
 TINY_TASKS_DIR = WORLD / "tasks"
 RUNS = list(config["finetune"]["runs"])
 SWEEP_SEEDS = sweep_seeds(config) if PREFILL_ACTIVE else []
+# Stage 4 (prefill_bidir), the side effect (causal) and, when on, the original's Stage 4 mask
+FINETUNE_EVAL_MASKS = ["prefill_bidir", "causal"] + (["full_bidir"] if config["eval"]["finetune_full_bidir"] else [])
 REPORT_FILES = report_files(RESULTS, with_runs=bool(RUNS), seed_sweep=bool(SWEEP_SEEDS))
 PREFETCH_RECORD = RESULTS / "prefetch.json"
 
@@ -151,13 +153,13 @@ def prefill_outputs():
         return []
     outputs = [eval_metrics_path(RESULTS, "base", mask) for mask in config["eval"]["masks"]]
     for run in RUNS:
-        outputs += [eval_metrics_path(RESULTS, run, mask) for mask in ("prefill_bidir", "causal")]
+        outputs += [eval_metrics_path(RESULTS, run, mask) for mask in FINETUNE_EVAL_MASKS]
     return outputs + [path for files in REPORT_FILES.values() for path in files]
 
 
 def report_inputs():
     """The report's files: this study's, plus every seed's evaluations when the config sweeps seeds."""
-    inputs = study_paths(RESULTS, RUNS)
+    inputs = study_paths(RESULTS, RUNS, full_bidir_after_ft=config["eval"]["finetune_full_bidir"])
     if SWEEP_SEEDS:
         inputs.update(sweep_study_paths({seed: seed_results_dir(config, seed) for seed in SWEEP_SEEDS}, RUNS))
     return inputs

@@ -118,7 +118,7 @@ def test_preset_dag_dry_runs_with_the_slurm_profile_and_each_gpu_job_carries_its
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
     masks = preset["eval"]["masks"]
-    assert len(by_rule["eval_model"]) == len(masks) + 2 * len(preset["finetune"]["runs"])
+    assert len(by_rule["eval_model"]) == len(masks) + 3 * len(preset["finetune"]["runs"])  # prefill_bidir, causal, full_bidir
     assert len(by_rule["finetune"]) == len(preset["finetune"]["runs"])
     for rule, kind in (("eval_model", "eval"), ("finetune", "finetune")):
         wanted = preset["resources"][kind]

@@ -75,7 +75,7 @@ def test_profile_holds_no_api_key_and_names_a_price_cap_and_a_gpu():
 def test_micro_config_dry_runs_with_the_vastai_profile(tmp_path):
     jobs = planned(dry_run(tmp_path, MICRO_CONFIG))
     assert {"build_world_data", "train_tokenizer", "pretrain_base_model", "eval_model", "finetune"} <= set(jobs)
-    assert len(jobs["eval_model"]) == 3 + 2 * 2 and len(jobs["finetune"]) == 2
+    assert len(jobs["eval_model"]) == 3 + 2 * 3 and len(jobs["finetune"]) == 2
 
 
 def test_preset_dry_runs_with_the_vastai_profile(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ablation.config import ConfigError, validate_config
+from ablation.config import ConfigError, finetune_settings, validate_config
 from ablation.seed_sweep import seed_results_dir, seed_study_config, sweep_seeds
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -85,6 +85,25 @@ def test_a_misspelled_fine_tune_hyperparameter_is_named():
 def test_a_fine_tune_run_needs_a_train_mask():
     message = invalid(lambda config: config["finetune"]["runs"].update(extra={"max_steps": 5}))
     assert "finetune.runs.extra" in message and "train_mask" in message
+
+
+def test_stop_rules_take_the_originals_mode_unless_told_and_refuse_an_unknown_one():
+    preset = validate_config(load(REPOSITORY / "presets" / "ministral-3b.yaml"))
+    stage5 = finetune_settings(preset, "stage5_6000")
+    assert stage5["auto_stop"]["mode"] == "ignore_before_min_steps"
+    assert stage5["kill_if_no_learning"]["mode"] == "first_log_to_best"
+    plateau = {"patience_evals": 4, "min_delta": 0.003, "min_steps": 600, "mode": "sometimes"}
+    message = invalid(lambda config: config["finetune"]["runs"]["stage3a_causal"].update(auto_stop=plateau))
+    assert "'finetune.runs.stage3a_causal.auto_stop.mode'" in message and "count_before_min_steps" in message
+    message = invalid(lambda config: config["finetune"]["defaults"].update(kill_if_no_learning={"after_steps": 1, "min_improvement": 0.1, "mode": "x"}))
+    assert "'finetune.defaults.kill_if_no_learning.mode'" in message and "first_log_to_best" in message
+
+
+def test_an_unknown_data_preparation_choice_is_named():
+    message = invalid(lambda config: config["finetune"]["defaults"].update(long_rows="cut"))
+    assert "'finetune.defaults.long_rows'" in message and "skip, truncate" in message
+    message = invalid(lambda config: config["finetune"]["runs"]["stage3a_causal"].update(empty_responses="drop"))
+    assert "'finetune.runs.stage3a_causal.empty_responses'" in message and "skip, keep" in message
 
 
 def test_every_problem_is_reported_at_once():

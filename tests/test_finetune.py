@@ -25,7 +25,14 @@ from ablation.finetune.callbacks import (
     StopRecord,
     history_csv,
 )
-from ablation.finetune.data import IGNORE_INDEX, PromptAwareCollator, format_prompt, load_instruction_splits, tokenize_records
+from ablation.finetune.data import (
+    IGNORE_INDEX,
+    DataPreparation,
+    PromptAwareCollator,
+    format_prompt,
+    load_instruction_splits,
+    tokenize_records,
+)
 from ablation.finetune.launch import launch_finetune
 from ablation.finetune.run import accumulation_per_process
 from ablation.finetune.training_mask import masked_model_inputs
@@ -38,6 +45,11 @@ MICRO_SETTINGS = dict(
     optimizer="adamw_torch", lr_scheduler="cosine", precision="fp32", gradient_checkpointing=False, eval_steps=4,
     save_steps=3, logging_steps=1,
 )
+
+
+# the schema's default data preparation, and the original's (the real preset's)
+OURS = DataPreparation(strip_fields=False, prompt_bos=True, long_rows="skip", empty_responses="skip")
+ORIGINALS = DataPreparation(strip_fields=True, prompt_bos=False, long_rows="truncate", empty_responses="keep")
 
 
 def settings(**overrides) -> FinetuneSettings:
@@ -61,7 +73,7 @@ def test_prompt_template_follows_the_original():
 def test_loss_covers_the_response_and_eos_only(micro_world):
     tokenizer = load_tokenizer(str(micro_world / "base_model"))
     records = Dataset.from_list([{"instruction": "Name a colour.", "input": "", "output": "red"}])
-    example = tokenize_records(records, tokenizer, 256).examples[0]
+    example = tokenize_records(records, tokenizer, 256, OURS).examples[0]
     prompt_length = example["prompt_length"]
     assert example["labels"][:prompt_length] == [IGNORE_INDEX] * prompt_length
     assert example["labels"][prompt_length:] == example["input_ids"][prompt_length:]
@@ -76,8 +88,46 @@ def test_empty_responses_and_overlong_records_are_skipped_and_counted(micro_worl
         {"instruction": "Name a colour.", "input": "", "output": "   "},
         {"instruction": "Repeat. " * 200, "input": "", "output": "ok"},
     ])
-    split = tokenize_records(records, tokenizer, 64)
+    split = tokenize_records(records, tokenizer, 64, OURS)
     assert (len(split.examples), split.skipped_empty_response, split.skipped_too_long) == (1, 1, 1)
+
+
+def original_encoding(record: dict, tokenizer, max_seq_len: int) -> tuple[list[int], list[int]] | None:
+    """The original's encoding, written out plainly (SEED_FACTS "Verified against the original code")."""
+    instruction, input_text, output = (record[name].strip() for name in ("instruction", "input", "output"))
+    if input_text:
+        prompt = f"### Instruction:\n{instruction}\n\n### Input:\n{input_text}\n\n### Response:\n"
+    else:
+        prompt = f"### Instruction:\n{instruction}\n\n### Response:\n"
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    target_ids = tokenizer(output + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    input_ids = (prompt_ids + target_ids)[:max_seq_len]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + target_ids)[:max_seq_len]
+    if all(label == IGNORE_INDEX for label in labels):
+        return None
+    return input_ids, labels
+
+
+def test_the_originals_preparation_gives_the_originals_token_ids_and_labels(micro_world):
+    tokenizer = load_tokenizer(str(micro_world / "base_model"))
+    records = [
+        {"instruction": "Name a colour.", "input": "", "output": "red"},
+        {"instruction": "  Add the numbers. \n", "input": " 2 and 3 ", "output": "\n5  "},
+        {"instruction": "Say nothing.", "input": "", "output": "   "},  # kept: trained to answer EOS
+        {"instruction": "Tell a story.", "input": "", "output": "once upon a time " * 20},  # truncated
+        {"instruction": "Repeat. " * 40, "input": "", "output": "ok"},  # the prompt fills the window: dropped
+    ]
+    split = tokenize_records(Dataset.from_list(records), tokenizer, 64, ORIGINALS)
+    expected = [encoded for encoded in (original_encoding(r, tokenizer, 64) for r in records) if encoded is not None]
+    assert [(e["input_ids"], e["labels"]) for e in split.examples] == expected
+    assert len(expected) == 4 and len(expected[3][0]) == 64
+    assert (split.skipped_empty_response, split.skipped_too_long, split.truncated) == (0, 1, 1)
+    assert all(e["input_ids"][0] != tokenizer.bos_token_id for e in split.examples)  # no BOS
+    assert all(e["labels"][: e["prompt_length"]] == [IGNORE_INDEX] * e["prompt_length"] for e in split.examples)
+    # our default differs: a BOS before the prompt, the long and the empty rows skipped
+    ours = tokenize_records(Dataset.from_list(records), tokenizer, 64, OURS)
+    assert ours.examples[0]["input_ids"] == [tokenizer.bos_token_id] + expected[0][0]
+    assert (len(ours.examples), ours.skipped_empty_response, ours.skipped_too_long) == (1, 1, 3)
 
 
 def test_a_missing_dataset_field_is_named(tmp_path):
@@ -94,6 +144,10 @@ def test_unknown_optimizer_or_scheduler_is_named():
         settings(lr_scheduler="step")
     with pytest.raises(ValueError, match="causal, prefill_bidir"):
         settings(train_mask="full_bidir")
+    with pytest.raises(ValueError, match="unknown long_rows 'cut'; allowed: skip, truncate"):
+        settings(long_rows="cut")
+    with pytest.raises(ValueError, match="unknown empty_responses 'drop'; allowed: skip, keep"):
+        settings(empty_responses="drop")
 
 
 def test_collator_pads_and_keeps_prompt_lengths():
@@ -147,22 +201,82 @@ def fake_state(step: int, history: list[dict]):
 
 def test_no_learning_stop_fires_only_after_its_step_and_without_improvement():
     record, control = StopRecord(), SimpleNamespace(should_training_stop=False)
-    rule = NoLearningStop(after_steps=150, min_improvement=0.08, record=record)
+    rule = NoLearningStop(after_steps=150, min_improvement=0.08, mode="first_step_to_latest", record=record)
     flat = [{"step": 1, "loss": 2.0}, {"step": 100, "loss": 1.95}]
     rule.on_log(None, fake_state(100, flat), control)
     assert not control.should_training_stop
     rule.on_log(None, fake_state(150, flat + [{"step": 150, "loss": 1.93}]), control)
     assert control.should_training_stop and record.reason == "no_learning"
     control, record = SimpleNamespace(should_training_stop=False), StopRecord()
-    NoLearningStop(150, 0.08, record).on_log(None, fake_state(150, flat + [{"step": 150, "loss": 1.5}]), control)
+    NoLearningStop(150, 0.08, "first_step_to_latest", record).on_log(None, fake_state(150, flat + [{"step": 150, "loss": 1.5}]), control)
     assert not control.should_training_stop and record.reason == "max_steps"
 
 
+def first_stop(rule, history: list[dict], event: str) -> int | None:
+    """Replay ``history`` into a stop rule log by log; the step at which it stops, or None."""
+    record = StopRecord()
+    rule.record = record
+    for end, entry in enumerate(history, start=1):
+        control = SimpleNamespace(should_training_stop=False)
+        getattr(rule, event)(None, fake_state(entry["step"], history[:end]), control)
+        if control.should_training_stop:
+            return entry["step"]
+    return None
+
+
+def train_log(losses: dict[int, float]) -> list[dict]:
+    return [{"step": step, "loss": loss} for step, loss in losses.items()]
+
+
+def kill_rule(mode: str) -> NoLearningStop:
+    return NoLearningStop(after_steps=150, min_improvement=0.08, mode=mode, record=StopRecord())
+
+
+# Train loss logged every 10 steps (the original's logging); the step-1 log only where the
+# first_step_to_latest rule has the Trainer write it.
+DIPS_THEN_RISES = {10: 2.0, 50: 1.9, 100: 1.85, 150: 1.95, 200: 1.96}
+FLAT = {10: 2.0, 50: 1.98, 100: 1.97, 150: 1.95, 200: 1.95}
+
+
+def test_original_kill_rule_compares_the_first_log_with_the_best_loss():
+    assert first_stop(kill_rule("first_log_to_best"), train_log(DIPS_THEN_RISES), "on_log") is None  # best 1.85: fell 0.15
+    assert first_stop(kill_rule("first_step_to_latest"), train_log({1: 2.0, **DIPS_THEN_RISES}), "on_log") == 150  # latest 1.95
+    assert first_stop(kill_rule("first_log_to_best"), train_log(FLAT), "on_log") == 150
+    # a high step-1 loss counts as learning only where the step-1 loss is the start
+    assert first_stop(kill_rule("first_step_to_latest"), train_log({1: 2.5, **FLAT}), "on_log") is None
+
+
+def plateau_rule(mode: str) -> EvalLossPlateauStop:
+    return EvalLossPlateauStop(patience=4, min_delta=0.003, min_steps=600, mode=mode, record=StopRecord())
+
+
+# Seed 001's Stage 5 run: eval losses at 200, 300 and 400 as logged (SEED_FACTS); from 500 on an
+# invented continuation that keeps improving a little at 700, then levels off.
+SEED_001_EVALS = {200: 1.118, 300: 1.372, 400: 1.400}
+CONTINUATION = {500: 1.405, 600: 1.390, 700: 1.380, 800: 1.379, 900: 1.381, 1000: 1.378, 1100: 1.380, 1200: 1.379}
+
+
+def eval_log(losses: dict[int, float]) -> list[dict]:
+    return [{"step": step, "eval_loss": loss} for step, loss in losses.items()]
+
+
+def test_seed_001s_curve_stops_where_each_auto_stop_mode_says():
+    curve = eval_log({**SEED_001_EVALS, **CONTINUATION})
+    # the original ignores 200-500: best 1.390 at 600, 1.380 at 700, then 800-1100 stale
+    assert first_stop(plateau_rule("ignore_before_min_steps"), curve, "on_evaluate") == 1100
+    # counting them, 1.118 at 200 stays the best: 300-600 are four stale evals
+    assert first_stop(plateau_rule("count_before_min_steps"), curve, "on_evaluate") == 600
+    # the seed's own evals alone stop neither before min_steps
+    for mode in ("ignore_before_min_steps", "count_before_min_steps"):
+        assert first_stop(plateau_rule(mode), eval_log(SEED_001_EVALS), "on_evaluate") is None
+
+
 def test_eval_loss_plateau_stop_needs_patience_and_min_steps():
-    def run(losses, step, min_steps=600):
+    def run(losses, step, min_steps=600, mode="count_before_min_steps"):
         record, control = StopRecord(), SimpleNamespace(should_training_stop=False)
         history = [{"step": 100 * (i + 1), "eval_loss": loss} for i, loss in enumerate(losses)]
-        EvalLossPlateauStop(patience=4, min_delta=0.003, min_steps=min_steps, record=record).on_evaluate(None, fake_state(step, history), control)
+        rule = EvalLossPlateauStop(patience=4, min_delta=0.003, min_steps=min_steps, mode=mode, record=record)
+        rule.on_evaluate(None, fake_state(step, history), control)
         return control.should_training_stop, record.reason
 
     improving_then_flat = [1.2, 1.1, 1.0, 0.999, 0.998, 1.001, 0.9985]
@@ -170,6 +284,22 @@ def test_eval_loss_plateau_stop_needs_patience_and_min_steps():
     assert run(improving_then_flat, 500) == (False, "max_steps")  # before min_steps
     assert run(improving_then_flat[:-1], 700) == (False, "max_steps")  # only 3 stale evals
     assert run([1.2, 1.1, 1.0, 0.9, 0.8], 700) == (False, "max_steps")
+    # the original's mode sees only the evals at 600 and 700: one stale, no stop
+    assert run(improving_then_flat, 700, mode="ignore_before_min_steps") == (False, "max_steps")
+    assert run(improving_then_flat, 700, min_steps=300, mode="ignore_before_min_steps") == (True, "auto_stop_plateau")
+
+
+@pytest.mark.parametrize(
+    ("rule", "key"),
+    [
+        ({"kill_if_no_learning": {"after_steps": 5, "min_improvement": 0.5, "mode": "latest"}}, "kill_if_no_learning.mode"),
+        ({"auto_stop": {"patience_evals": 2, "min_delta": 0.5, "min_steps": 4, "mode": "sometimes"}}, "auto_stop.mode"),
+        ({"auto_stop": {"patience_evals": 2, "min_delta": 0.5, "min_steps": 4}}, "auto_stop.mode"),
+    ],
+)
+def test_an_unknown_stop_rule_mode_is_refused_naming_the_key(rule, key):
+    with pytest.raises(ValueError, match=rf"unknown {key} .*; allowed: "):
+        settings(**rule)
 
 
 def test_non_finite_loss_raises():
@@ -210,15 +340,20 @@ def test_a_run_writes_final_model_summary_history_and_tensorboard(micro_world, t
 
 def test_eval_loss_plateau_stops_a_run_and_records_why(micro_world, tmp_path):
     summary = finetune(micro_world, tmp_path / "run", learning_rate=1e-9, max_steps=40, eval_steps=2,
-                       auto_stop={"patience_evals": 2, "min_delta": 0.5, "min_steps": 4})
+                       auto_stop={"patience_evals": 2, "min_delta": 0.5, "min_steps": 4, "mode": "ignore_before_min_steps"})
     assert summary["stop_reason"] == "auto_stop_plateau" and summary["steps_run"] < 40
     assert "did not improve" in summary["stop_detail"]
 
 
 def test_no_learning_stops_a_run(micro_world, tmp_path):
-    summary = finetune(micro_world, tmp_path / "run", learning_rate=1e-9, max_steps=30,
-                       kill_if_no_learning={"after_steps": 5, "min_improvement": 0.5})
+    originals = {"strip_fields": True, "prompt_bos": False, "long_rows": "truncate", "empty_responses": "keep"}
+    summary = finetune(micro_world, tmp_path / "run", learning_rate=1e-9, max_steps=30, logging_steps=2,
+                       kill_if_no_learning={"after_steps": 5, "min_improvement": 0.5, "mode": "first_log_to_best"},
+                       data_split_seed=42, **originals)
     assert summary["stop_reason"] == "no_learning" and summary["steps_run"] < 30
+    assert summary["data_preparation"] == {**originals, "data_split_seed": 42}  # not the run seed, 5
+    # the original's kill rule starts from the first regular log: no step-1 row
+    assert (tmp_path / "run" / "loss_history.csv").read_text().splitlines()[1].startswith("2,")
 
 
 def test_a_non_finite_loss_stops_with_a_clear_error_and_no_final_model(micro_world, tmp_path):

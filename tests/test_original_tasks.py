@@ -47,7 +47,7 @@ ROWS = {
     ],
     "winogrande": [
         {"sentence": "The trophy does not fit in the  suitcase because _ is too big.", "option1": "the trophy", "option2": "the suitcase", "answer": "1"},
-        {"sentence": "Sarah lent Maria a book because _ had finished it.", "option1": "Sarah", "option2": "Maria", "answer": "1"},
+        {"sentence": "Sarah lent Maria a book because _ had finished  it.", "option1": "Sarah", "option2": " Maria", "answer": "1"},
     ],
 }
 
@@ -69,8 +69,9 @@ EXPECTED = {
         ("Which gas do plants take in?\nAnswer:", [" oxygen", " carbon dioxide", " helium", " neon"], 1),
     ],
     "winogrande": [
-        ("The trophy does not fit in the suitcase because ", ["the trophy is too big.", "the suitcase is too big."], 0),
-        ("Sarah lent Maria a book because ", ["Sarah had finished it.", "Maria had finished it."], 0),
+        # the original scored winogrande raw: no whitespace collapsed
+        ("The trophy does not fit in the  suitcase because ", ["the trophy is too big.", "the suitcase is too big."], 0),
+        ("Sarah lent Maria a book because ", ["Sarah had finished  it.", " Maria had finished  it."], 0),
     ],
 }
 PROCESS = {

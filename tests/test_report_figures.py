@@ -45,6 +45,18 @@ def test_recovery_ratio_figure_has_the_three_panels(study):
     assert [label.get_text() for label in per_task.get_xticklabels()][0] == "hellaswag"
 
 
+def test_recovery_ratio_figure_shows_both_ablated_masks_after_fine_tuning(tmp_path):
+    study = synthetic_study(tmp_path / "results", full_bidir_after_ft=True)
+    stages, _, per_task = recovery_ratio_figure(study).axes
+    assert len(stages.patches) == 7  # the base model's three, then prefill_bidir and full_bidir per fine-tune
+    assert len(per_task.patches) == 7 * 5
+    texts = [text.get_text() for text in stages.texts]
+    # four Stage 4 bars are crowded: their labels stand upright on one line
+    assert "0.522  R = 0.750" in texts  # prefill_bidir after stage3b_prefix_lm
+    assert "0.410  R = 0.589" in texts  # full_bidir after stage3b_prefix_lm
+    assert sum(patch.get_hatch() == "xx" for patch in stages.patches) == 3
+
+
 def test_side_effect_labels_stay_clear_of_the_baseline_line_when_a_drop_is_small(study):
     figure = recovery_ratio_figure(study)
     side_effect = figure.axes[1]

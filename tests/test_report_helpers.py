@@ -21,6 +21,8 @@ ACCS = {
     "side_effect_stage3a_causal": (0.63, 0.78, 0.80, 0.58, 0.66),
     "stage4_stage3b_prefix_lm": (0.45, 0.66, 0.55, 0.40, 0.55),
     "side_effect_stage3b_prefix_lm": (0.58, 0.75, 0.76, 0.55, 0.62),
+    "full_bidir_after_ft_stage3a_causal": (0.28, 0.54, 0.28, 0.26, 0.50),
+    "full_bidir_after_ft_stage3b_prefix_lm": (0.34, 0.60, 0.36, 0.25, 0.50),
 }
 RUNS = {"stage3a_causal": "causal", "stage3b_prefix_lm": "prefill_bidir"}
 
@@ -99,9 +101,11 @@ def loss_history_csv(steps_run: int, start: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_study_files(results: Path, runs=RUNS, stopped_early: str = "stage3b_prefix_lm") -> dict[str, Path]:
+def write_study_files(
+    results: Path, runs=RUNS, stopped_early: str = "stage3b_prefix_lm", full_bidir_after_ft: bool = False
+) -> dict[str, Path]:
     """The synthetic study's files in the workflow's layout; returns the condition mapping."""
-    paths = study_paths(results, runs)
+    paths = study_paths(results, runs, full_bidir_after_ft=full_bidir_after_ft)
     for key, path in paths.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         if key.startswith("finetune_"):

@@ -83,23 +83,51 @@ def original_set_metrics(accs, per_token, mask):
     return metrics
 
 
+def original_set_run(name, train_mask, max_steps, full_bidir_per_token):
+    """A fine-tune evaluated on the `original` set under all three masks."""
+    return FinetuneRun(
+        name=name,
+        train_mask=train_mask,
+        summary={"max_steps": max_steps, "steps_run": max_steps, "epochs": 0.4, "final_eval_loss": 1.2},
+        ablated=original_set_metrics((0.3,) * 5, (0.3,) * 5, "prefill_bidir"),
+        causal=original_set_metrics((0.6,) * 5, (0.6,) * 5, "causal"),
+        full_bidir=original_set_metrics((0.3,) * 5, full_bidir_per_token, "full_bidir"),
+    )
+
+
 def test_published_numbers_sit_beside_the_original_sets_numbers(tmp_path):
     study = Study(
         stage1=original_set_metrics((0.6,) * 5, (0.62, 0.78, 0.80, 0.58, 0.67), "causal"),
         stage2=original_set_metrics((0.3,) * 5, (0.3,) * 5, "prefill_bidir"),
         full_bidir=original_set_metrics((0.25,) * 5, (0.24, 0.53, 0.24, 0.25, 0.52), "full_bidir"),
+        runs=(
+            original_set_run("stage3a_causal", "causal", 1200, (0.2,) * 5),
+            original_set_run("stage3b_prefix_lm", "prefill_bidir", 1200, (0.33, 0.61, 0.35, 0.25, 0.5)),
+            original_set_run("stage5c_6500", "prefill_bidir", 6500, (0.4,) * 5),
+            original_set_run("stage5_6000", "prefill_bidir", 6000, (0.45,) * 5),
+        ),
     )
     text = results_markdown(study, tmp_path)
     assert "Task set: `original` (hellaswag, piqa, arc_easy, arc_challenge, winogrande)" in text
     original = text.split("## The original study, for comparison")[1]
     assert "only beside evaluations of the `original` task set" in original
     assert "The original scored the first 500 examples per task; this study scored all examples." in original
-    assert "| Stage 1 baseline, causal (published)                   |  0.6951 |      0.6220 |" in original
-    assert "| Stage 1 baseline, causal (this study)                  |  0.6900 |      0.6200 |" in original
-    assert "| Stage 2 ablated (full_bidir patch), no FT (this study) |  0.3560 |      0.2400 |" in original
-    assert "| Stage 4 ablated (full_bidir patch), after 3B FT |      0.4087 |" in original
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in original.splitlines() if line.startswith("| ")}
+    assert [cell.strip() for cell in rows["Stage 1 baseline, causal (published)"][:2]] == ["0.6951", "0.6220"]
+    assert [cell.strip() for cell in rows["Stage 1 baseline, causal (this study)"][:2]] == ["0.6900", "0.6200"]
+    assert [cell.strip() for cell in rows["Stage 2 ablated (full_bidir patch), no FT (this study)"][:2]] == ["0.3560", "0.2400"]
+    assert [cell.strip() for cell in rows["Stage 4 ablated (full_bidir patch), after 3B FT (published)"][:2]] == ["0.4087", "0.3240"]
+    # the 1200-step prefill_bidir fine-tune repeats 3B; the causal one repeats nothing
+    stage4_ours = rows["Stage 4 ablated (full_bidir patch), after 3B FT (this study, after FT stage3b_prefix_lm)"]
+    assert [cell.strip() for cell in stage4_ours[:2]] == ["0.4080", "0.3300"]
+    assert not any("stage3a_causal" in label for label in rows)
     assert "damage -0.3392, retention 0.512, gain +0.0528, recovery ratio 0.5880" in original
-    assert "| 5B      |   10000 |" in original
+    assert [cell.strip() for cell in rows["5C"]] == ["6500", "2.08", "1.2830", "0.5910", "0.4070"]
+    assert [cell.strip() for cell in rows["stage5c_6500 (this study)"]] == ["6500", "0.40", "1.2000", "0.6000", "0.4000"]
+    assert [cell.strip() for cell in rows["5B"]][0] == "10000"
+    # a run no published one repeats closes the Stage 5 table
+    assert list(rows)[-1] == "stage5_6000 (this study, no published run this long)"
+    assert rows["stage5_6000 (this study, no published run this long)"][-1].strip() == "0.4500"
 
 
 def test_published_numbers_are_refused_beside_another_task_set(tmp_path):

@@ -93,6 +93,18 @@ def test_stage5_table_starts_with_the_vanilla_row(study):
     assert prefix_lm["final eval loss"] == 1.16
 
 
+def test_fine_tunes_evaluated_under_full_bidir_join_the_tables(tmp_path):
+    study = synthetic_study(tmp_path / "results", full_bidir_after_ft=True)
+    keys = [c.key for c in study.conditions()]
+    assert keys[5:7] == ["full_bidir_after_ft_stage3a_causal", "full_bidir_after_ft_stage3b_prefix_lm"]
+    rows = stage_table(study).set_index("condition")
+    row = rows.loc["Stage 4 full_bidir (original patch), after FT stage3b_prefix_lm (train prefill_bidir)"]
+    assert (row["eval mask"], row["hellaswag"]) == ("full_bidir", 0.34)
+    table = stage5_table(study)
+    assert list(table.columns)[-2:] == ["ablated (full_bidir)", "stop reason"]
+    assert table["ablated (full_bidir)"].tolist() == pytest.approx([0.384, 0.372, 0.41])
+
+
 def test_write_tables_writes_csv_markdown_and_latex(study, tmp_path):
     written = write_tables(study, tmp_path / "tables")
     assert sorted(p.name for p in written) == sorted(f"{n}.{ext}" for n in TABLE_NAMES for ext in ("csv", "md", "tex"))
@@ -168,6 +180,9 @@ def test_study_paths_follow_the_results_layout(tmp_path):
     assert paths["stage4_run_a"] == tmp_path / "eval" / "run_a" / "prefill_bidir" / "metrics.json"
     assert paths["finetune_run_a"] == tmp_path / "finetune" / "run_a" / "summary.json"
     assert "side_effect_run_a" not in paths
+    assert "full_bidir_after_ft_run_a" not in paths
+    with_full_bidir = study_paths(tmp_path, ["run_a"], full_bidir_after_ft=True)
+    assert with_full_bidir["full_bidir_after_ft_run_a"] == tmp_path / "eval" / "run_a" / "full_bidir" / "metrics.json"
 
 
 def test_tables_show_missing_values_as_a_dash(tmp_path):

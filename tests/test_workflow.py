@@ -79,7 +79,7 @@ def test_micro_config_runs_end_to_end(micro_run):
         summary = json.loads((results / "finetune" / run / "summary.json").read_text())
         assert summary["train_mask"] == train_mask and summary["steps_run"] == 6
         assert (results / "finetune" / run / "final" / "model.safetensors").exists()
-        for mask in ("prefill_bidir", "causal"):
+        for mask in ("prefill_bidir", "causal", "full_bidir"):  # full_bidir: eval.finetune_full_bidir, on by default
             assert json.loads((results / "eval" / run / mask / "metrics.json").read_text())["provenance"]["mask"] == mask
     for name in ("recovery_ratio", "eval_loss"):
         assert (results / f"{name}.pdf").stat().st_size > 1000 and (results / f"{name}.png").stat().st_size > 1000
@@ -106,7 +106,7 @@ def test_deleting_a_stage4_metrics_file_reruns_only_that_eval_and_the_report(mic
 
 def test_changing_an_eval_setting_reruns_evals_but_no_fine_tune(micro_run, tmp_path):
     changed = write_config(tmp_path / "limit.yaml", lambda config: config["eval"].update(limit=5))
-    assert planned_jobs(snakemake(micro_run, changed, "--dry-run")) == {"eval_model": 7, "report_results": 1, "all": 1}
+    assert planned_jobs(snakemake(micro_run, changed, "--dry-run")) == {"eval_model": 9, "report_results": 1, "all": 1}
 
 
 def test_a_failed_fine_tune_leaves_nothing_that_looks_complete(micro_run, tmp_path):
@@ -229,7 +229,7 @@ def test_the_real_preset_validates_and_plans_its_jobs(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "eval_model" in output and "results/ministral-3b/eval/base/prefill_bidir/metrics.json" in output
-    assert planned_jobs(result) == {"prefetch": 1, "eval_model": 13, "finetune": 5, "report_results": 1, "all": 1}
+    assert planned_jobs(result) == {"prefetch": 1, "eval_model": 18, "finetune": 5, "report_results": 1, "all": 1}
 
 
 @pytest.mark.parametrize(

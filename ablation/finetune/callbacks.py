@@ -42,34 +42,67 @@ def eval_losses(state) -> list[tuple[int, float]]:
     return [(entry["step"], entry["eval_loss"]) for entry in state.log_history if "eval_loss" in entry]
 
 
-class NoLearningStop(TrainerCallback):
-    """After ``after_steps``, stop unless the train loss fell by at least ``min_improvement`` since the first log."""
+# kill_if_no_learning.mode: which logged loss is the start and which is compared with it
+KILL_MODES = ("first_log_to_best", "first_step_to_latest")
+# auto_stop.mode: what an evaluation before min_steps counts for
+AUTO_STOP_MODES = ("ignore_before_min_steps", "count_before_min_steps")
 
-    def __init__(self, after_steps: int, min_improvement: float, record: StopRecord) -> None:
+
+def check_mode(key: str, mode: str, allowed: tuple[str, ...]) -> str:
+    if mode not in allowed:
+        raise ValueError(f"unknown {key} {mode!r}; allowed: {', '.join(allowed)}")
+    return mode
+
+
+def logs_first_step(kill_if_no_learning: dict | None) -> bool:
+    """Log the step-1 loss unless the original's kill rule runs: its first loss was the first regular log."""
+    return not kill_if_no_learning or kill_if_no_learning["mode"] != "first_log_to_best"
+
+
+class NoLearningStop(TrainerCallback):
+    """From ``after_steps`` on, stop unless the train loss fell by ``min_improvement`` since the first log.
+
+    ``first_log_to_best`` (the original's ``KillIfNoLearningCallback``) compares the first logged loss
+    with the lowest logged so far; ``first_step_to_latest`` compares the step-1 loss with the latest.
+    Which log comes first is the Trainer's ``logging_first_step`` (``logs_first_step``).
+    """
+
+    def __init__(self, after_steps: int, min_improvement: float, mode: str, record: StopRecord) -> None:
         self.after_steps, self.min_improvement, self.record = after_steps, min_improvement, record
+        self.mode = check_mode("kill_if_no_learning.mode", mode, KILL_MODES)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        losses = train_losses(state)
+        losses = [loss for _, loss in train_losses(state)]
         if state.global_step < self.after_steps or len(losses) < 2:
             return
-        improvement = losses[0][1] - losses[-1][1]
+        compared = min(losses) if self.mode == "first_log_to_best" else losses[-1]
+        improvement = losses[0] - compared
         if improvement < self.min_improvement:
             self.record.stop(
                 control,
                 "no_learning",
-                f"train loss improved by {improvement:.4f} < {self.min_improvement} after {state.global_step} steps",
+                f"train loss improved by {improvement:.4f} < {self.min_improvement} after {state.global_step} steps ({self.mode})",
             )
 
 
 class EvalLossPlateauStop(TrainerCallback):
-    """Stop when eval loss has not beaten its best by ``min_delta`` for ``patience`` evals (never before ``min_steps``)."""
+    """Stop when eval loss has not beaten its best by ``min_delta`` for ``patience`` evals in a row.
 
-    def __init__(self, patience: int, min_delta: float, min_steps: int, record: StopRecord) -> None:
+    ``ignore_before_min_steps`` (the original's ``StopOnEvalPlateauCallback``) reads only the evals
+    from ``min_steps`` on: an earlier one neither sets the best nor counts. ``count_before_min_steps``
+    reads every eval and only holds the stop back until ``min_steps``.
+    """
+
+    def __init__(self, patience: int, min_delta: float, min_steps: int, mode: str, record: StopRecord) -> None:
         self.patience, self.min_delta, self.min_steps, self.record = patience, min_delta, min_steps, record
+        self.mode = check_mode("auto_stop.mode", mode, AUTO_STOP_MODES)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        counted = eval_losses(state)
+        if self.mode == "ignore_before_min_steps":
+            counted = [(step, loss) for step, loss in counted if step >= self.min_steps]
         best, stale = math.inf, 0
-        for _, loss in eval_losses(state):
+        for _, loss in counted:
             if loss < best - self.min_delta:
                 best, stale = loss, 0
             else:
@@ -78,7 +111,7 @@ class EvalLossPlateauStop(TrainerCallback):
             self.record.stop(
                 control,
                 "auto_stop_plateau",
-                f"eval loss did not improve by {self.min_delta} for {stale} evals (best {best:.4f})",
+                f"eval loss did not improve by {self.min_delta} for {stale} evals (best {best:.4f}, {self.mode})",
             )
 
 

@@ -26,17 +26,28 @@ from transformers.integrations import TensorBoardCallback
 
 from ablation.checkpoints import save_final_model
 from ablation.finetune.callbacks import (
+    AUTO_STOP_MODES,
+    KILL_MODES,
     EvalLossPlateauStop,
     LossHistoryWriter,
     NoLearningStop,
     NonFiniteLossGuard,
     StopRecord,
     ThroughputMeter,
+    check_mode,
     eval_losses,
     history_csv,
+    logs_first_step,
     train_losses,
 )
-from ablation.finetune.data import PromptAwareCollator, load_instruction_splits, tokenize_records
+from ablation.finetune.data import (
+    EMPTY_RESPONSES,
+    LONG_ROWS,
+    DataPreparation,
+    PromptAwareCollator,
+    load_instruction_splits,
+    tokenize_records,
+)
 from ablation.finetune.hub import upload_run
 from ablation.finetune.replay import corpus_documents, replay_examples
 from ablation.finetune.training_mask import masked_model_inputs
@@ -75,6 +86,11 @@ class FinetuneSettings:
     save_steps: int
     logging_steps: int
     replay_fraction: float = 0.0
+    strip_fields: bool = False
+    prompt_bos: bool = True
+    long_rows: str = "skip"
+    empty_responses: str = "skip"
+    data_split_seed: int | None = None  # None: the run seed
     kill_if_no_learning: dict | None = None
     auto_stop: dict | None = None
     hub_repo_id: str | None = None
@@ -86,9 +102,21 @@ class FinetuneSettings:
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("lr_scheduler", self.lr_scheduler, SCHEDULERS),
             ("precision", self.precision, PRECISIONS),
+            ("long_rows", self.long_rows, LONG_ROWS),
+            ("empty_responses", self.empty_responses, EMPTY_RESPONSES),
         ):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
+        for name, rule, allowed in (
+            ("kill_if_no_learning", self.kill_if_no_learning, KILL_MODES),
+            ("auto_stop", self.auto_stop, AUTO_STOP_MODES),
+        ):
+            if rule:
+                check_mode(f"{name}.mode", rule.get("mode"), allowed)
+
+    @property
+    def data_preparation(self) -> DataPreparation:
+        return DataPreparation(self.strip_fields, self.prompt_bos, self.long_rows, self.empty_responses)
 
     @classmethod
     def merged(cls, *layers: dict) -> FinetuneSettings:
@@ -156,7 +184,7 @@ def training_arguments(settings: FinetuneSettings, run_dir: Path, seed: int, dev
         save_steps=settings.save_steps,
         save_total_limit=2,
         logging_steps=settings.logging_steps,
-        logging_first_step=True,  # the no-learning rule compares against the first loss
+        logging_first_step=logs_first_step(settings.kill_if_no_learning),
         logging_nan_inf_filter=False,  # a NaN must reach the guard, not be averaged away
         include_num_input_tokens_seen="non_padding",
         seed=seed,
@@ -199,15 +227,17 @@ def run_finetune(
     tokenizer = load_tokenizer(base_model_id, base_model_revision)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    split_seed = seed if settings.data_split_seed is None else settings.data_split_seed
     train_records, eval_records = load_instruction_splits(
         dataset,
-        seed=seed,
+        seed=split_seed,
         train_samples=settings.train_samples,
         eval_samples=settings.eval_samples,
         eval_fraction=settings.eval_fraction,
     )
-    train = tokenize_records(train_records, tokenizer, settings.max_seq_len)
-    evaluation = tokenize_records(eval_records, tokenizer, settings.max_seq_len)
+    preparation = settings.data_preparation
+    train = tokenize_records(train_records, tokenizer, settings.max_seq_len, preparation)
+    evaluation = tokenize_records(eval_records, tokenizer, settings.max_seq_len, preparation)
     instruction_rows = len(train.examples)
     if settings.replay_fraction > 0:
         if replay_corpus is None:
@@ -238,6 +268,7 @@ def run_finetune(
                 patience=settings.auto_stop["patience_evals"],
                 min_delta=settings.auto_stop["min_delta"],
                 min_steps=settings.auto_stop["min_steps"],
+                mode=settings.auto_stop["mode"],
                 record=record,
             )
         )
@@ -283,6 +314,8 @@ def run_finetune(
         "eval_records": len(evaluation.examples),
         "skipped_empty_response": train.skipped_empty_response + evaluation.skipped_empty_response,
         "skipped_too_long": train.skipped_too_long + evaluation.skipped_too_long,
+        "truncated": train.truncated + evaluation.truncated,
+        "data_preparation": {**dataclasses.asdict(preparation), "data_split_seed": split_seed},
         "tokens_seen": int(state.num_input_tokens_seen),
         "train_seconds": throughput.seconds,
         "seconds_per_step": throughput.seconds_per_step,

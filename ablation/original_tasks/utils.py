@@ -2,8 +2,9 @@
 
 Each turns a hub row into ``query`` (the prompt), ``choices`` (each exactly as the original
 appended it to the prompt; the tasks' ``target_delimiter`` is empty) and ``gold`` (the answer's
-index). Whitespace inside every field is collapsed to single spaces, as the original did; the
-``\\nAnswer:`` the original appended is kept as written.
+index). Whitespace inside every field is collapsed to single spaces, as the original did, except
+in winogrande, which the original scored raw; the ``\\nAnswer:`` the original appended is kept as
+written.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ def winogrande_doc(row: dict) -> dict:
     """Prompt: the sentence up to the blank; choice: the option and the rest of the sentence.
 
     Both choices share the prompt (the original scored them as continuations of it), so the
-    prompt keeps the space before the blank.
+    prompt keeps the space before the blank. Sentence and options are used raw, whitespace and
+    all, as the original did.
     """
-    before, rest = collapse(row["sentence"]).split("_", 1)
-    choices = [collapse(row["option1"]) + rest, collapse(row["option2"]) + rest]
+    before, rest = row["sentence"].split("_", 1)
+    choices = [row["option1"] + rest, row["option2"] + rest]
     return {"query": before, "choices": choices, "gold": int(row["answer"]) - 1}
 
 

@@ -2,7 +2,7 @@
 
 - ``recovery_ratio``: (A) macro accuracy at Stage 1, Stage 2 and Stage 4 with the chance line,
   the Stage 1 baseline and the 80 %-of-baseline success target, recovery ratio annotated per
-  fine-tune; (B) the same evaluations per task; (C) the side effect, each fine-tune evaluated
+  fine-tune and ablated mask (prefill_bidir, and full_bidir hatched where evaluated); (B) the same evaluations per task; (C) the side effect, each fine-tune evaluated
   causal against the baseline (only when such evaluations exist).
 - ``eval_loss``: eval loss against step per fine-tune run, the point where a run stopped early
   (stop_reason other than max_steps) marked.
@@ -29,9 +29,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ablation.report.derived import RETENTION_TARGET, derived_by_run
+from ablation.report.derived import RETENTION_TARGET, derived_by_run, recovery_numbers
 from ablation.report.study import (
     FULL_BIDIR,
+    FULL_BIDIR_AFTER_FT_PREFIX,
     STAGE1,
     STAGE2,
     STAGE4_PREFIX,
@@ -116,6 +117,7 @@ class Bar(NamedTuple):
     metrics: Mapping
     style: dict
     run: str | None = None
+    recovery_ratio: float | None = None  # a Stage 4 bar's S4 / S1
 
 
 def _bars(study: Study, runs: Iterable[FinetuneRun]) -> list[Bar]:
@@ -128,9 +130,16 @@ def _bars(study: Study, runs: Iterable[FinetuneRun]) -> list[Bar]:
         for key, metrics in base
         if metrics is not None
     ]
+    baseline = study.stage1["macro_acc"]
     for run in runs:
-        key = STAGE4_PREFIX + run.name
-        bars.append(Bar(key, labels[key], run.ablated, _bar_style(colours[run.name]), run.name))
+        for prefix, metrics, hatch in (
+            (STAGE4_PREFIX, run.ablated, None),
+            (FULL_BIDIR_AFTER_FT_PREFIX, run.full_bidir, FULL_BIDIR_HATCH),
+        ):
+            if metrics is not None:
+                ratio = recovery_numbers(baseline, None, metrics["macro_acc"])["recovery_ratio"]
+                key = prefix + run.name
+                bars.append(Bar(key, labels[key], metrics, _bar_style(colours[run.name], hatch), run.name, ratio))
     return bars
 
 
@@ -164,7 +173,7 @@ def _accuracy_axis(ax) -> None:
     ax.set_axisbelow(True)
 
 
-def _panel_stages(ax, study: Study, bars: list[Bar], derived: Mapping[str, dict]) -> None:
+def _panel_stages(ax, study: Study, bars: list[Bar]) -> None:
     """Panel A: macro accuracy grouped by stage, recovery ratio over each Stage 4 bar."""
     groups = [
         ("Stage 1\n(causal)", [bar for bar in bars if bar.key == STAGE1]),
@@ -179,9 +188,8 @@ def _panel_stages(ax, study: Study, bars: list[Bar], derived: Mapping[str, dict]
             value = bar.metrics["macro_acc"]
             ax.bar(position + offset, value, width, **bar.style)
             text = f"{value:.3f}"
-            ratio = derived[bar.run]["macro"]["recovery_ratio"] if bar.run is not None else None
-            if ratio is not None:
-                text += f"\nR = {ratio:.3f}"
+            if bar.recovery_ratio is not None:
+                text += f"\nR = {bar.recovery_ratio:.3f}"
             _annotate(ax, position + offset, value, text, crowded)
     _reference_lines(ax, study.stage1["macro_acc"], study.stage1.get("chance_macro"))
     ax.set_xticks(range(len(groups)), [label for label, _ in groups])
@@ -253,7 +261,7 @@ def recovery_ratio_figure(study: Study, runs: Iterable[str] | None = None) -> Fi
         figure = Figure(figsize=(11, 9), layout="constrained")
         grid = figure.add_gridspec(2, 3, height_ratios=(1, 1))
         bars = _bars(study, shown)
-        _panel_stages(figure.add_subplot(grid[0, :2] if side_runs else grid[0, :]), study, bars, derived)
+        _panel_stages(figure.add_subplot(grid[0, :2] if side_runs else grid[0, :]), study, bars)
         if side_runs:
             _panel_side_effect(figure.add_subplot(grid[0, 2]), study, side_runs, derived)
         _panel_tasks(figure.add_subplot(grid[1, :]), study, bars)

@@ -291,14 +291,15 @@ def _original_section(study: Study) -> str:
             "`acc_per_token` (the choice with the highest mean log-probability per continuation token). "
             f"The original scored the first {ORIGINAL_LIMIT} examples per task; this study scored {_limit_words(study)}. "
             "The original ablated with an `is_causal=False` patch that also let the scored answer tokens see "
-            "each other and the future: its Stage 2 and Stage 4 rows correspond to this report's `full_bidir` "
-            "evaluation, not to the clean `prefill_bidir` ablation. Its Stage 4 (the 3B fine-tune under the "
-            "patch) has no counterpart here, where fine-tunes are evaluated under `prefill_bidir` and `causal`.",
-            markdown_table(original_comparison_table(study.stage1, study.full_bidir)),
-            "The published tables:",
+            "each other and the future: its Stage 2 and Stage 4 rows, and the \"ablated\" column of its Stage 5 "
+            "table, correspond to this report's `full_bidir` evaluations, not to the clean `prefill_bidir` "
+            "ablation. A fine-tune is put beside the published run it repeats: trained `prefill_bidir` for the "
+            "same number of steps (3B: 1200, 5C: 6500, 5B: 10000).",
+            markdown_table(original_comparison_table(study.stage1, study.full_bidir, study.runs)),
+            "The published tables (in the Stage 5 table, this study's fine-tunes beneath the run they repeat):",
             markdown_table(original_results_table()),
             summary,
-            markdown_table(original_stage5_table()),
+            markdown_table(original_stage5_table(study.runs)),
         ]
     )
 

@@ -4,16 +4,17 @@ Reports only read what the workflow already wrote: the ``metrics.json`` of each 
 the ``summary.json`` / ``loss_history.csv`` of each fine-tune run. A Snakemake rule names them in
 one flat mapping, condition key -> path (``dict(snakemake.input.items())``):
 
-==========================  =========================================================
-key                         file
-==========================  =========================================================
-``stage1``                  eval(base, causal) ``metrics.json``: the baseline
-``stage2_prefill_bidir``    eval(base, prefill_bidir): the clean prefill ablation
-``stage2_full_bidir``       eval(base, full_bidir): the original study's leaky patch
-``stage4_<run>``            eval(<run>, prefill_bidir): ablated after the fine-tune
-``side_effect_<run>``       eval(<run>, causal): the fine-tune without the ablation
-``finetune_<run>``          <run>'s ``summary.json`` (``loss_history.csv`` is read beside it)
-==========================  =========================================================
+===============================  =========================================================
+key                              file
+===============================  =========================================================
+``stage1``                       eval(base, causal) ``metrics.json``: the baseline
+``stage2_prefill_bidir``         eval(base, prefill_bidir): the clean prefill ablation
+``stage2_full_bidir``            eval(base, full_bidir): the original study's leaky patch
+``stage4_<run>``                 eval(<run>, prefill_bidir): ablated after the fine-tune
+``side_effect_<run>``            eval(<run>, causal): the fine-tune without the ablation
+``full_bidir_after_ft_<run>``    eval(<run>, full_bidir): the original's Stage 4 mask
+``finetune_<run>``               <run>'s ``summary.json`` (``loss_history.csv`` is read beside it)
+===============================  =========================================================
 
 Every key is optional when loading; each table, figure or page checks what it needs and raises a
 ValueError naming the missing keys. ``study_paths`` builds the mapping for the standard layout
@@ -32,6 +33,7 @@ import pandas as pd
 from ablation.layout import (  # noqa: F401 - re-exported: the report's condition keys and layout
     FINETUNE_PREFIX,
     FULL_BIDIR,
+    FULL_BIDIR_AFTER_FT_PREFIX,
     SIDE_EFFECT_PREFIX,
     STAGE1,
     STAGE2,
@@ -42,7 +44,8 @@ from ablation.layout import (  # noqa: F401 - re-exported: the report's conditio
 # The mask each evaluation key must have been run with, checked against the metrics' provenance
 # so a miswired input fails here rather than as a plausible-looking wrong table.
 BASE_MASKS = {STAGE1: "causal", STAGE2: "prefill_bidir", FULL_BIDIR: "full_bidir"}
-RUN_EVAL_MASKS = {STAGE4_PREFIX: "prefill_bidir", SIDE_EFFECT_PREFIX: "causal"}
+RUN_EVAL_MASKS = {STAGE4_PREFIX: "prefill_bidir", SIDE_EFFECT_PREFIX: "causal", FULL_BIDIR_AFTER_FT_PREFIX: "full_bidir"}
+RUN_EVAL_FIELDS = {STAGE4_PREFIX: "ablated", SIDE_EFFECT_PREFIX: "causal", FULL_BIDIR_AFTER_FT_PREFIX: "full_bidir"}
 LOSS_HISTORY_COLUMNS = ("step", "eval_loss")
 
 
@@ -80,6 +83,7 @@ class FinetuneRun:
     loss_history: pd.DataFrame | None = None  # loss_history.csv, NaN where a loss was not logged
     ablated: Mapping | None = None  # eval(run, prefill_bidir) metrics: Stage 4
     causal: Mapping | None = None  # eval(run, causal) metrics: the side effect
+    full_bidir: Mapping | None = None  # eval(run, full_bidir) metrics: the original's Stage 4 mask
 
     @property
     def label(self) -> str:
@@ -140,7 +144,7 @@ class Study:
         return ()
 
     def conditions(self) -> list[Condition]:
-        """Every evaluation present, in report order: base model, then Stage 4, then side effects."""
+        """Every evaluation present, in report order: base model, Stage 4 (prefill_bidir, then full_bidir), side effects."""
         base = [
             (STAGE1, self.stage1, "Stage 1 baseline, causal", "Stage 1 baseline (causal)"),
             (STAGE2, self.stage2, "Stage 2 ablated (prefill_bidir), no FT", "Stage 2 ablated (prefill_bidir)"),
@@ -168,6 +172,19 @@ class Study:
             )
             for run in self.runs
             if run.ablated is not None
+        ]
+        conditions += [
+            Condition(
+                FULL_BIDIR_AFTER_FT_PREFIX + run.name,
+                f"Stage 4 full_bidir (original patch), after FT {run.label}",
+                f"Stage 4 full_bidir: {run.label}",
+                run.name,
+                "full_bidir",
+                run.full_bidir,
+                run.name,
+            )
+            for run in self.runs
+            if run.full_bidir is not None
         ]
         conditions += [
             Condition(
@@ -215,10 +232,11 @@ def _parse_key(key: str) -> tuple[str, str | None]:
     """Split a condition key into (kind, run name); kind is a base key or a run prefix."""
     if key in BASE_MASKS:
         return key, None
-    for prefix in (STAGE4_PREFIX, SIDE_EFFECT_PREFIX, FINETUNE_PREFIX):
+    prefixes = (*RUN_EVAL_MASKS, FINETUNE_PREFIX)
+    for prefix in prefixes:
         if key.startswith(prefix) and len(key) > len(prefix):
             return prefix, key[len(prefix) :]
-    allowed = [*BASE_MASKS, *(f"{prefix}<run>" for prefix in (STAGE4_PREFIX, SIDE_EFFECT_PREFIX, FINETUNE_PREFIX))]
+    allowed = [*BASE_MASKS, *(f"{prefix}<run>" for prefix in prefixes)]
     raise ValueError(f"unknown condition key {key!r}; allowed: {', '.join(allowed)}")
 
 
@@ -259,7 +277,7 @@ def load_study(
             entry["loss_history"] = load_loss_history(history) if history.exists() else None
             sources[key] = summary_path
         else:
-            entry["ablated" if kind == STAGE4_PREFIX else "causal"] = load_metrics(path, RUN_EVAL_MASKS[kind])
+            entry[RUN_EVAL_FIELDS[kind]] = load_metrics(path, RUN_EVAL_MASKS[kind])
             sources[key] = path
     runs = tuple(
         FinetuneRun(name=name, train_mask=_train_mask(name, entry.get("summary"), train_masks.get(name)), **entry)

@@ -8,8 +8,9 @@ Four tables, each named by the stem of its files (``<out_dir>/<name>.{csv,md,tex
 - ``derived``: per fine-tune, the derived numbers of ``ablation.report.derived`` on the macro.
 - ``per_task``: task x evaluation, ``acc ± stderr``.
 - ``stage5``: every fine-tune run with steps, epochs, eval loss, its causal ("non-ablated") and
-  prefill_bidir ("ablated") macro and stop reason, after a "vanilla" row for the base model,
-  like the original's Stage 5 table.
+  prefill_bidir ("ablated") macro, its full_bidir macro (the original's "ablated" mask) where
+  evaluated, and stop reason, after a "vanilla" row for the base model, like the original's
+  Stage 5 table.
 
 LaTeX is booktabs ``tabular`` only (no float environment), ready for ``\\input`` in the paper.
 The writers take a ``TableStyle`` (text columns, number formats), so other studies' tables
@@ -176,7 +177,8 @@ def stage5_table(study: Study) -> pd.DataFrame:
             "stop reason": None,
         }
     ]
-    for run in study.summarised_runs(what):
+    runs = study.summarised_runs(what)
+    for run in runs:
         summary = run.summary
         rows.append(
             {
@@ -191,7 +193,12 @@ def stage5_table(study: Study) -> pd.DataFrame:
                 "stop reason": summary.get("stop_reason"),
             }
         )
-    return pd.DataFrame(rows).astype({"steps": "Int64"})
+    table = pd.DataFrame(rows).astype({"steps": "Int64"})
+    if any(run.full_bidir is not None for run in runs):
+        column = [None if study.full_bidir is None else study.full_bidir["macro_acc"]]
+        column += [None if run.full_bidir is None else run.full_bidir["macro_acc"] for run in runs]
+        table.insert(table.columns.get_loc("stop reason"), "ablated (full_bidir)", column)
+    return table
 
 
 TABLES: dict[str, Callable[[Study], pd.DataFrame]] = {
