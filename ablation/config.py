@@ -92,6 +92,8 @@ def describe_error(error: jsonschema.ValidationError, schema: dict) -> str:
     if error.validator == "enum":
         allowed = ", ".join(str(value) for value in error.validator_value)
         return f"config key '{key}': {error.instance!r} is not allowed; allowed: {allowed}"
+    if error.validator == "not":
+        return f"config key '{key}': {error.instance!r} is not allowed ({error.schema.get('description', 'a reserved value')})"
     if error.validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected

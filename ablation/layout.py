@@ -163,7 +163,7 @@ def bridge_legacy_dir(results_dir: str | Path, name: str) -> Path:
 
 BRIDGE_RUN_PREFIX = "run_"  # the bridge report's input key of a run's summary.json (trained, reused or legacy)
 BRIDGE_INFERENCE_PREFIX = "inference_"  # ... and of a run's inference benchmark summary.json
-BRIDGE_TABLES = ("bridge_runs", "bridge_expected", "bridge_inference", "bridge_claims")
+BRIDGE_TABLES = ("bridge_runs", "bridge_expected", "bridge_inference", "bridge_claims", "bridge_parity")
 BRIDGE_ABLATION_TABLE = "bridge_ablation_{name}"
 BRIDGE_FIGURES = ("bridge_accuracy", "bridge_compression", "bridge_inference")
 

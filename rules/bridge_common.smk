@@ -1,7 +1,7 @@
 """The bridge study's helpers: resolved runs, which run trains for which, and each job's files."""
 
 from ablation.bridge.settings import embedded_model_name, inference_run, resolve_runs, trained_run_of
-from ablation.bridge.roles import role_runs, run_descriptions
+from ablation.bridge.roles import reproductions, role_runs, run_descriptions
 from ablation.config import load_schema
 from ablation.layout import (
     bridge_baseline_dir,
@@ -124,16 +124,16 @@ def bridge_inference_inputs(wildcards):
 
 def bridge_outputs():
     """Every bridge run's trained files (a reused run points at the run that trained for it), and the
-    inference benchmark of bridge.inference.run (default the first run)."""
+    inference benchmark of bridge.inference.run (default the first run with a fixed K)."""
     outputs = [bridge_run_dir(RESULTS, run) / "summary.json" for run in BRIDGE_TRAINED_RUNS]
-    if BRIDGE_RUNS:
-        outputs.append(bridge_inference_dir(RESULTS, inference_run(BRIDGE)) / "summary.json")
+    if inference_run(BRIDGE, BRIDGE_RUNS):
+        outputs.append(bridge_inference_dir(RESULTS, inference_run(BRIDGE, BRIDGE_RUNS)) / "summary.json")
     return outputs + bridge_report_outputs()
 
 
 def bridge_report_inputs():
     """The bridge report's input key -> file: every run's summary (legacy imports included) and the benchmark."""
-    benchmarked = [inference_run(BRIDGE)] if BRIDGE_RUNS else []
+    benchmarked = [inference_run(BRIDGE, BRIDGE_RUNS)] if inference_run(BRIDGE, BRIDGE_RUNS) else []
     return bridge_report_paths(RESULTS, BRIDGE_TRAINED_BY, BRIDGE_LEGACY, benchmarked)
 
 

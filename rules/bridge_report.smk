@@ -52,6 +52,8 @@ rule report_bridge:
         descriptions=run_descriptions(BRIDGE),
         report=BRIDGE["report"],
         experiment=config["experiment"],
+        reproductions=reproductions(BRIDGE),
+        parity_config={"bridge": {"models": BRIDGE["models"], "eval": BRIDGE["eval"]}},
     localrule: True
     conda:
         "../envs/ablation.yaml"

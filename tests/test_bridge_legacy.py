@@ -143,6 +143,43 @@ def test_skips_warnings(tmp_path):
     assert summary["wall_seconds"] == 6856.0  # the first timestamp, not a later one
 
 
+def test_reads_the_config_block_to_its_end_past_other_ranks_lines(tmp_path):
+    """torchrun's prefixes: rank 0 echoes the block while rank 1 and stderr warnings print between its lines."""
+    entries = [f"[default0]:{key}: {value}" for key, value in CONFIG.items()]
+    interleaved = ["[default1]:Loading source model/tokenizer...", "[default1]:Result: True", CUDA_WARNING,
+                   "/site-packages/x.py:1: UserWarning: slow", "  warnings.warn("]  # fmt: skip
+    block = ["[default0]:==== Config ===="] + [line for pair in zip(entries, interleaved + [""] * len(entries)) for line in pair if line]
+    body = block + ["[default0]:", "[default0]:Result: True"] + [eval_line(step, correct) for step, correct in EVALS.items()]
+    summary = import_legacy_run(write_run(tmp_path / "run", "\n".join(body) + "\n"), tmp_path / "out", name="r")
+    assert summary["settings"] == {**CONFIG, "soft_tokens": -1, "lr": 0.0001, "train_steps": 4, "bf16": True, "dit_cfg_dropout": None}
+
+
+def test_imports_the_older_format_without_a_source_side(tmp_path):
+    """Older logs print '[Eval] Step N | Target-alone … | Bridged …' and sample no source answers."""
+    run = write_run(tmp_path / "run")
+    for path in (run / "exp").glob("*.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({k: v for k, v in row.items() if not k.startswith("source_")}) + "\n" for row in rows))
+    log = log_text().replace("Source-alone acc: 0.750 | ", "")
+    assert "Source-alone" not in log
+    (run / "exp" / "train.log").write_text(log)
+    summary = import_legacy_run(run, tmp_path / "out", name="r")
+    assert summary["log_check"] == AGREES
+    assert summary["source_acc"] is None and summary["target_acc"] == 0.5
+    assert history(tmp_path / "out")[1]["invalid"] == {"source": None, "target": 0, "bridged": 2}
+    assert any("no source-alone accuracy" in note for note in summary["notes"])
+
+
+def test_loss_lines_become_the_loss_history(tmp_path):
+    body = ["Step 20/4 | Loss (avg over last 20): 191.8930", "Step 40/4 | Loss (avg over last 20): 190.8795 | DiT flow: 0.5012",
+            *(eval_line(step, correct) for step, correct in EVALS.items())]  # fmt: skip
+    summary = import_legacy_run(write_run(tmp_path / "run", log_text(body)), tmp_path / "out", name="r")
+    lines = (tmp_path / "out" / "loss_history.csv").read_text().splitlines()
+    assert lines == ["step,total,window,dit_flow", "20,191.893,20,", "40,190.8795,20,0.5012"]
+    # the original's final evaluation read the last weights, and the summary says so
+    assert any("read the last weights" in note for note in summary["notes"])
+
+
 @pytest.mark.parametrize(
     ("early_stop", "expected"),
     [
@@ -323,3 +360,5 @@ def test_imports_the_preserved_legacy_run(tmp_path):
     assert summary["stop_reason"] == "max_steps"  # patience was at 2/3 when step 2000 came
     assert summary["wall_seconds"] == 6856.0
     assert summary["provenance"]["experiment"] == "phase2_swap_all_fix"
+    losses = (tmp_path / "out" / "loss_history.csv").read_text().splitlines()
+    assert losses[0] == "step,total,window" and losses[1] == "20,191.893,20" and len(losses) == 1 + 100

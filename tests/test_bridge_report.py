@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from ablation.bridge.report import build_bridge_report, evaluate_claims, load_bridge_study
-from ablation.bridge.report.tables import ablation_table, expected_table, inference_table, runs_table
+from ablation.bridge.report.tables import ablation_table, expected_table, inference_table, parity_table, runs_table
 from ablation.bridge.roles import role_runs
 from ablation.bridge.run_format import FINAL_STEP, SIDES, history_row, samples_filename
-from ablation.config import validate_config
+from ablation.config import ConfigError, validate_config
 from ablation.layout import BRIDGE_INFERENCE_PREFIX, BRIDGE_RUN_PREFIX, bridge_report_files
 
 QUESTIONS = 40
@@ -260,6 +260,34 @@ def test_figures_are_drawn_when_nothing_has_run(tmp_path):
     written = build_bridge_report({}, tmp_path / "bridge", roles=REPORT["roles"], report=REPORT)
     assert all(path.stat().st_size > (1000 if path.suffix in (".pdf", ".png") else 0) for path in written)
     assert "not yet run" in (tmp_path / "bridge" / "RESULTS.md").read_text()
+
+
+def test_the_parity_table_sets_a_preserved_run_beside_its_rerun(tmp_path):
+    legacy = write_run(tmp_path / "legacy", "phase1_all_fix", {0: 5, 2: 33, 4: 32, "final": 20}, soft_tokens=-1, origin="legacy")
+    rerun = write_run(tmp_path / "runs", "phase1_rerun", {0: 5, 2: 30, 4: 30, "final": 30}, soft_tokens=-1)
+    for path, settings in ((legacy, {"soft_tokens": -1, "lr": 0.0001, "source_model": "org/mistral", "eval_samples": 40,
+                                     "log_dir": "runs/x", "dit_cond_dim": 512}),
+                           (rerun, {"soft_tokens": -1, "lr": 0.0002, "source": "mistral", "prompt_mode_forced": False})):  # fmt: skip
+        summary = json.loads(path.read_text())
+        path.write_text(json.dumps({**summary, "settings": settings}))
+    paths = {BRIDGE_RUN_PREFIX + "phase1_all_fix": legacy, BRIDGE_RUN_PREFIX + "phase1_rerun": rerun}
+    parity_config = {"bridge": {"models": {"mistral": {"id": "org/mistral"}}, "eval": {"samples": 40}}}
+    study = load_bridge_study(paths, roles=REPORT["roles"], report=REPORT, reproductions={"phase1_all_fix": "phase1_rerun"},
+                              parity_config=parity_config)  # fmt: skip
+    row = parity_table(study).iloc[0]
+    assert (row["same"], row["differs"], row["no counterpart"], row["differing keys"]) == (3, 1, 2, "lr")
+    assert (row["preserved final"], row["re-run final"]) == (0.5, 0.75)
+    assert row["Δ final"] == pytest.approx(0.25) and row["questions"] == QUESTIONS and row["95% CI"].startswith("[+0.")
+    missing = load_bridge_study({BRIDGE_RUN_PREFIX + "phase1_all_fix": legacy}, roles=REPORT["roles"], report=REPORT,
+                                reproductions={"phase1_all_fix": "phase1_rerun"})  # fmt: skip
+    assert parity_table(missing).iloc[0]["95% CI"] == "phase1_rerun not yet run"
+    assert parity_table(study_of(tmp_path / "none", {})).empty
+
+
+def test_a_reproduced_by_naming_no_run_is_a_config_error():
+    config = {"studies": ["bridge"], "bridge": {"legacy": [{"name": "old", "path": "p", "reproduced_by": "rerun"}]}}
+    with pytest.raises(ConfigError, match=r"'bridge.legacy\[0\].reproduced_by': 'rerun' is not a bridge run"):
+        validate_config(config)
 
 
 def test_legacy_roles_take_their_role_and_clashes_are_config_errors():

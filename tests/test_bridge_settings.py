@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from ablation.bridge.settings import resolve_runs, run_settings, trained_run_of
+from ablation.bridge.settings import inference_run, resolve_runs, run_settings, trained_run_of
 from ablation.config import ConfigError, load_schema, validate_config
 
 MICRO_BRIDGE = yaml.safe_load(open("tests/configs/micro_bridge.yaml"))
@@ -48,12 +48,33 @@ def test_a_prompt_teacher_forces_soft_only_and_records_it():
     assert trained_run_of(resolve_runs(config["bridge"], load_schema(), config["seed"])) == {"swap": "fixed", "fixed": "fixed"}
 
 
+def test_the_prompt_teacher_fix_can_be_turned_off_to_rerun_the_first_swap():
+    run = {"translator": "dit", "dit_teacher": "prompt", "prompt_mode": "soft_plus_text", "prompt_teacher_forces_soft_only": False}
+    config = validate_config(config_with(runs={"swap": run}))
+    settings = run_settings(config["bridge"], "swap", load_schema(), config["seed"])
+    assert settings["prompt_mode"] == "soft_plus_text" and settings["prompt_mode_forced"] is False
+
+
+def test_the_benchmark_reads_a_run_with_a_fixed_k():
+    runs = {"all_tokens": {"soft_tokens": -1}, "fixed": {"soft_tokens": 4}}
+    config = validate_config(config_with(runs=runs))
+    assert inference_run(config["bridge"], resolve_runs(config["bridge"], load_schema(), config["seed"])) == "fixed"
+    config = validate_config(config_with(runs={"all_tokens": {"soft_tokens": -1}}))
+    assert inference_run(config["bridge"], resolve_runs(config["bridge"], load_schema(), config["seed"])) is None
+    with pytest.raises(ConfigError, match="'bridge.runs.all_tokens.soft_tokens': the inference benchmark .* needs a fixed K"):
+        validate_config(config_with(runs=runs, inference={"run": "all_tokens"}))
+
+
 @pytest.mark.parametrize(
     ("runs", "message"),
     [
         ({"r": {"translator": "lstm"}}, "'bridge.runs.r.translator': 'lstm' is not allowed; allowed: cross, dit"),
         ({"r": {"prompt_mode": "text"}}, "'bridge.runs.r.prompt_mode': 'text' is not allowed; allowed: soft_only, soft_plus_text"),
-        ({"r": {"soft_tokens": 0}}, "'bridge.runs.r.soft_tokens': 0 is less than the minimum of 1"),
+        ({"r": {"soft_tokens": 0}}, "'bridge.runs.r.soft_tokens': 0 is not allowed"),
+        ({"r": {"soft_tokens": -2}}, "'bridge.runs.r.soft_tokens': -2 is less than the minimum of -1"),
+        ({"r": {"kl_baseline": "question"}}, "'bridge.runs.r.kl_baseline': 'question' is not allowed; allowed: text_prompt, answer_alone"),
+        ({"r": {"adam_betas": [0.9]}}, "'bridge.runs.r.adam_betas': [0.9] is too short"),
+        ({"r": {"final_weigths": "last"}}, "unknown config key 'bridge.runs.r.final_weigths'"),
         ({"r": {"base": "nowhere"}}, "'bridge.runs.r.base': 'nowhere' is not a bridge run"),
         ({"a": {"base": "b"}, "b": {"base": "a"}}, "runs build on each other in a cycle"),
         ({"r": {"target": "gpt"}}, "'bridge.runs.r.target': 'gpt' is not in bridge.models"),

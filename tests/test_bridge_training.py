@@ -24,7 +24,7 @@ from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_f
 from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
 from ablation.bridge.run import run_bridge
 from ablation.bridge.settings import schema_run_defaults
-from ablation.bridge.train import Bridge, NonFiniteLossError
+from ablation.bridge.train import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
 from ablation.config import load_schema
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -82,8 +82,8 @@ def test_losses_vanish_where_they_should():
     torch.manual_seed(0)
     logits = torch.randn(2, 6, 11)
     positions = torch.tensor([[2, 3, -1], [1, 2, 3]])
-    assert L.kl_to_text_baseline(logits, positions, logits.clone(), positions).abs() < 1e-6
-    assert L.kl_to_text_baseline(logits, positions, torch.randn(2, 6, 11), positions) > 0.01
+    assert L.kl_to_baseline(logits, positions, logits.clone(), positions).abs() < 1e-6
+    assert L.kl_to_baseline(logits, positions, torch.randn(2, 6, 11), positions) > 0.01
     embeds = torch.randn(3, 5, 8)
     mask = torch.ones(3, 5, dtype=torch.long)
     assert L.prompt_alignment(embeds[:, :4], embeds, mask) == 0
@@ -94,6 +94,96 @@ def test_losses_vanish_where_they_should():
     aligned = L.info_nce(embeds * 5, embeds * 5, mask, temperature=0.07)
     shuffled = L.info_nce(embeds[[1, 2, 0]] * 5, embeds * 5, mask, temperature=0.07)
     assert torch.isfinite(aligned) and aligned < shuffled
+
+
+def test_the_kl_and_prompt_alignment_reductions_on_a_fixed_batch():
+    torch.manual_seed(0)
+    bridged, baseline = torch.randn(2, 6, 11), torch.randn(2, 6, 11)
+    positions = torch.tensor([[2, 3, -1], [1, 2, 3]])  # 5 compared positions over a batch of 2
+    per_position = torch.stack([
+        F.kl_div(F.log_softmax(bridged[b, p], -1), F.log_softmax(baseline[b, p], -1), log_target=True, reduction="sum")
+        for b, p in ((0, 2), (0, 3), (1, 1), (1, 2), (1, 3))
+    ])  # fmt: skip
+    assert L.kl_to_baseline(bridged, positions, baseline, positions) == pytest.approx(per_position.mean().item(), rel=1e-5)
+    batchmean = L.kl_to_baseline(bridged, positions, baseline, positions, reduction="batchmean")
+    assert batchmean == pytest.approx(per_position.sum().item() / 2, rel=1e-5)  # the original: summed, over the batch
+    soft, prompt = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    squared = ((soft - prompt[:, :3]) ** 2 * mask[:, :3, None]).sum()
+    assert L.prompt_alignment(soft, prompt, mask) == pytest.approx(squared.item() / (5 * 8), rel=1e-5)
+    assert L.prompt_alignment(soft, prompt, mask, "sum_hidden") == pytest.approx(squared.item() / 5, rel=1e-5)
+    with pytest.raises(ValueError, match="'kl_reduction': 'sum' is not allowed"):
+        L.kl_to_baseline(bridged, positions, baseline, positions, reduction="sum")
+
+
+def test_the_schedules_at_a_few_steps():
+    cosine, linear = lr_schedule("cosine", 10, 110), lr_schedule("linear", 10, 110)
+    assert [round(cosine(step), 4) for step in (0, 9, 10, 60, 110)] == [0.1, 1.0, 1.0, 0.5, 0.0]
+    # transformers' linear schedule, the original's: from 0 during the warm-up, then straight down to 0
+    assert [round(linear(step), 4) for step in (0, 5, 10, 35, 60, 110, 120)] == [0.0, 0.5, 1.0, 0.75, 0.5, 0.0, 0.0]
+    with pytest.raises(ValueError, match="'lr_schedule': 'step' is not allowed; allowed: cosine, linear"):
+        lr_schedule("step", 10, 110)
+
+
+def test_the_original_optimiser_has_its_betas_and_a_gate_group_at_three_times_lr(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    ours = Bridge(source, target, settings(), "gsm8k").translator
+    optimizer, scheduler = optimizer_and_schedule(ours, settings(lr=1e-3))
+    assert [group["betas"] for group in optimizer.param_groups] == [(0.9, 0.999)] * 3
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([1e-3 / 2] * 3)  # warm-up step 0 of 2
+    optimizer, scheduler = optimizer_and_schedule(ours, settings(lr=1e-3, adam_betas=[0.9, 0.98], gate_lr_multiplier=3.0, lr_schedule="linear"))
+    assert [group["betas"] for group in optimizer.param_groups] == [(0.9, 0.98)] * 3
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [0.01, 0.0, 0.0]
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.5e-3, 0.5e-3, 1.5e-3])  # step 3 of 4, linear
+    gates = {id(p) for p in optimizer.param_groups[2]["params"]}
+    assert gates == {id(p) for name, p in ours.named_parameters() if name.endswith("_gate")} and gates
+
+
+def test_the_original_training_layout_and_kl_baseline_change_only_what_they_name(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
+
+    def losses(**changes):
+        torch.manual_seed(0)
+        bridge = Bridge(source, target, settings(kl_weight=1.0, warmup_steps=0, **changes), "gsm8k")
+        return {name: float(value.detach()) for name, value in bridge.losses(bridge.translator, rows, step=1).items()}
+
+    ours = losses()
+    answer_alone = losses(kl_baseline="answer_alone")
+    assert answer_alone["kl"] != pytest.approx(ours["kl"]) and answer_alone["nll"] == ours["nll"]
+    batchmean = losses(kl_reduction="batchmean")
+    assert batchmean["kl"] > ours["kl"] and batchmean["nll"] == ours["nll"]
+    layout = losses(train_layout="answer_alone", train_answer_eos=False)
+    assert layout["nll"] != pytest.approx(ours["nll"]) and layout["info_nce"] == ours["info_nce"]
+    no_eos = losses(train_answer_eos=False)
+    assert no_eos["nll"] != pytest.approx(ours["nll"]) and no_eos["prompt_alignment"] == ours["prompt_alignment"]
+    assert losses(prompt_alignment_reduction="sum_hidden")["prompt_alignment"] > ours["prompt_alignment"]
+
+
+@pytest.mark.parametrize("translator", ["cross", "dit"])
+def test_one_soft_token_per_source_prompt_token_trains_and_evaluates(micro_bridge_world, translator):
+    source, target = frozen_pair(micro_bridge_world)
+    bridge = Bridge(source, target, settings(translator=translator, soft_tokens=-1, warmup_steps=0, kl_weight=1.0), "gsm8k")
+    rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
+    values = bridge.losses(bridge.translator, rows, step=1)
+    assert all(torch.isfinite(value) for value in values.values())
+    examples = eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), rows, EVAL)
+    soft = bridge.translate(bridge.translator.eval(), examples[:2], batch_size=2)[0]
+    lengths = [len(source.tokenizer(example.prompt)["input_ids"]) for example in examples[:2]]
+    assert soft.shape[1] == min(max(lengths), MICRO_RUN["max_prompt_tokens"])
+
+
+def test_the_original_trains_on_the_evaluation_prompt(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    train_rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])
+    shots = train_rows[:2]
+    row = train_rows[5]
+    assert Bridge(source, target, settings(), "gsm8k", shots).training_prompt(row) == task_prompt("gsm8k", row)
+    fewshot = Bridge(source, target, settings(train_prompt="eval"), "gsm8k", shots).training_prompt(row)
+    assert fewshot.startswith("Answer the following questions") and shots[1]["question"] in fewshot and row["question"] in fewshot
 
 
 def test_the_marker_loss_reads_only_the_final_line_and_carries_a_gradient():
@@ -224,6 +314,23 @@ def test_early_stopping_keeps_and_reloads_the_best_translator(micro_bridge_world
     assert summary["trained_steps"] < 8
     # the final evaluation reads the kept translator: the best one, at the earliest best step
     assert summary["final_bridged_acc"] == summary["peak_bridged_acc"] == max(row["bridged_acc"] for row in history)
+
+
+def test_the_final_evaluation_reads_the_weights_final_weights_names(micro_bridge_world, baselines, tmp_path):
+    """'best' reloads a copy of the best translator; 'last' (the original's in effect) evaluates the last weights."""
+    changes = dict(train_steps=6, eval_every=1, early_stop_patience=10, lr=3e-2)
+    answers, summaries = {}, {}
+    for choice in ("best", "last"):
+        summaries[choice] = run_bridge(**job(micro_bridge_world, baselines, tmp_path / choice, final_weights=choice, **changes))
+        peak = summaries[choice]["peak_step"]
+        answers[choice] = {step: [row["bridged_full"] for row in map(json.loads, (tmp_path / choice / f"eval_samples_step_{step}.jsonl").read_text().splitlines())]
+                           for step in (peak, 6, "final")}  # fmt: skip
+        assert summaries[choice]["settings"]["final_weights"] == choice
+    best_peak, last_peak = summaries["best"]["peak_step"], summaries["last"]["peak_step"]
+    assert answers["best"]["final"] == answers["best"][best_peak]
+    assert answers["last"]["final"] == answers["last"][6]
+    assert last_peak != 6 and answers["last"][last_peak] != answers["last"][6]  # the last evaluation is not the best one
+    assert summaries["last"]["notes"] and "last weights" in summaries["last"]["notes"][0] and not summaries["best"]["notes"]
 
 
 RUN_JOB = "import json, sys; from ablation.bridge.run import run_bridge; run_bridge(**json.load(open(sys.argv[1])))"

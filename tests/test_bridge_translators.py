@@ -324,7 +324,7 @@ def test_gradients_reach_every_translator_parameter(variant):
         ({**CROSS, "translator": "foo"}, "translator"),
         ({k: v for k, v in CROSS.items() if k != "translator"}, "translator"),
         ({**CROSS, "soft_tokens": 0}, "soft_tokens"),
-        ({**DIT, "soft_tokens": -1}, "soft_tokens"),
+        ({**DIT, "soft_tokens": -2}, "soft_tokens"),
         ({**CROSS, "heads": 5}, "heads"),
         ({**CROSS, "depth": 0}, "depth"),
         ({**CROSS, "dropout": 1.5}, "dropout"),
@@ -367,8 +367,10 @@ def test_cross_queries_are_orthogonal():
 @pytest.mark.parametrize("variant", ["cross", "dit-attention", "dit-cfg"])
 def test_decay_groups_partition_the_parameters(variant):
     translator = build(VARIANTS[variant])
-    groups = decay_parameter_groups(translator, 0.01)
-    assert [group["weight_decay"] for group in groups] == [0.01, 0.0]
+    groups = decay_parameter_groups(translator, 0.01, 1e-3, gate_lr_multiplier=3.0)
+    gated = variant == "cross"  # the DiT has no tanh gates (adaLN-Zero instead)
+    assert [group["weight_decay"] for group in groups] == [0.01, 0.0] + [0.0] * gated
+    assert [group["lr"] for group in groups] == [1e-3, 1e-3] + [3e-3] * gated
     grouped = [id(p) for group in groups for p in group["params"]]
     assert sorted(grouped) == sorted(id(p) for p in translator.parameters())
     assert len(grouped) == len(set(grouped))
@@ -378,6 +380,43 @@ def test_decay_groups_partition_the_parameters(variant):
     assert not names & {"queries", "positions"}
     assert "output_proj.weight" in names and "output_proj.bias" not in names
     torch.optim.AdamW(groups, lr=1e-3)  # groups AdamW accepts
+
+
+def test_the_original_cross_translator_gates_its_self_attention_and_groups_its_gates_apart():
+    """The original's choices: query self-attention, a two-thirds SwiGLU with biases, and every
+    tanh gate (self-attention, cross-attention, FFN) alone in the gate group."""
+    ours = build(CROSS)
+    original = build({**CROSS, "cross_self_attention": True, "cross_ffn": "swiglu_two_thirds", "dropout": 0.1})
+    block = original.blocks[0]
+    assert ours.blocks[0].self_attention is None and block.self_attention is not None
+    width = CROSS["bottleneck"]
+    assert ours.blocks[0].ffn.down.in_features == 4 * width and ours.blocks[0].ffn.down.bias is None
+    assert block.ffn.down.in_features == 2 * 4 * width // 3 and block.ffn.down.bias is not None
+    gates = decay_parameter_groups(original, 0.01, 1e-3, gate_lr_multiplier=3.0)[2]["params"]
+    gate_names = {name for name, p in original.named_parameters() if any(p is g for g in gates)}
+    assert gate_names == {f"blocks.{i}.{gate}" for i in range(CROSS["depth"])
+                          for gate in ("self_attention_gate", "attention_gate", "ffn_gate")}  # fmt: skip
+
+
+def test_rms_statistics_detached_change_the_gradient_not_the_tokens():
+    embedding = target_embedding()
+    ours, original = RMSMatch(embedding), RMSMatch(embedding, detach=True)
+    tokens = (torch.randn(2, 3, TARGET_DIM) * ours.target_rms).requires_grad_()  # the clamp does not bind
+    torch.testing.assert_close(ours(tokens), original(tokens))
+    (ours_grad,) = torch.autograd.grad(ours(tokens).pow(2).sum(), tokens)
+    (original_grad,) = torch.autograd.grad(original(tokens).pow(2).sum(), tokens)
+    # rescaled to a fixed RMS the output's norm does not depend on the token's size: no gradient along it
+    assert not torch.allclose(ours_grad, original_grad)
+    assert (ours_grad * tokens).sum(-1).abs().max() < 1e-3 * (original_grad * tokens).sum(-1).abs().max()
+
+
+def test_soft_tokens_minus_one_writes_one_token_per_source_position_up_to_the_cap():
+    states, mask = source_batch()
+    for settings in (CROSS, DIT):
+        translator = build({**settings, "soft_tokens": -1, "soft_tokens_cap": 64}).eval()
+        assert translator(states, mask).soft_tokens.shape == (BATCH, SOURCE_LEN, TARGET_DIM)
+        capped = build({**settings, "soft_tokens": -1, "soft_tokens_cap": 4}).eval()
+        assert capped(states, mask).soft_tokens.shape == (BATCH, 4, TARGET_DIM)
 
 
 def test_cross_translator_overfits_two_examples():

@@ -6,6 +6,9 @@ Training (right padded)::
     baseline  [BOS prompt][answer EOS]                                       the text-reading target (KL)
     decode    [soft tokens K][prompt]                                        labels on the prompt
 
+With the original's choices (``train_layout: answer_alone``, ``train_answer_eos: false``,
+``kl_baseline: answer_alone``) the lead is BOS alone and the answer has no EOS.
+
 Evaluation (left padded): ``[pad…][soft tokens K][BOS suffix | BOS prompt suffix]``, then the
 target generates. ``suffix`` is the line that asks for the answer (``prompts.SOFT_SUFFIX``).
 """
@@ -49,12 +52,13 @@ def lead_text(dataset: str, prompt: str, prompt_mode: str) -> str:
     return SOFT_SUFFIX[dataset] if prompt_mode == "soft_only" else prompt + SOFT_SUFFIX[dataset]
 
 
-def _answer_tokens(tokenizer, answer: str, max_tokens: int) -> tuple[list[int], list[bool]]:
-    """Answer ids + EOS (the target learns to stop) and which of them spell the final marker line."""
+def _answer_tokens(tokenizer, answer: str, max_tokens: int, eos: bool) -> tuple[list[int], list[bool]]:
+    """Answer ids, + EOS with ``eos`` (the target learns to stop), and which of them spell the final marker line."""
     encoded = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
     marker_start = answer.rfind(MARKER)
-    ids = encoded["input_ids"][:max_tokens] + [tokenizer.eos_token_id]
-    marker = [marker_start >= 0 and end > marker_start for _, end in encoded["offset_mapping"][:max_tokens]] + [False]
+    ending = [tokenizer.eos_token_id] if eos else []
+    ids = encoded["input_ids"][:max_tokens] + ending
+    marker = [marker_start >= 0 and end > marker_start for _, end in encoded["offset_mapping"][:max_tokens]] + [False] * len(ending)
     return ids, marker
 
 
@@ -70,14 +74,15 @@ def tokenize_target(
     *,
     max_lead_tokens: int,
     max_answer_tokens: int,
+    answer_eos: bool = True,
 ) -> TargetBatch:
-    """Lead text (with BOS, kept from the right) then the answer; labels only on the answer."""
+    """Lead text (with BOS, kept from the right) then the answer (+ EOS); labels only on the answer."""
     ids, labels, marker, starts, lengths = [], [], [], [], []
     for lead, answer in zip(leads, answers):
         lead_ids = tokenizer(lead)["input_ids"]
         if len(lead_ids) > max_lead_tokens:  # keep BOS and the lead's end, which asks for the answer
             lead_ids = lead_ids[:1] + lead_ids[len(lead_ids) - max_lead_tokens + 1 :]
-        answer_ids, answer_marker = _answer_tokens(tokenizer, answer, max_answer_tokens)
+        answer_ids, answer_marker = _answer_tokens(tokenizer, answer, max_answer_tokens, answer_eos)
         ids.append(lead_ids + answer_ids)
         labels.append([IGNORE] * len(lead_ids) + answer_ids)
         marker.append([False] * len(lead_ids) + answer_marker)

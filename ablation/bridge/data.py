@@ -79,6 +79,11 @@ def majority_accuracy(dataset: str, answer: str, examples: list[EvalExample]) ->
     return sum(score_extracted(dataset, answer, example.gold)["correct"] for example in examples) / len(examples)
 
 
+def few_shots(dataset: str, train_rows: list[dict], eval_settings: dict) -> list[dict]:
+    """The evaluation prompt's few-shot examples (GSM8K only), drawn from the training rows."""
+    return sample_shots(train_rows, eval_settings["few_shot"], eval_settings["few_shot_seed"]) if dataset == "gsm8k" else []
+
+
 def eval_examples(dataset: str, eval_rows: list[dict], train_rows: list[dict], eval_settings: dict) -> list[EvalExample]:
     """The first ``samples`` eval rows with their prompts; the few-shot prefix is drawn from the training rows."""
     samples, batch_size = eval_settings["samples"], eval_settings["batch_size"]
@@ -88,7 +93,7 @@ def eval_examples(dataset: str, eval_rows: list[dict], train_rows: list[dict], e
             f"config key 'bridge.eval.samples': the eval set has {len(rows)} rows, fewer than one batch "
             f"(bridge.eval.batch_size {batch_size})"
         )
-    shots = sample_shots(train_rows, eval_settings["few_shot"], eval_settings["few_shot_seed"]) if dataset == "gsm8k" else []
+    shots = few_shots(dataset, train_rows, eval_settings)
     return [
         EvalExample(index, row["question"], eval_prompt(dataset, row, shots), row["answer"], gold_answer(dataset, row))
         for index, row in enumerate(rows)

@@ -14,7 +14,9 @@ directory appears whole or not at all.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from ablation.bridge.prompts import check_dataset
 from ablation.bridge.run_format import (
     FINAL_STEP,
     HISTORY_FILE,
+    LOSS_HISTORY_FILE,
     SCORED_FIELDS,
     SIDES,
     SUMMARY_FILE,
@@ -39,10 +42,10 @@ DEFAULT_DATASET = "gsm8k"  # the original's --dataset default, for logs whose co
 SOFT_TOKENS_CAP = 2048  # the original read every prompt token, up to this many, when soft_tokens <= 0
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")  # tqdm redraws its bar after a bare carriage return
-RANK_PREFIX = re.compile(r"^\s*\[(?:rank\s*\d+(?:/\d+)?|default\d+)\]:?\s?", re.IGNORECASE)
+RANK_PREFIX = re.compile(r"^\s*\[(?:rank\s*(?P<rank>\d+)(?:/\d+)?|default(?P<default>\d+))\]:?\s?", re.IGNORECASE)
 NUMBER = r"-?\d+(?:\.\d+)?"
-ACCURACIES = (
-    rf"Source-alone acc: (?P<source_acc>{NUMBER}) \| Target-alone acc: (?P<target_acc>{NUMBER})"
+ACCURACIES = (  # the older format printed no source-alone accuracy
+    rf"(?:Source-alone acc: (?P<source_acc>{NUMBER}) \| )?Target-alone acc: (?P<target_acc>{NUMBER})"
     rf" \| Bridged acc: (?P<bridged_acc>{NUMBER})"
 )
 EVAL_LINE = re.compile(rf"\[Eval\] Step (?P<step>\d+) \| {ACCURACIES}")
@@ -50,7 +53,10 @@ FINAL_LINE = re.compile(rf"\[Final Eval\] {ACCURACIES}")
 EARLY_STOP_LINE = re.compile(r"\[Early Stop\]\s*(?P<message>.*\S)")
 STOPPED = re.compile(r"\bstop", re.IGNORECASE)  # "Stopping early at step N…", not "No improvement…"
 PATIENCE = re.compile(r"patience:?\s*(?P<used>\d+)\s*/\s*(?P<limit>\d+)", re.IGNORECASE)
+OPTIONAL_FIELDS = ("source_extracted",)  # the older format evaluated no source alone
 CONFIG_HEADER = "==== Config ===="
+LOSS_LINE = re.compile(rf"Step (?P<step>\d+)/\d+ \| Loss \(avg over last (?P<window>\d+)\): (?P<total>{NUMBER}|nan|inf)(?P<terms>.*)")
+LOSS_TERM = re.compile(rf"\|\s*(?P<name>[A-Za-z][\w ()-]*?):\s*(?P<value>{NUMBER}|nan|inf)")
 CONFIG_ENTRY = re.compile(r"(?P<key>[A-Za-z_]\w*):(?: (?P<value>.*))?")
 INT_VALUE = re.compile(r"-?\d+")
 FLOAT_VALUE = re.compile(r"-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
@@ -71,7 +77,8 @@ class LegacyLog:
     """What ``train.log`` says: settings, printed accuracies per step, early-stop messages, first timestamp."""
 
     settings: dict = field(default_factory=dict)
-    printed: dict = field(default_factory=dict)  # step or "final" -> {"source_acc": "0.765", …} as printed
+    printed: dict = field(default_factory=dict)  # step or "final" -> {"source_acc": "0.765", …} as printed (None: not printed)
+    losses: dict = field(default_factory=dict)  # step -> {"total": mean loss over the log's window, "window": N, other printed terms}
     early_stop: list[str] = field(default_factory=list)
     first_stamp: re.Match | None = None
 
@@ -89,25 +96,70 @@ def config_value(text: str):
     return text
 
 
-def log_lines(text: str) -> list[str]:
-    """The log's lines with carriage returns as breaks and rank prefixes removed."""
-    return [RANK_PREFIX.sub("", line, count=1) for line in LINE_BREAK.split(text)]
+def ranked_lines(text: str) -> list[tuple[int | None, str]]:
+    """The log's lines, carriage returns as breaks, as (rank of the torchrun prefix or None, line without it)."""
+    lines = []
+    for line in LINE_BREAK.split(text):
+        prefix = RANK_PREFIX.match(line)
+        rank = None if prefix is None else int(prefix["rank"] or prefix["default"])
+        lines.append((rank, line[prefix.end() :] if prefix else line))
+    return lines
+
+
+def _interleaved(rank: int | None, line: str, block_rank: int | None) -> bool:
+    """Whether a line inside a config block is another process's output: another rank's line, an
+    unprefixed line (a warning on stderr) in a prefixed log, or a warning and its indented source line."""
+    if rank != block_rank:
+        return True
+    return bool(line[:1].isspace() or "Warning" in line or GLOG_STAMP.match(line))
+
+
+def config_blocks(lines: list[tuple[int | None, str]]) -> list[dict]:
+    """Every ``==== Config ====`` block, read to its end (a blank line or a line of its own rank
+    that is no ``key: value``) past the lines other processes interleave."""
+    blocks = []
+    block, block_rank = None, None
+    for rank, line in lines:
+        if line.strip() == CONFIG_HEADER:
+            block, block_rank = {}, rank
+            blocks.append(block)
+            continue
+        if block is None or _interleaved(rank, line, block_rank):
+            continue
+        entry = CONFIG_ENTRY.fullmatch(line)
+        if entry is None:
+            block = None
+            continue
+        block[entry["key"]] = config_value((entry["value"] or "").strip())
+    return blocks
+
+
+def parse_config_block(path: Path) -> dict:
+    """The settings the log's last ``==== Config ====`` block echoes; an error naming the file when it has none."""
+    blocks = config_blocks(ranked_lines(path.read_bytes().decode("utf-8", errors="replace")))
+    if not blocks or not blocks[-1]:
+        raise LegacyImportError(f"{path}: no '{CONFIG_HEADER}' block with 'key: value' lines")
+    return blocks[-1]
+
+
+def loss_row(match: re.Match) -> tuple[int, dict]:
+    """A ``Step N/M | Loss (avg over last W): X | Term: Y …`` line as (N, {"total": X, "window": W, "term": Y})."""
+    row = {"total": float(match["total"]), "window": int(match["window"])}
+    for term in LOSS_TERM.finditer(match["terms"]):
+        row[re.sub(r"\W+", "_", term["name"].strip().lower()).strip("_")] = float(term["value"])
+    return int(match["step"]), row
 
 
 def parse_train_log(path: Path) -> LegacyLog:
     """Settings, eval lines, early-stop messages and the first timestamp; a later config block or step repeat wins."""
     log = LegacyLog()
-    in_config = False
-    for line in log_lines(path.read_bytes().decode("utf-8", errors="replace")):
-        if in_config:
-            entry = CONFIG_ENTRY.fullmatch(line)
-            if entry:
-                log.settings[entry["key"]] = config_value((entry["value"] or "").strip())
-                continue
-            in_config = False
-        if line.strip() == CONFIG_HEADER:
-            in_config = True
-            log.settings = {}
+    lines = ranked_lines(path.read_bytes().decode("utf-8", errors="replace"))
+    blocks = config_blocks(lines)
+    log.settings = blocks[-1] if blocks else {}
+    for _, line in lines:
+        if match := LOSS_LINE.match(line):
+            step, row = loss_row(match)
+            log.losses[step] = row
         elif match := EVAL_LINE.search(line):
             log.printed[int(match["step"])] = {name: match[name] for name in ACCURACY_FIELDS}
         elif match := FINAL_LINE.search(line):
@@ -131,7 +183,8 @@ def read_samples(path: Path, data: bytes) -> list[dict]:
             row = json.loads(line)
         except ValueError as error:
             raise LegacyImportError(f"{path}:{number}: not a JSON line ({error})") from None
-        missing = [name for name in SCORED_FIELDS if not isinstance(row, dict) or not isinstance(row.get(name), str)]
+        required = [name for name in SCORED_FIELDS if name not in OPTIONAL_FIELDS or name in row]  # older runs: no source side
+        missing = [name for name in required if not isinstance(row, dict) or not isinstance(row.get(name), str)]
         if missing:
             raise LegacyImportError(f"{path}:{number}: missing or non-text field(s) {', '.join(missing)}")
         rows.append(row)
@@ -224,6 +277,8 @@ def check_against_log(history: list[dict], printed: dict) -> dict:
     disagreements = []
     for step in sorted(set(recomputed) | set(printed), key=step_order):
         for name in ACCURACY_FIELDS:
+            if step in printed and step in recomputed and printed[step][name] is None and recomputed[step][name] is None:
+                continue  # a side the older format neither printed nor sampled
             logged, value = printed.get(step, {}).get(name), recomputed.get(step, {}).get(name)
             if logged is None or value is None or abs(float(logged) - value) > tolerance(logged):
                 disagreements.append({"step": step, "field": name, "log": None if logged is None else float(logged),
@@ -278,8 +333,20 @@ def import_legacy_run(
         for file, data in contents.items():
             (staging / file).write_bytes(data)
         (staging / HISTORY_FILE).write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
+        if log.losses:
+            (staging / LOSS_HISTORY_FILE).write_text(loss_csv(log.losses), encoding="utf-8")
         atomic_write_json(staging / SUMMARY_FILE, summary)
     return summary
+
+
+def loss_csv(losses: dict[int, dict]) -> str:
+    """The log's loss lines as ``loss_history.csv``: step, the windowed mean total, the window, any other printed terms."""
+    names = ["total", "window"] + sorted({name for row in losses.values() for name in row} - {"total", "window"})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["step", *names], restval="")
+    writer.writeheader()
+    writer.writerows({"step": step, **row} for step, row in sorted(losses.items()))
+    return buffer.getvalue()
 
 
 def legacy_summary(
@@ -297,6 +364,11 @@ def legacy_summary(
         notes.append(f"soft_tokens {soft_tokens}: the original used every prompt token, capped at {SOFT_TOKENS_CAP}")
     if final["step"] != FINAL_STEP:
         notes.append(f"no final evaluation: source, target and final bridged accuracy are step {final['step']}'s")
+    else:
+        notes.append("final: the original's [Final Eval] read the last weights (its kept 'best' state aliased the "
+                     "live weights), so degradation is peak minus last-weights accuracy")  # fmt: skip
+    if final["source_acc"] is None:
+        notes.append("an older log format: no source-alone accuracy was evaluated or printed")
     return {
         "run": name,
         "study": "bridge",

@@ -30,23 +30,32 @@ def gather_positions(logits: torch.Tensor, positions: torch.Tensor) -> tuple[tor
     return logits.gather(1, index), valid
 
 
-def kl_to_text_baseline(
+KL_REDUCTIONS = ("token_mean", "batchmean")
+PROMPT_ALIGNMENT_REDUCTIONS = ("mean", "sum_hidden")
+
+
+def kl_to_baseline(
     bridged_logits: torch.Tensor,
     bridged_positions: torch.Tensor,
     baseline_logits: torch.Tensor,
     baseline_positions: torch.Tensor,
+    reduction: str = "token_mean",
 ) -> torch.Tensor:
-    """KL(baseline || bridged) over the first answer positions, the baseline reading the text prompt.
+    """KL(baseline || bridged) over the first answer positions.
 
-    The original's baseline read the answer alone, without the question; here it reads the prompt,
-    so the KL pulls the bridged target towards what it would predict had it read the question.
+    ``token_mean`` averages over the compared positions; ``batchmean`` (the original's) sums over
+    positions and vocabulary and divides by the batch size, so it grows with the positions compared.
     """
+    if reduction not in KL_REDUCTIONS:
+        raise ValueError(f"bridge run setting 'kl_reduction': {reduction!r} is not allowed; allowed: {', '.join(KL_REDUCTIONS)}")
     bridged, valid = gather_positions(bridged_logits.float(), bridged_positions)  # [B, J, V]
     baseline, baseline_valid = gather_positions(baseline_logits.float().detach(), baseline_positions)
     valid = valid & baseline_valid
     if not valid.any():
         return bridged.sum() * 0.0
     kl = F.kl_div(F.log_softmax(bridged, -1), F.log_softmax(baseline, -1), log_target=True, reduction="none").sum(-1)
+    if reduction == "batchmean":
+        return (kl * valid).sum() / kl.size(0)
     return (kl * valid).sum() / valid.sum()
 
 
@@ -66,12 +75,20 @@ def info_nce(soft_tokens: torch.Tensor, prompt_embeds: torch.Tensor, prompt_mask
     return F.cross_entropy(similarity, torch.arange(similarity.size(0), device=similarity.device))
 
 
-def prompt_alignment(soft_tokens: torch.Tensor, prompt_embeds: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
-    """Masked MSE between soft token k and the target's embedding of prompt token k (k < K)."""
+def prompt_alignment(soft_tokens: torch.Tensor, prompt_embeds: torch.Tensor, prompt_mask: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Masked squared error between soft token k and the target's embedding of prompt token k (k < K).
+
+    ``mean`` averages over positions and the hidden dimension; ``sum_hidden`` (the original's)
+    sums over the hidden dimension and divides by the real positions, D times larger.
+    """
+    if reduction not in PROMPT_ALIGNMENT_REDUCTIONS:
+        raise ValueError(f"bridge run setting 'prompt_alignment_reduction': {reduction!r} is not allowed; "
+                         f"allowed: {', '.join(PROMPT_ALIGNMENT_REDUCTIONS)}")  # fmt: skip
     k = min(soft_tokens.size(1), prompt_embeds.size(1))
     mask = prompt_mask[:, :k].unsqueeze(-1).to(torch.float32)
     squared = (soft_tokens[:, :k].float() - prompt_embeds[:, :k].float().detach()) ** 2 * mask
-    return squared.sum() / (mask.sum() * soft_tokens.size(-1)).clamp(min=1.0)
+    per_position = soft_tokens.size(-1) if reduction == "mean" else 1
+    return squared.sum() / (mask.sum() * per_position).clamp(min=1.0)
 
 
 def format_miss_rate(logits: torch.Tensor, answer_positions: torch.Tensor, marker_ids: set[int]) -> float:

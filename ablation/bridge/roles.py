@@ -17,6 +17,11 @@ def role_runs(bridge: dict) -> dict[str, str | None]:
     return roles
 
 
+def reproductions(bridge: dict) -> dict[str, str]:
+    """Legacy run -> the bridge run that re-runs it (``reproduced_by``), for the legacy runs that name one."""
+    return {entry["name"]: entry["reproduced_by"] for entry in bridge["legacy"] if entry["reproduced_by"] is not None}
+
+
 def run_descriptions(bridge: dict) -> dict[str, str]:
     """Run -> what it is, for every configured and legacy run; a run inherits no description from its base."""
     descriptions = {run: settings.get("description", "") for run, settings in bridge["runs"].items()}
@@ -55,6 +60,10 @@ def report_problems(bridge: dict) -> list[str]:
     for number, entry in enumerate(legacy):
         role = entry["role"]
         where = f"config key 'bridge.legacy[{number}].role'"
+        rerun = entry["reproduced_by"]
+        if rerun is not None and rerun not in bridge["runs"]:
+            problems.append(f"config key 'bridge.legacy[{number}].reproduced_by': {rerun!r} is not a bridge run; "
+                            f"configured: {', '.join(bridge['runs']) or 'none'}")  # fmt: skip
         if role is None:
             continue
         if role not in roles:

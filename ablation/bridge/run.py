@@ -4,9 +4,10 @@
 or several (``accelerate launch -m ablation.bridge JOB``, see ``ablation.launch``). Every
 ``eval_every`` steps (step 0 included) the main process generates the bridged answers for the
 eval set; source-alone and target-alone answers come from the baseline files, computed once
-per (model, dataset) by their own jobs. With early stopping on, the best translator is kept and
-reloaded for the final evaluation; without it (the seeds' unstable 1b) the final evaluation reads
-the last translator. A checkpoint every ``checkpoint_every`` steps holds everything a killed job
+per (model, dataset) by their own jobs. With early stopping on, a copy of the best translator is
+kept and reloaded for the final evaluation; without it (the seeds' unstable 1b), or with
+``final_weights: last`` (what the original's aliased "best" state amounted to), the final
+evaluation reads the last translator. A checkpoint every ``checkpoint_every`` steps holds everything a killed job
 needs to resume exactly; a non-finite loss stops the run with an error and no summary.
 
 Run directory::
@@ -36,11 +37,11 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
 
 from ablation.bridge.answers import extract_answer
-from ablation.bridge.data import EvalExample, eval_examples, load_rows, majority_accuracy, majority_answer
+from ablation.bridge.data import EvalExample, eval_examples, few_shots, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.frozen import load_frozen
-from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, SUMMARY_FILE, history_row, samples_filename
-from ablation.bridge.train import LOSS_NAMES, Bridge, NonFiniteLossError, batch_indices, warmup_cosine
-from ablation.bridge.translators import decay_parameter_groups, soft_token_spread
+from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, LOSS_HISTORY_FILE, SUMMARY_FILE, history_row, samples_filename
+from ablation.bridge.train import LOSS_NAMES, Bridge, NonFiniteLossError, batch_indices, optimizer_and_schedule
+from ablation.bridge.translators import soft_token_spread
 from ablation.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from ablation.provenance import model_identity, provenance
 
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = Path("checkpoints") / "checkpoint.pt"
 TRANSLATOR_FILE = "translator.pt"
-LOSS_HISTORY_FILE = "loss_history.csv"
 
 
 def read_baseline(path: str | Path, examples: list[EvalExample], role: str) -> dict[int, dict]:
@@ -152,9 +152,8 @@ def run_bridge(
     baselines = {role: read_baseline(baseline_samples[role], examples, role) for role in ("source", "target")}
     legibility = source_legibility(json.loads(Path(source_metrics).read_text()), s["source_layer"])
 
-    bridge = Bridge(frozen["source"], frozen["target"], s, dataset)
-    optimizer = torch.optim.AdamW(decay_parameter_groups(bridge.translator, s["weight_decay"]), lr=s["lr"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(s["warmup_steps"], s["train_steps"]))
+    bridge = Bridge(frozen["source"], frozen["target"], s, dataset, few_shots(dataset, train_rows, eval_settings))
+    optimizer, scheduler = optimizer_and_schedule(bridge.translator, s)
     state = {"step": 0, "history": [], "loss_rows": [], "best": None, "stale_evals": 0, "elapsed": 0.0, "stop_reason": None}
     checkpoint_path = run_dir / CHECKPOINT
     if checkpoint_path.exists():
@@ -177,7 +176,9 @@ def run_bridge(
         samples = sample_rows(step, examples, baselines["source"], baselines["target"], generations, dataset)
         atomic_write_jsonl(run_dir / samples_filename(step), samples)
         row = history_row(step, samples, dataset)
-        row["soft_token_spread"] = soft_token_spread(torch.cat(soft_batches))
+        common = min(soft.size(1) for soft in soft_batches)  # with soft_tokens -1, K differs by batch
+        row["soft_token_spread"] = soft_token_spread(torch.cat([soft[:, :common] for soft in soft_batches]))
+        row["mean_soft_tokens"] = sum(soft.size(0) * soft.size(1) for soft in soft_batches) / len(examples)
         log.info("[Eval] Step %s | Source-alone acc: %.3f | Target-alone acc: %.3f | Bridged acc: %.3f | Soft-token spread: %.3f",
                  step, row["source_acc"], row["target_acc"], row["bridged_acc"], row["soft_token_spread"])  # fmt: skip
         return row
@@ -226,7 +227,7 @@ def run_bridge(
     if not accelerator.is_main_process:
         return {}
     state["stop_reason"] = state["stop_reason"] or f"max_steps: trained all {s['train_steps']} steps"
-    if state["best"] is not None:
+    if state["best"] is not None and s["final_weights"] == "best":
         unwrapped.load_state_dict(state["best"]["translator"])
     final = evaluate(FINAL_STEP)
     state["history"].append(final)
@@ -265,6 +266,14 @@ def _early_stop_update(state: dict, row: dict, translator, patience: int) -> str
     return None
 
 
+def _notes(s, state) -> list[str]:
+    """What a reader of the final accuracy must know about the weights it read."""
+    if s["final_weights"] == "last" and state["best"] is not None:
+        return [f"final_weights last: the final evaluation read the last weights, as the original effectively did, "
+                f"not the best (step {state['best']['step']})"]  # fmt: skip
+    return []
+
+
 def _summary(run, s, state, final, examples, frozen, config, wall_seconds) -> dict:
     evals = [row for row in state["history"] if row["step"] != FINAL_STEP]
     peak = max(evals, key=lambda row: row["bridged_acc"])
@@ -285,9 +294,9 @@ def _summary(run, s, state, final, examples, frozen, config, wall_seconds) -> di
         "stop_reason": state["stop_reason"], "trained_steps": state["step"], "wall_seconds": round(wall_seconds, 3),
         "soft_tokens": s["soft_tokens"],
         "mean_prompt_tokens": {"target": mean_target_tokens, "source": sum(source_tokens) / len(source_tokens)},
-        "compression": mean_target_tokens / s["soft_tokens"],
+        "compression": mean_target_tokens / final["mean_soft_tokens"],
         "steps_evaluated": [row["step"] for row in state["history"]],
         "invalid_per_step": {str(row["step"]): row["invalid"] for row in state["history"]},
-        "log_check": None, "provenance": stamp, "notes": [],
+        "log_check": None, "provenance": stamp, "notes": _notes(s, state),
         **({"source_f1": final["source_f1"], "target_f1": final["target_f1"], "final_bridged_f1": final["bridged_f1"]} if "bridged_f1" in final else {}),
     }  # fmt: skip

@@ -17,6 +17,7 @@ SIDES = ("source", "target", "bridged")  # source alone, target alone, target re
 FINAL_STEP = "final"  # the evaluation of the kept (best) translator after training
 HISTORY_FILE = "history.jsonl"
 SUMMARY_FILE = "summary.json"
+LOSS_HISTORY_FILE = "loss_history.csv"  # training losses by step (a legacy run's: the log's windowed means)
 SAMPLES_FILE = "eval_samples_step_{step}.jsonl"
 SAMPLES_NAME = re.compile(r"eval_samples_step_(\d+|final)\.jsonl")
 
@@ -57,12 +58,15 @@ def history_row(step: int | str, rows: list[dict], dataset: str) -> dict:
         raise ValueError(f"evaluation at step {step!r} has no samples")
     row = {"step": step}
     f1 = {}
-    for side in SIDES:
+    missing = [side for side in SIDES if all(f"{side}_extracted" not in sample for sample in rows)]  # older legacy logs: no source side
+    for side in missing:
+        row[f"{side}_acc"] = None
+    for side in (side for side in SIDES if side not in missing):
         scores = [score_extracted(dataset, sample[f"{side}_extracted"], sample["gold_extracted"]) for sample in rows]
         row[f"{side}_acc"] = sum(s["correct"] for s in scores) / len(scores)
         if dataset == "hotpotqa":
             f1[f"{side}_f1"] = sum(s["f1"] for s in scores) / len(scores)
     row.update(f1)
     row["samples"] = len(rows)
-    row["invalid"] = {side: sum(sample[f"{side}_extracted"] == INVALID for sample in rows) for side in SIDES}
+    row["invalid"] = {side: None if side in missing else sum(sample[f"{side}_extracted"] == INVALID for sample in rows) for side in SIDES}
     return row

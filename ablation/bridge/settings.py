@@ -36,7 +36,8 @@ def _lineage(runs: dict, run: str) -> list[str]:
 
 
 def run_settings(bridge: dict, run: str, schema: dict, seed: int) -> dict:
-    """The settings ``run`` trains with; ``prompt_mode_forced`` records the seeds' prompt-teacher fix."""
+    """The settings ``run`` trains with; ``prompt_mode_forced`` records the seeds' prompt-teacher fix
+    (``prompt_teacher_forces_soft_only: false`` turns it off, to re-run the original's first swap)."""
     runs = bridge["runs"]
     if run not in runs:
         raise ValueError(f"unknown bridge run {run!r}; configured: {', '.join(runs) or 'none'}")
@@ -47,7 +48,9 @@ def run_settings(bridge: dict, run: str, schema: dict, seed: int) -> dict:
     if settings["seed"] is None:
         settings["seed"] = seed
     # a prompt-supervised DiT reproduces the question: reading it twice hurt the target (seed 003)
-    settings["prompt_mode_forced"] = settings["dit_teacher"] == "prompt" and settings["prompt_mode"] != "soft_only"
+    settings["prompt_mode_forced"] = (
+        settings["prompt_teacher_forces_soft_only"] and settings["dit_teacher"] == "prompt" and settings["prompt_mode"] != "soft_only"
+    )
     if settings["prompt_mode_forced"]:
         settings["prompt_mode"] = "soft_only"
     return settings
@@ -72,9 +75,13 @@ def trained_run_of(resolved: dict[str, dict]) -> dict[str, str]:
     return owner
 
 
-def inference_run(bridge: dict) -> str | None:
-    """The run the inference benchmark reads: ``bridge.inference.run``, or the first run; None without runs."""
-    return bridge["inference"]["run"] or next(iter(bridge["runs"]), None)
+def inference_run(bridge: dict, resolved: dict[str, dict] | None = None) -> str | None:
+    """The run the inference benchmark reads: ``bridge.inference.run``, or the first run with a fixed K
+    (``resolved``: the runs' effective settings; the token-budget baseline spends K tokens on text, and
+    a run with ``soft_tokens: -1`` has none to spend); None without such a run."""
+    if bridge["inference"]["run"]:
+        return bridge["inference"]["run"]
+    return next((run for run in bridge["runs"] if resolved is None or resolved[run]["soft_tokens"] > 0), None)
 
 
 def embedded_model_name(model_id: str) -> str | None:
@@ -116,4 +123,7 @@ def run_problems(bridge: dict, schema: dict, seed: int) -> list[str]:
         for heads, width in (("heads", "bottleneck"), ("dit_heads", "dit_dim")):
             if settings[width] % settings[heads]:
                 problems.append(f"{where}.{heads}': {settings[heads]} does not divide {width} {settings[width]}")
+        if run == bridge["inference"]["run"] and settings["soft_tokens"] < 0:
+            problems.append(f"{where}.soft_tokens': the inference benchmark (bridge.inference.run) needs a fixed K "
+                            "for its token-budget baseline; benchmark a run with soft_tokens > 0")
     return problems

@@ -25,8 +25,8 @@ from ablation.bridge.batches import (
 from ablation.bridge.data import EvalExample
 from ablation.bridge.frozen import FrozenLM, hidden_states
 from ablation.bridge.generation import Hygiene, generate_from_embeds
-from ablation.bridge.prompts import answer_text, task_prompt
-from ablation.bridge.translators import build_translator
+from ablation.bridge.prompts import answer_text, eval_prompt, task_prompt
+from ablation.bridge.translators import build_translator, decay_parameter_groups, soft_token_count
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,37 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
     return factor
 
 
+def warmup_linear(warmup_steps: int, total_steps: int):
+    """Learning-rate multiplier of transformers' ``linear`` schedule (the original's): warm-up from
+    0, then linear decay to zero at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+LR_SCHEDULES = {"cosine": warmup_cosine, "linear": warmup_linear}
+
+
+def lr_schedule(name: str, warmup_steps: int, total_steps: int):
+    """The multiplier of the schedule a run's ``lr_schedule`` names."""
+    if name not in LR_SCHEDULES:
+        raise ValueError(f"bridge run setting 'lr_schedule': {name!r} is not allowed; allowed: {', '.join(LR_SCHEDULES)}")
+    return LR_SCHEDULES[name](warmup_steps, total_steps)
+
+
+def optimizer_and_schedule(translator: torch.nn.Module, settings: dict):
+    """AdamW over the translator's parameter groups (``adam_betas``, gates at ``gate_lr_multiplier`` × lr) and its ``lr_schedule``."""
+    s = settings
+    groups = decay_parameter_groups(translator, s["weight_decay"], s["lr"], s["gate_lr_multiplier"])
+    optimizer = torch.optim.AdamW(groups, lr=s["lr"], betas=tuple(s["adam_betas"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(s["lr_schedule"], s["warmup_steps"], s["train_steps"]))
+    return optimizer, scheduler
+
+
 def batch_indices(step: int, batch_size: int, rows: int, seed: int) -> list[int]:
     """Rows of ``step``'s global batch: a seeded permutation per epoch, so a resumed run sees the same data."""
     per_epoch = rows // batch_size
@@ -61,8 +92,10 @@ def batch_indices(step: int, batch_size: int, rows: int, seed: int) -> list[int]
 class Bridge:
     """A translator between a frozen source and target, with the run's losses and its evaluation."""
 
-    def __init__(self, source: FrozenLM, target: FrozenLM, settings: dict, dataset: str):
+    def __init__(self, source: FrozenLM, target: FrozenLM, settings: dict, dataset: str, shots: list[dict] | None = None):
+        """``shots``: the evaluation's few-shot examples, which a run with ``train_prompt: eval`` trains on too."""
         self.source, self.target, self.settings, self.dataset = source, target, settings, dataset
+        self.shots = shots or []
         self.translator = build_translator(
             settings,
             source_dim=source.width,
@@ -81,17 +114,24 @@ class Bridge:
         states = hidden_states(self.source, source_batch, s["source_layer"])  # [B, S, Ds]
         teacher = teacher_mask = None
         if teacher_texts is not None and s["translator"] == "dit":
-            ids, teacher_mask = prompt_token_ids(self.target.tokenizer, teacher_texts, s["soft_tokens"])
+            k = soft_token_count(s["soft_tokens"], s["soft_tokens_cap"], source_batch["input_ids"].shape[1])
+            ids, teacher_mask = prompt_token_ids(self.target.tokenizer, teacher_texts, k)
             teacher = self.target.embeddings(ids.to(device)).detach()  # [B, <=K, Dt]
-            teacher, teacher_mask = _pad_to(teacher, teacher_mask.to(device), s["soft_tokens"])
+            teacher, teacher_mask = _pad_to(teacher, teacher_mask.to(device), k)
         return translator(states.float(), source_batch["attention_mask"].bool(), teacher=teacher, teacher_mask=teacher_mask)
 
     # ---------------------------------------------------------------- training
+    def training_prompt(self, row: dict) -> str:
+        """What the source reads in training: the task prompt, or (``train_prompt: eval``, the original's) the evaluation prompt."""
+        if self.settings["train_prompt"] == "eval":
+            return eval_prompt(self.dataset, row, self.shots)
+        return task_prompt(self.dataset, row)
+
     def losses(self, translator, rows: list[dict], step: int) -> dict[str, torch.Tensor]:
         """Every loss of one batch, weighted into ``total``; losses not active at ``step`` are zero."""
         s, dataset = self.settings, self.dataset
         device = self.target.model.device
-        prompts = [task_prompt(dataset, row) for row in rows]
+        prompts = [self.training_prompt(row) for row in rows]
         answers = [answer_text(dataset, row) for row in rows]
         teacher_texts = answers if s["dit_teacher"] == "answer" else prompts
         output = self.soft_tokens(translator, prompts, teacher_texts)
@@ -103,12 +143,15 @@ class Bridge:
         if output.flow_loss is not None:
             values["flow"] = output.flow_loss
         if not flow_only:
+            # the original trained on [soft tokens][BOS answer]: no lead text (train_layout answer_alone)
+            leads = [lead_text(dataset, prompt, s["prompt_mode"]) if s["train_layout"] == "lead" else "" for prompt in prompts]
             target_batch = tokenize_target(
                 self.target.tokenizer,
-                [lead_text(dataset, prompt, s["prompt_mode"]) for prompt in prompts],
+                leads,
                 answers,
                 max_lead_tokens=s["max_prompt_tokens"],
                 max_answer_tokens=s["max_answer_tokens"],
+                answer_eos=s["train_answer_eos"],
             )
             inputs, attention, labels = bridged_inputs(soft, self.target.embeddings, target_batch)
             logits = self.target.model(inputs_embeds=inputs, attention_mask=attention).logits  # [B, K+T, V]
@@ -120,20 +163,23 @@ class Bridge:
             prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
             prompt_embeds = self.target.embeddings(prompt_ids)  # [B, P, Dt]
             if s["kl_weight"] > 0 and step >= s["warmup_steps"]:
+                baseline_leads = prompts if s["kl_baseline"] == "text_prompt" else [""] * len(rows)  # answer_alone: the original's
                 baseline_batch = tokenize_target(
-                    self.target.tokenizer, prompts, answers, max_lead_tokens=s["max_prompt_tokens"], max_answer_tokens=s["max_answer_tokens"]
-                )
+                    self.target.tokenizer, baseline_leads, answers, max_lead_tokens=s["max_prompt_tokens"],
+                    max_answer_tokens=s["max_answer_tokens"], answer_eos=s["train_answer_eos"],
+                )  # fmt: skip
                 with torch.no_grad():
                     baseline_logits = self.target.model(
                         input_ids=baseline_batch.ids.to(device), attention_mask=baseline_batch.attention.to(device)
                     ).logits
-                values["kl"] = L.kl_to_text_baseline(
-                    logits, bridged_positions, baseline_logits, answer_positions(baseline_batch, 0, s["kl_tokens"]).to(device)
+                values["kl"] = L.kl_to_baseline(
+                    logits, bridged_positions, baseline_logits, answer_positions(baseline_batch, 0, s["kl_tokens"]).to(device),
+                    reduction=s["kl_reduction"],
                 )
             if s["info_nce_weight"] > 0 and step >= s["warmup_steps"] // 2:
                 values["info_nce"] = L.info_nce(soft, prompt_embeds, prompt_mask, s["info_nce_temperature"])
             if s["prompt_alignment_weight"] > 0:
-                values["prompt_alignment"] = L.prompt_alignment(soft, prompt_embeds, prompt_mask)
+                values["prompt_alignment"] = L.prompt_alignment(soft, prompt_embeds, prompt_mask, s["prompt_alignment_reduction"])
             if s["decode_loss_weight"] > 0 and step % s["decode_interval"] == 0:
                 decode_batch = tokenize_target(self.target.tokenizer, [""] * len(rows), [" " + p for p in prompts],
                                                max_lead_tokens=1, max_answer_tokens=s["max_prompt_tokens"])

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 TRANSLATORS = ("cross", "dit")
 DIT_POOLS = ("mean", "attention")
+CROSS_FFNS = ("swiglu", "swiglu_two_thirds")  # ours: 4x width, no biases; the original's: Llama's 2/3 of that, with biases
 RMS_SCALE_RANGE = (0.25, 4.0)  # the original's clamp on RMSMatch's scale factor
 NORM_EPS = 1e-6
 FFN_MULTIPLIER = 4  # hidden width of every FFN, in units of its block's width
@@ -57,6 +58,22 @@ def _check_choice(key: str, value, allowed: tuple[str, ...]) -> None:
         raise _setting_error(key, value, f"is not allowed; allowed: {', '.join(allowed)}")
 
 
+def soft_token_count(soft_tokens: int, cap: int, source_length: int) -> int:
+    """K for a batch whose source prompts are padded to ``source_length``: ``soft_tokens``, or with
+    -1 (the original's Phase 1) one per source token, at most ``cap``."""
+    return soft_tokens if soft_tokens > 0 else min(source_length, cap)
+
+
+def _check_soft_tokens(soft_tokens, cap) -> int:
+    """The number of learned token slots a translator needs: K, or the cap when K follows the prompt."""
+    if soft_tokens == -1:
+        _check_positive_int("soft_tokens_cap", cap)
+        return cap
+    if isinstance(soft_tokens, bool) or not isinstance(soft_tokens, int) or soft_tokens <= 0:
+        raise _setting_error("soft_tokens", soft_tokens, "is not allowed; must be an integer > 0, or -1 for one per source prompt token")
+    return soft_tokens
+
+
 def _check_positive_int(key: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _setting_error(key, value, "is not allowed; must be an integer > 0")
@@ -77,14 +94,17 @@ def _check_heads(heads_key: str, heads, width_key: str, width) -> None:
 class RMSMatch(nn.Module):
     """Rescale every token vector to the median per-row RMS of the target's embedding table."""
 
-    def __init__(self, target_embedding: Tensor):
+    def __init__(self, target_embedding: Tensor, detach: bool = False):
         super().__init__()
+        self.detach = detach  # the original: no gradient through a token's own RMS, only through its direction
         row_rms = target_embedding.detach().float().pow(2).mean(dim=-1).sqrt()  # [vocab]
         # torch.median: the lower of the two middle values for an even vocabulary
         self.register_buffer("target_rms", row_rms.median())
 
     def forward(self, tokens: Tensor) -> Tensor:  # [B, K, D] -> [B, K, D]
         mean_square = tokens.float().pow(2).mean(dim=-1, keepdim=True)  # [B, K, 1]
+        if self.detach:
+            mean_square = mean_square.detach()
         # clamp before rsqrt: an all-zero token keeps a finite gradient (the clamp then binds at 4)
         scale = (self.target_rms * mean_square.clamp_min(1e-30).rsqrt()).clamp(*RMS_SCALE_RANGE)
         return tokens * scale.to(tokens.dtype)
@@ -93,10 +113,13 @@ class RMSMatch(nn.Module):
 class SwiGLU(nn.Module):
     """The gated FFN of Llama and Mistral (Shazeer 2020)."""
 
-    def __init__(self, width: int, dropout: float):
+    def __init__(self, width: int, dropout: float, shape: str = "swiglu"):
         super().__init__()
-        self.gate_and_up = nn.Linear(width, 2 * FFN_MULTIPLIER * width, bias=False)
-        self.down = nn.Linear(FFN_MULTIPLIER * width, width, bias=False)
+        _check_choice("cross_ffn", shape, CROSS_FFNS)
+        hidden = FFN_MULTIPLIER * width if shape == "swiglu" else 2 * FFN_MULTIPLIER * width // 3
+        bias = shape == "swiglu_two_thirds"
+        self.gate_and_up = nn.Linear(width, 2 * hidden, bias=bias)
+        self.down = nn.Linear(hidden, width, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -106,19 +129,30 @@ class SwiGLU(nn.Module):
 
 class GatedCrossAttentionBlock(nn.Module):
     """Queries read the source through cross-attention, then an FFN; each branch behind a tanh gate
-    that starts at zero, so a new block is the identity and opens only as far as training asks."""
+    that starts at zero, so a new block is the identity and opens only as far as training asks.
+    With ``self_attention`` (the original's), the queries first attend to each other, gated alike."""
 
-    def __init__(self, width: int, heads: int, dropout: float):
+    def __init__(self, width: int, heads: int, dropout: float, self_attention: bool = False, ffn: str = "swiglu"):
         super().__init__()
+        if self_attention:
+            self.self_attention_norm = nn.RMSNorm(width, eps=NORM_EPS)
+            self.self_attention = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
+            self.self_attention_gate = nn.Parameter(torch.zeros(1))
+        else:
+            self.self_attention = None
         self.attention_norm = nn.RMSNorm(width, eps=NORM_EPS)
         self.attention = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
         self.attention_gate = nn.Parameter(torch.zeros(1))
         self.ffn_norm = nn.RMSNorm(width, eps=NORM_EPS)
-        self.ffn = SwiGLU(width, dropout)
+        self.ffn = SwiGLU(width, dropout, ffn)
         self.ffn_gate = nn.Parameter(torch.zeros(1))
 
     def forward(self, queries: Tensor, memory: Tensor, padding: Tensor) -> Tensor:
         # queries [B, K, W], memory [B, S, W], padding [B, S] True where the source is padded
+        if self.self_attention is not None:
+            normed = self.self_attention_norm(queries)
+            mixed, _ = self.self_attention(normed, normed, normed, need_weights=False)  # [B, K, W]
+            queries = queries + torch.tanh(self.self_attention_gate) * mixed
         attended, _ = self.attention(
             self.attention_norm(queries), memory, memory, key_padding_mask=padding, need_weights=False
         )  # [B, K, W]
@@ -139,22 +173,28 @@ class CrossAttentionTranslator(nn.Module):
         bottleneck: int,
         heads: int,
         dropout: float = 0.0,
+        cross_self_attention: bool = False,
+        cross_ffn: str = "swiglu",
+        soft_tokens_cap: int = 2048,
+        rms_detach: bool = False,
     ):
         super().__init__()
-        _check_positive_int("soft_tokens", soft_tokens)
+        slots = _check_soft_tokens(soft_tokens, soft_tokens_cap)
         _check_positive_int("depth", depth)
         _check_heads("heads", heads, "bottleneck", bottleneck)
         _check_fraction("dropout", dropout)
-        self.soft_tokens = soft_tokens
+        self.soft_tokens, self.soft_tokens_cap = soft_tokens, soft_tokens_cap
         self.target_dim = target_embedding.shape[-1]
-        self.queries = nn.Parameter(nn.init.orthogonal_(torch.empty(soft_tokens, bottleneck)))  # [K, W]
+        self.queries = nn.Parameter(nn.init.orthogonal_(torch.empty(slots, bottleneck)))  # [K (or the cap), W]
         self.source_proj = nn.Linear(source_dim, bottleneck)
         # one norm on the memory: source LMs' hidden states differ in scale by model and layer
         self.source_norm = nn.RMSNorm(bottleneck, eps=NORM_EPS)
-        self.blocks = nn.ModuleList(GatedCrossAttentionBlock(bottleneck, heads, dropout) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            GatedCrossAttentionBlock(bottleneck, heads, dropout, cross_self_attention, cross_ffn) for _ in range(depth)
+        )
         self.output_norm = nn.RMSNorm(bottleneck, eps=NORM_EPS)
         self.output_proj = nn.Linear(bottleneck, self.target_dim)
-        self.rms_match = RMSMatch(target_embedding)
+        self.rms_match = RMSMatch(target_embedding, rms_detach)
         # start at the target's scale (unit-RMS input -> target RMS output) so RMSMatch's clamp does
         # not bind at init; target embeddings are often ~100x smaller than a default-initialised output
         nn.init.normal_(self.output_proj.weight, std=self.rms_match.target_rms.item() / math.sqrt(bottleneck))
@@ -164,7 +204,8 @@ class CrossAttentionTranslator(nn.Module):
         """``teacher`` is accepted for the common interface and unused: only the DiT learns from one."""
         source_states = source_states.to(self.source_proj.weight.dtype)
         memory = self.source_norm(self.source_proj(source_states))  # [B, S, W]
-        queries = self.queries.expand(source_states.shape[0], -1, -1)  # [B, K, W]
+        k = soft_token_count(self.soft_tokens, self.soft_tokens_cap, source_states.shape[1])
+        queries = self.queries[:k].expand(source_states.shape[0], -1, -1)  # [B, K, W]
         padding = ~source_mask.bool()  # [B, S]
         for block in self.blocks:
             queries = block(queries, memory, padding)  # [B, K, W]
@@ -288,9 +329,11 @@ class DiTTranslator(nn.Module):
         dit_dropout: float = 0.0,
         dit_cfg: float = 0.0,
         dit_drop_cond: float = 0.0,
+        soft_tokens_cap: int = 2048,
+        rms_detach: bool = False,
     ):
         super().__init__()
-        _check_positive_int("soft_tokens", soft_tokens)
+        slots = _check_soft_tokens(soft_tokens, soft_tokens_cap)
         _check_positive_int("dit_depth", dit_depth)
         _check_heads("dit_heads", dit_heads, "dit_dim", dit_dim)
         _check_choice("dit_pool", dit_pool, DIT_POOLS)
@@ -302,13 +345,13 @@ class DiTTranslator(nn.Module):
             raise _setting_error("dit_cfg", dit_cfg, "is not allowed; must be a number >= 0")
         if dit_cfg > 0 and dit_drop_cond == 0:
             raise _setting_error("dit_cfg", dit_cfg, "needs dit_drop_cond > 0: without it the unconditional velocity never trains")
-        self.soft_tokens = soft_tokens
+        self.soft_tokens, self.soft_tokens_cap = soft_tokens, soft_tokens_cap
         self.target_dim = target_embedding.shape[-1]
         self.dit_steps_train = dit_steps_train
         self.dit_steps_eval = dit_steps_eval
         self.dit_cfg = dit_cfg
         self.dit_drop_cond = dit_drop_cond
-        self.rms_match = RMSMatch(target_embedding)
+        self.rms_match = RMSMatch(target_embedding, rms_detach)
 
         self.pool = MeanPool() if dit_pool == "mean" else AttentionPool(source_dim)
         # pooled hidden states keep their source model's scale; normalise before projecting
@@ -319,7 +362,7 @@ class DiTTranslator(nn.Module):
         self.time_embedding = TimestepEmbedding(dit_dim)
 
         self.input_proj = nn.Linear(self.target_dim, dit_dim)
-        self.positions = nn.Parameter(torch.randn(soft_tokens, dit_dim) * 0.02)  # [K, dit_dim], as DiT's embeddings
+        self.positions = nn.Parameter(torch.randn(slots, dit_dim) * 0.02)  # [K (or the cap), dit_dim], as DiT's embeddings
         self.blocks = nn.ModuleList(DiTBlock(dit_dim, dit_heads, dit_dropout) for _ in range(dit_depth))
         self.final_norm = nn.LayerNorm(dit_dim, elementwise_affine=False, eps=NORM_EPS)
         self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dit_dim, 2 * dit_dim))
@@ -337,7 +380,7 @@ class DiTTranslator(nn.Module):
     def velocity(self, tokens: Tensor, t: Tensor, condition: Tensor) -> Tensor:
         """v(x_t, t | c) in flow units: [B, K, target_dim], [B], [B, dit_dim] -> [B, K, target_dim]."""
         conditioning = condition + self.time_embedding(t)  # [B, dit_dim]
-        hidden = self.input_proj(tokens) + self.positions  # [B, K, dit_dim]
+        hidden = self.input_proj(tokens) + self.positions[: tokens.shape[1]]  # [B, K, dit_dim]
         for block in self.blocks:
             hidden = block(hidden, conditioning)
         shift, scale = self.final_modulation(conditioning)[:, None].chunk(2, dim=-1)  # [B, 1, dit_dim] each
@@ -351,21 +394,21 @@ class DiTTranslator(nn.Module):
         unconditional = self.velocity(tokens, t, self.null_condition.expand_as(condition))
         return conditional + self.dit_cfg * (conditional - unconditional)
 
-    def sample(self, condition: Tensor, steps: int) -> Tensor:
-        """Euler integration of the flow from noise (t=0) to data (t=1): [B, dit_dim] -> [B, K, target_dim]."""
+    def sample(self, condition: Tensor, steps: int, k: int) -> Tensor:
+        """Euler integration of the flow from noise (t=0) to data (t=1): [B, dit_dim] -> [B, k, target_dim]."""
         batch = condition.shape[0]
         weight = self.output_proj.weight  # noise and integration in the parameters' dtype, not autocast's
-        tokens = torch.randn(batch, self.soft_tokens, self.target_dim, device=weight.device, dtype=weight.dtype)
+        tokens = torch.randn(batch, k, self.target_dim, device=weight.device, dtype=weight.dtype)
         for step in range(steps):
             t = torch.full((batch,), step / steps, device=condition.device)
             tokens = tokens + self.guided_velocity(tokens, t, condition) / steps
         return tokens
 
-    def flow_step(self, condition: Tensor, teacher: Tensor, teacher_mask: Tensor | None) -> TranslatorOutput:
+    def flow_step(self, condition: Tensor, teacher: Tensor, teacher_mask: Tensor | None, k: int) -> TranslatorOutput:
         """One rectified-flow training step: the flow loss and the one-step denoised guess."""
-        if teacher.shape[1:] != (self.soft_tokens, self.target_dim):
+        if teacher.shape[1:] != (k, self.target_dim):
             raise ValueError(
-                f"teacher has shape {tuple(teacher.shape)}; expected [batch, {self.soft_tokens}, {self.target_dim}] "
+                f"teacher has shape {tuple(teacher.shape)}; expected [batch, {k}, {self.target_dim}] "
                 "(the caller pads or truncates it to soft_tokens)"
             )
         data = teacher.to(self.output_proj.weight.dtype) / self.rms_match.target_rms  # [B, K, target_dim], x1
@@ -383,14 +426,15 @@ class DiTTranslator(nn.Module):
     def forward(
         self, source_states: Tensor, source_mask: Tensor, teacher: Tensor | None = None, teacher_mask: Tensor | None = None
     ) -> TranslatorOutput:
+        k = soft_token_count(self.soft_tokens, self.soft_tokens_cap, source_states.shape[1])
         condition = self.condition(source_states, source_mask)  # [B, dit_dim]
         if self.training and self.null_condition is not None:
             dropped = torch.rand(condition.shape[0], device=condition.device) < self.dit_drop_cond  # [B]
             condition = torch.where(dropped[:, None], self.null_condition, condition)
         if self.training and teacher is not None:
-            return self.flow_step(condition, teacher, teacher_mask)
+            return self.flow_step(condition, teacher, teacher_mask, k)
         steps = self.dit_steps_train if self.training else self.dit_steps_eval
-        tokens = self.sample(condition, steps) * self.rms_match.target_rms  # [B, K, target_dim]
+        tokens = self.sample(condition, steps, k) * self.rms_match.target_rms  # [B, K, target_dim]
         return TranslatorOutput(self.rms_match(tokens))
 
 
@@ -399,6 +443,9 @@ DIT_SETTINGS = (
     "dit_dim", "dit_depth", "dit_heads", "dit_pool", "dit_steps_train", "dit_steps_eval",
     "dit_dropout", "dit_cfg", "dit_drop_cond",
 )
+# the original's behaviours, each optional here (the constructors' defaults are ours); a run's settings carry them all
+ORIGINAL_CHOICE_SETTINGS = {"cross": ("soft_tokens_cap", "rms_detach", "cross_self_attention", "cross_ffn"),
+                            "dit": ("soft_tokens_cap", "rms_detach")}  # fmt: skip
 
 
 def build_translator(settings: dict, *, source_dim: int, target_dim: int, target_embedding: Tensor) -> nn.Module:
@@ -411,21 +458,30 @@ def build_translator(settings: dict, *, source_dim: int, target_dim: int, target
     missing = [key for key in keys if key not in settings]
     if missing:
         raise ValueError(f"bridge run setting {missing[0]!r} is missing (translator {translator!r} needs {', '.join(keys)})")
-    chosen = {key: settings[key] for key in keys}
+    chosen = {key: settings[key] for key in keys + ORIGINAL_CHOICE_SETTINGS[translator] if key in settings}
     cls = CrossAttentionTranslator if translator == "cross" else DiTTranslator
     return cls(source_dim, target_embedding, **chosen)
 
 
-def decay_parameter_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on trainable ≥2-D weight matrices only; biases, norm gains, gates,
-    the null condition, the attention-pool query and the ``TOKEN_PARAMETERS`` go undecayed."""
-    decay, no_decay = [], []
+def decay_parameter_groups(module: nn.Module, weight_decay: float, lr: float, gate_lr_multiplier: float = 1.0) -> list[dict]:
+    """AdamW groups: weight decay on trainable ≥2-D weight matrices only; biases, norm gains, the
+    null condition, the attention-pool query and the ``TOKEN_PARAMETERS`` go undecayed; the tanh
+    gates (``*_gate``) go undecayed at ``gate_lr_multiplier`` × lr (the original's: 3)."""
+    decay, no_decay, gates = [], [], []
     for name, parameter in module.named_parameters():
         if not parameter.requires_grad:
             continue
-        is_token = name.rsplit(".", 1)[-1] in TOKEN_PARAMETERS
-        (decay if parameter.ndim >= 2 and not is_token else no_decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.endswith("_gate"):
+            gates.append(parameter)
+        elif parameter.ndim >= 2 and leaf not in TOKEN_PARAMETERS:
+            decay.append(parameter)
+        else:
+            no_decay.append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr}, {"params": no_decay, "weight_decay": 0.0, "lr": lr}]
+    if gates:
+        groups.append({"params": gates, "weight_decay": 0.0, "lr": lr * gate_lr_multiplier})
+    return groups
 
 
 def soft_token_spread(soft_tokens: Tensor) -> float:

@@ -13,4 +13,6 @@ build_bridge_report(
     report=snakemake.params.report,
     descriptions=snakemake.params.descriptions,
     experiment=snakemake.params.experiment,
+    reproductions=snakemake.params.reproductions,
+    parity_config=snakemake.params.parity_config,
 )

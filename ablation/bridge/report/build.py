@@ -20,13 +20,16 @@ def build_bridge_report(
     report: Mapping,
     descriptions: Mapping[str, str] | None = None,
     experiment: str | None = None,
+    reproductions: Mapping[str, str] | None = None,
+    parity_config: Mapping | None = None,
 ) -> list[Path]:
     """Write the files ``ablation.layout.bridge_report_files`` names under ``report_dir`` (``<results>/bridge``).
 
     Tables and claims are computed before anything is written, so a bad input leaves no table behind.
     """
     report_dir = Path(report_dir)
-    study = load_bridge_study(paths, roles=roles, report=report, descriptions=descriptions, experiment=experiment)
+    study = load_bridge_study(paths, roles=roles, report=report, descriptions=descriptions, experiment=experiment,
+                              reproductions=reproductions, parity_config=parity_config)  # fmt: skip
     claims = evaluate_claims(study)
     tables = bridge_tables(study, claims)
     table_files = write_bridge_tables(tables, report_dir / "tables")

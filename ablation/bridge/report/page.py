@@ -126,6 +126,12 @@ def bridge_results_markdown(
         "## Expected vs observed (seed 004)",
         _table(tables["bridge_expected"]),
     ]
+    if study.reproductions:
+        sections += ["## Re-runs of the preserved runs",
+                     "Each preserved run beside the run that re-runs it with the original's settings: its train.log's config "
+                     "keys against the re-run's effective settings, and Δ final = re-run minus preserved on the questions both "
+                     "answered. A preserved run's final read the original's last weights.",
+                     _table(tables["bridge_parity"])]  # fmt: skip
     if figure_files:
         sections += ["## Figures", figures_section(figure_files, base_dir)]
     sections += ["## Provenance", "\n".join(provenance) or "No run has results yet."]

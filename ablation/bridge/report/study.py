@@ -127,6 +127,8 @@ class BridgeStudy:
     sources: Mapping[str, Path] = field(default_factory=dict)  # input key -> file, for links
     descriptions: Mapping[str, str] = field(default_factory=dict)
     experiment: str | None = None
+    reproductions: Mapping[str, str] = field(default_factory=dict)  # legacy run -> the run that re-runs it
+    parity_config: Mapping = field(default_factory=dict)  # {"bridge": {"models", "eval"}}: what parity reads besides a run's settings
 
     def run_of(self, role: str) -> BridgeRun | None:
         """The run playing ``role``; None when no run is named or it has no files yet."""
@@ -155,6 +157,8 @@ def load_bridge_study(
     report: Mapping,
     descriptions: Mapping[str, str] | None = None,
     experiment: str | None = None,
+    reproductions: Mapping[str, str] | None = None,
+    parity_config: Mapping | None = None,
 ) -> BridgeStudy:
     """Read every ``run_<name>`` and ``inference_<run>`` file named in ``paths``; other keys are an error."""
     descriptions = dict(descriptions or {})
@@ -172,4 +176,5 @@ def load_bridge_study(
     return BridgeStudy(
         roles=dict(roles), runs=runs, inference=inference, report=report,
         sources={key: Path(path) for key, path in paths.items()}, descriptions=descriptions, experiment=experiment,
+        reproductions=dict(reproductions or {}), parity_config=dict(parity_config or {}),
     )  # fmt: skip

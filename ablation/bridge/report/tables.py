@@ -18,11 +18,13 @@ A role with no run, or a run without files, stays in its table as "not yet run".
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
+from ablation.bridge.parity import DIFFERS, NO_COUNTERPART, SAME, parity_rows
 from ablation.bridge.report.claims import Claim
 from ablation.bridge.report.study import ALL_TOKENS, NOT_YET_RUN, BridgeRun, BridgeStudy, paired_difference
 from ablation.layout import BRIDGE_ABLATION_TABLE
@@ -249,6 +251,34 @@ def claims_table(claims: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["claim", "evidence", "ablation", "verdict", "tests"])
 
 
+def parity_table(study: BridgeStudy) -> pd.DataFrame:
+    """Each preserved run beside the run that re-runs it (``reproduced_by``): how many of its log's config
+    keys our effective settings match, and both runs' accuracies with the re-run's paired difference."""
+    rows = []
+    for legacy_name, rerun_name in study.reproductions.items():
+        legacy, rerun = study.runs.get(legacy_name), study.runs.get(rerun_name)
+        row = {"preserved run": legacy_name, "re-run": rerun_name}
+        if legacy is None or rerun is None:
+            row["95% CI"] = f"{legacy_name if legacy is None else rerun_name} {NOT_YET_RUN}"
+            rows.append(row)
+            continue
+        verdicts = parity_rows(legacy.summary["settings"], rerun.summary["settings"], study.parity_config)
+        counts = Counter(verdict["verdict"] for verdict in verdicts)
+        row.update({"same": counts[SAME], "differs": counts[DIFFERS], "no counterpart": counts[NO_COUNTERPART],
+                    "differing keys": ", ".join(v["key"] for v in verdicts if v["verdict"] == DIFFERS) or "none",
+                    "preserved peak": legacy.summary["peak_bridged_acc"], "preserved final": legacy.summary["final_bridged_acc"],
+                    "re-run peak": rerun.summary["peak_bridged_acc"], "re-run final": rerun.summary["final_bridged_acc"]})  # fmt: skip
+        difference = paired_difference(rerun.scores(rerun.final_step), legacy.scores(legacy.final_step))
+        if difference is None:
+            row["95% CI"] = "no questions in common"
+        else:
+            row.update({"Δ final": difference["mean"], "95% CI": interval_text(difference["ci95"], "+.3f"), "questions": difference["n"]})
+        rows.append(row)
+    columns = ["preserved run", "re-run", "same", "differs", "no counterpart", "differing keys", "preserved peak",
+               "preserved final", "re-run peak", "re-run final", "Δ final", "95% CI", "questions"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns).astype({"same": "Int64", "differs": "Int64", "no counterpart": "Int64", "questions": "Int64"})
+
+
 def bridge_tables(study: BridgeStudy, claims: list[Claim]) -> dict[str, pd.DataFrame]:
     """Every table by file stem, in the order ``ablation.layout.bridge_report_files`` lists them."""
     tables = {
@@ -256,6 +286,7 @@ def bridge_tables(study: BridgeStudy, claims: list[Claim]) -> dict[str, pd.DataF
         "bridge_expected": expected_table(study),
         "bridge_inference": inference_table(study),
         "bridge_claims": claims_table(claims),
+        "bridge_parity": parity_table(study),
     }
     for ablation in study.report["ablations"]:
         tables[BRIDGE_ABLATION_TABLE.format(name=ablation["name"])] = ablation_table(study, ablation)
