@@ -21,6 +21,8 @@ report: "workflow/report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/bridge_common.smk"
+include: "rules/freeform_common.smk"
+include: "rules/tuning_common.smk"
 include: "rules/world.smk"
 include: "rules/bridge_world.smk"
 include: "rules/prefetch.smk"
@@ -43,8 +45,10 @@ for sweep_seed in SWEEP_SEEDS:
 
     module:
         name: sweep_module
-        snakefile: "Snakefile"
-        config: seed_study_config(config, sweep_seed)
+        snakefile:
+            "Snakefile"
+        config:
+            seed_study_config(config, sweep_seed)
 
     use rule * from sweep_module exclude all, prefill_mask, paper, paper_figure, paper_table, paper_bridge_figure, paper_bridge_table as sweep_rule_prefix*
 

@@ -17,6 +17,7 @@ from ablation.bridge.roles import report_problems
 from ablation.bridge.settings import run_problems
 from ablation.seed_sweep import sweep_problems
 from ablation.study import resolve_tasks
+from ablation.tracking import tracking_problems
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -125,7 +126,7 @@ def cross_key_problems(config: dict, schema: dict) -> list[str]:
             f"config key 'finetune.replay_corpus': run(s) {', '.join(replaying)} replay pre-training text, "
             "but only the 'embedded' dataset has a corpus of its own; name a text file"
         )
-    problems += sweep_problems(config)
+    problems += sweep_problems(config) + tracking_problems(config)
     if config["planner"] is not None and config["planner"]["run"] not in runs:
         problems.append(
             f"config key 'planner.run': {config['planner']['run']!r} is not a fine-tune run; configured: {', '.join(runs) or 'none'}"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import lm_eval
 import numpy as np
+from lm_eval.utils import hash_string
 
 from ablation.io import atomic_write_json, atomic_write_text
 from ablation.lm_eval_model import MaskedHFLM
@@ -104,6 +105,24 @@ def samples_jsonl(results: dict, tasks: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def lm_eval_record(results: dict, tasks: tuple[str, ...]) -> dict:
+    """lm-eval's own reproducibility record of a run, kept beside our summary.
+
+    ``simple_evaluate`` returns task versions, n-shot, lm-eval's git hash and its environment
+    summary; the task hashes are what lm-eval's results files carry: per task, the hash of its
+    samples' document, prompt and target hashes, computed as lm-eval's EvaluationTracker does.
+    """
+    return {
+        "task_hashes": {
+            task: hash_string("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in results["samples"][task]))
+            for task in tasks
+        },
+        "task_versions": {task: results["versions"].get(task) for task in tasks},
+        "n_shot": {task: results["n-shot"].get(task) for task in tasks},
+        **{key: results.get(key) for key in ("git_hash", "lm_eval_version", "transformers_version", "upper_git_hash", "date", "pretty_env_info")},
+    }
+
+
 def evaluate_model(
     *,
     model_id: str,
@@ -183,6 +202,7 @@ def evaluate_model(
             tokenization={"bos": model.prepends_bos, "pair_encoding": model.pair_encoding},
         ),
     }
+    metrics["provenance"]["lm_eval"] = lm_eval_record(results, task_names)
     atomic_write_json(output_dir / "metrics.json", metrics)
     log.info("macro acc %.4f (chance %.4f)", metrics["macro_acc"], metrics["chance_macro"])
     return metrics

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from ablation.code_version import entry_point_code_sha256
 from ablation.references import is_local_reference
 
 TRACKED_LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "lm_eval", "accelerate", "snakemake")
@@ -24,6 +26,59 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo, else what the platform reports); None if unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def gpu_driver_version() -> str | None:
+    """The NVIDIA driver version as nvidia-smi reports it; None without one."""
+    try:
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip().splitlines()[0] if result.stdout.strip() else None
+
+
+def hardware() -> dict:
+    """The machine a result was computed on, and the torch build it ran: a bf16 number depends on both.
+
+    GPU entries (name, count, memory, driver, CUDA runtime, cuDNN) are null on a machine without a
+    CUDA device; ``torch_build`` says what torch was compiled against either way.
+    """
+    import torch  # here, not at module level: the workflow imports this module to build its DAG
+
+    on_gpu = torch.cuda.is_available()
+    properties = torch.cuda.get_device_properties(0) if on_gpu else None
+    return {
+        "gpu_name": properties.name if on_gpu else None,
+        "gpu_count": torch.cuda.device_count() if on_gpu else None,
+        "gpu_memory_bytes": properties.total_memory if on_gpu else None,
+        "gpu_driver": gpu_driver_version() if on_gpu else None,
+        "cuda": torch.version.cuda if on_gpu else None,
+        "cudnn": torch.backends.cudnn.version() if on_gpu and torch.backends.cudnn.is_available() else None,
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_build": {
+            "version": torch.__version__,
+            "git_version": torch.version.git_version,
+            "cuda": torch.version.cuda,
+            "hip": torch.version.hip,
+            "debug": torch.version.debug,
+        },
+    }
 
 
 def code_commit(repository: Path = REPOSITORY) -> str:
@@ -97,8 +152,11 @@ def provenance(
         "model": model_identity(model_id, revision),
         "mask": mask,
         "code_commit": code_commit(),
+        # the ablation modules this job's script imports: its rule's library_code params value
+        "library_code_sha256": entry_point_code_sha256(),
         "config_sha256": config_hash(config),
         "library_versions": library_versions(),
+        "hardware": hardware(),
         "seed": seed,
         "wall_seconds": round(wall_seconds, 3),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -16,6 +16,7 @@ rule eval_bridge_baseline:
     log:
         LOGS / "eval_bridge_baseline/{bridge_model}/{bridge_dataset}.log",
     params:
+        library_code=library_code("eval_bridge_baseline.py"),
         model=lambda wildcards: bridge_job_model(wildcards.bridge_model),
         dataset_source=lambda wildcards: BRIDGE["datasets"][wildcards.bridge_dataset],
         embedded_data_dir=BRIDGE_WORLD,
@@ -42,6 +43,7 @@ rule train_bridge:
     log:
         LOGS / "train_bridge/{bridge_run}.log",
     params:
+        library_code=library_code("train_bridge.py"),
         settings=lambda wildcards: BRIDGE_RUNS[wildcards.bridge_run],
         models=lambda wildcards: {
             BRIDGE_RUNS[wildcards.bridge_run][role]: bridge_job_model(BRIDGE_RUNS[wildcards.bridge_run][role])
@@ -81,6 +83,7 @@ rule benchmark_bridge_inference:
         # any configured run, a reused one included: it reads the translator trained for it
         bridge_run="|".join(BRIDGE_RUNS) or "(?!)",
     params:
+        library_code=library_code("benchmark_bridge_inference.py"),
         trained_run=lambda wildcards: BRIDGE_TRAINED_BY[wildcards.bridge_run],
         models=lambda wildcards: {
             BRIDGE_RUNS[wildcards.bridge_run][role]: bridge_job_model(BRIDGE_RUNS[wildcards.bridge_run][role])

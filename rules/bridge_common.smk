@@ -54,7 +54,9 @@ def bridge_hub_datasets():
 
 
 # something comes from the hub: every GPU job waits for the prefetch and runs offline
-PREFETCH = any([prefetched_model(), prefetched_tasks(), prefetched_finetune_dataset(), bridge_hub_models(), bridge_hub_datasets()])
+PREFETCH = any(
+    [prefetched_model(), prefetched_tasks(), prefetched_finetune_dataset(), bridge_hub_models(), bridge_hub_datasets()]
+)
 
 
 def bridge_model_path(name):

@@ -15,6 +15,7 @@ rule import_legacy_run:
     log:
         LOGS / "import_legacy_run/{legacy_run}.log",
     params:
+        library_code=library_code("import_legacy_run.py"),
         entry=lambda wildcards: BRIDGE_LEGACY[wildcards.legacy_run],
     localrule: True
     conda:
@@ -48,6 +49,7 @@ rule report_bridge:
     log:
         LOGS / "report_bridge/report.log",
     params:
+        library_code=library_code("report_bridge.py"),
         roles=role_runs(BRIDGE),
         descriptions=run_descriptions(BRIDGE),
         report=BRIDGE["report"],

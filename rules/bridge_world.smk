@@ -9,6 +9,7 @@ rule build_bridge_world_data:
     log:
         LOGS / "build_bridge_world_data/world.log",
     params:
+        library_code=library_code("build_bridge_world_data.py"),
         world=BRIDGE["world"],
     conda:
         "../envs/ablation.yaml"
@@ -24,6 +25,7 @@ use rule train_tokenizer as train_bridge_tokenizer with:
     log:
         LOGS / "train_bridge_tokenizer/world.log",
     params:
+        library_code=library_code("train_tokenizer.py"),
         vocab_size=BRIDGE["world"]["vocab_size"],
 
 
@@ -36,6 +38,7 @@ rule pretrain_bridge_model:
     log:
         LOGS / "pretrain_bridge_model/world.log",
     params:
+        library_code=library_code("pretrain_bridge_model.py"),
         world=BRIDGE["world"],
     threads: 2
     conda:

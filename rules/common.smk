@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+from ablation.code_version import library_code_sha256
 from ablation.config import finetune_settings, validate_config
 from ablation.layout import (
     eval_metrics_path,
@@ -19,6 +20,11 @@ validate_config(config)
 # jobs import the workflow's library from this checkout, in this environment or a conda one
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
+
+envvars:
+    "PYTHONPATH",
+
+
 RESULTS = Path(config["results_dir"])
 LOGS = Path(config["logs_dir"])
 PREFILL_ACTIVE = "prefill_mask" in config["studies"]
@@ -31,6 +37,12 @@ SWEEP_SEEDS = sweep_seeds(config) if PREFILL_ACTIVE else []
 FINETUNE_EVAL_MASKS = ["prefill_bidir", "causal"] + (["full_bidir"] if config["eval"]["finetune_full_bidir"] else [])
 REPORT_FILES = report_files(RESULTS, with_runs=bool(RUNS), seed_sweep=bool(SWEEP_SEEDS))
 PREFETCH_RECORD = RESULTS / "prefetch.json"
+
+
+def library_code(script):
+    """A rule's ``library_code`` params value: the hash of the ablation modules its script imports
+    (ablation.code_version), so a change to them reruns the rule's jobs and nothing else."""
+    return library_code_sha256(Path(workflow.basedir) / "workflow" / "scripts" / script)
 
 
 def prefetched_model():
@@ -104,6 +116,7 @@ def eval_inputs(wildcards):
 def eval_job_params(model_id, revision):
     """The evaluation script's params; ``model_id`` and ``revision`` map a job's wildcards to its model."""
     return {
+        "library_code": library_code("eval_model.py"),
         "model_id": model_id,
         "revision": revision,
         "model": config["model"],
@@ -131,6 +144,7 @@ def finetune_job_inputs(settings):
 def finetune_job_params(settings):
     """The fine-tune script's params; ``settings`` maps a job's wildcards to its run's settings."""
     return {
+        "library_code": library_code("finetune.py"),
         "settings": settings,
         "base_model_id": model_reference("base"),
         "base_model_revision": model_revision("base"),

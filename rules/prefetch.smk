@@ -7,6 +7,7 @@ rule prefetch:
     log:
         LOGS / "prefetch/prefetch.log",
     params:
+        library_code=library_code("prefetch.py"),
         model_id=prefetched_model(),
         revision=config["model"]["revision"],
         tasks=prefetched_tasks(),

@@ -23,8 +23,10 @@ rule report_results:
     log:
         LOGS / "report_results/report.log",
     params:
+        library_code=library_code("report_results.py"),
         train_masks={run: settings["train_mask"] for run, settings in config["finetune"]["runs"].items()},
         experiment=config["experiment"],
+        allow_mixed_code=config["report"]["allow_mixed_code"],
         # the bridge study's page is its own rule's output: linked, not waited for
         linked_pages={
             **({"Latent bridge": BRIDGE_REPORT_FILES["page"][0]} if BRIDGE_ACTIVE else {}),
@@ -45,6 +47,8 @@ rule paper_figure:
     log:
         LOGS / "paper/figure_{name}.log",
     localrule: True
+    conda:
+        "../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -57,6 +61,8 @@ rule paper_table:
     log:
         LOGS / "paper/table_{name}.log",
     localrule: True
+    conda:
+        "../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -71,6 +77,8 @@ rule paper_bridge_figure:
     wildcard_constraints:
         name="bridge_\\w+",
     localrule: True
+    conda:
+        "../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -85,6 +93,8 @@ rule paper_bridge_table:
     wildcard_constraints:
         name="bridge_\\w+",
     localrule: True
+    conda:
+        "../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -104,6 +114,7 @@ rule plan_costs:
     log:
         LOGS / "plan_costs/plan.log",
     params:
+        library_code=library_code("plan_costs.py"),
         planner=config["planner"],
     localrule: True
     conda:

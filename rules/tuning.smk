@@ -5,54 +5,6 @@ development tasks under causal and prefill_bidir, and one point is chosen for al
 here is part of the main command.
 """
 
-import re
-from types import SimpleNamespace
-
-from ablation.layout import tuning_base_eval_path, tuning_dir, tuning_eval_path, tuning_files, tuning_paths
-from ablation.tuning import trial_grid, trial_settings
-
-TUNING = config["finetune"]["tuning"]
-TUNING_TRIALS = trial_grid(TUNING["grid"])
-TUNING_DIR = tuning_dir(RESULTS)
-DEV_TASKS_DIR = WORLD / "tasks_dev"
-
-
-wildcard_constraints:
-    trial="|".join(map(re.escape, TUNING_TRIALS)),
-
-
-def tuning_inputs(wildcards):
-    """Every dev evaluation the choice reads; only a tiny-task config with fine-tune runs has a dev split to tune on."""
-    if config["eval"]["task_set"] != "tiny" or not RUNS:
-        raise ValueError(
-            "tune_finetune chooses fine-tune settings on the tiny world's development split: it needs "
-            f"eval.task_set 'tiny' (got {config['eval']['task_set']!r}) and at least one finetune.runs entry"
-        )
-    return tuning_paths(RESULTS, TUNING_TRIALS, RUNS)
-
-
-def tuning_eval_inputs(model_dir=None):
-    """A dev evaluation needs what the base model's evaluation needs, with the development tasks in
-    place of the evaluation ones, and the fine-tune's model directory when it evaluates one."""
-
-    def inputs(wildcards):
-        files = {**eval_inputs(SimpleNamespace(model="base")), "tasks": DEV_TASKS_DIR}
-        if model_dir is not None:
-            files["model"] = model_dir(wildcards)
-        return files
-
-    return inputs
-
-
-def trial_run_settings(wildcards):
-    """The settings of a grid point's fine-tune of one run."""
-    return trial_settings(config, wildcards.run, TUNING_TRIALS[wildcards.trial])
-
-
-def trial_model_dir(wildcards):
-    """Where a grid point's fine-tune of one run saves its model."""
-    return str(TUNING_DIR / wildcards.trial / wildcards.run / "final")
-
 
 rule tune_finetune:
     """Choose the fine-tunes' learning rate, steps and replay share on the development split."""
@@ -64,6 +16,7 @@ rule tune_finetune:
     log:
         LOGS / "tuning/choice.log",
     params:
+        library_code=library_code("tune_finetune.py"),
         trials=TUNING_TRIALS,
         runs=RUNS,
         max_side_effect=TUNING["max_side_effect"],
@@ -81,6 +34,7 @@ rule build_dev_tasks:
     log:
         LOGS / "build_dev_tasks/world.log",
     params:
+        library_code=library_code("build_dev_tasks.py"),
         world=config["world"],
         dev_examples_per_task=TUNING["dev_examples_per_task"],
     conda:

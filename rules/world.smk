@@ -9,6 +9,7 @@ rule build_world_data:
     log:
         LOGS / "build_world_data/world.log",
     params:
+        library_code=library_code("build_world_data.py"),
         world=config["world"],
     conda:
         "../envs/ablation.yaml"
@@ -24,6 +25,7 @@ rule train_tokenizer:
     log:
         LOGS / "train_tokenizer/world.log",
     params:
+        library_code=library_code("train_tokenizer.py"),
         vocab_size=config["world"]["vocab_size"],
     conda:
         "../envs/ablation.yaml"
@@ -40,6 +42,7 @@ rule pretrain_base_model:
     log:
         LOGS / "pretrain_base_model/world.log",
     params:
+        library_code=library_code("pretrain_base_model.py"),
         world=config["world"],
     threads: 2
     conda:

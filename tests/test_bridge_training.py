@@ -3,6 +3,7 @@ what a killed run resumes to, and the errors bad input gets."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -283,8 +284,14 @@ def test_a_run_trains_only_the_translator_and_writes_its_files(micro_bridge_worl
     after = dict([*source.model.named_parameters(), *target.model.named_parameters()])
     assert all(torch.equal(before[name], after[name]) for name in before)
     names = {path.name for path in (tmp_path / "run").iterdir()}
-    assert names == {"summary.json", "history.jsonl", "loss_history.csv", "translator.pt",
+    assert names == {"summary.json", "history.jsonl", "loss_history.csv", "translator.pt", "live_log.csv", "tensorboard",
                      "eval_samples_step_0.jsonl", "eval_samples_step_2.jsonl", "eval_samples_step_4.jsonl", "eval_samples_step_final.jsonl"}
+    # the live curves: every step's losses and every evaluation's accuracies, as CSV and TensorBoard events
+    live = list(csv.DictReader((tmp_path / "run" / "live_log.csv").open()))
+    assert [int(row["step"]) for row in live if row["metric"] == "train/total"] == [1, 2, 3, 4]
+    assert [int(row["step"]) for row in live if row["metric"] == "eval/bridged_acc"] == [0, 2, 4]
+    assert [float(row["value"]) for row in live if row["metric"] == "final/bridged_acc"] == [summary["final_bridged_acc"]]
+    assert list((tmp_path / "run" / "tensorboard" / "micro").glob("events.out.tfevents.*"))
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [row["step"] for row in history] == [0, 2, 4, "final"]
     assert set(history[1]["losses"]) >= {"nll", "kl", "info_nce", "total"}
@@ -365,6 +372,9 @@ def test_a_killed_run_resumes_to_the_same_translator(micro_bridge_world, baselin
     resumed_summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert resumed_summary["final_bridged_acc"] == json.loads((tmp_path / "uninterrupted" / "summary.json").read_text())["final_bridged_acc"]
     assert not (tmp_path / "killed" / "checkpoints").exists()
+    # the live log drops what the killed run logged after its checkpoint, so the resumed one matches
+    logged = [[(row["step"], row["metric"]) for row in csv.DictReader((tmp_path / run / "live_log.csv").open())] for run in ("killed", "uninterrupted")]
+    assert logged[0] == logged[1]
 
 
 # ---------------------------------------------------------------- bad input

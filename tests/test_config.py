@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from ablation.config import ConfigError, finetune_settings, validate_config
 from ablation.seed_sweep import seed_results_dir, seed_study_config, sweep_seeds
+from ablation.tracking import DEFAULT_TRACKERS
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CONFIGS = [REPOSITORY / "config.yaml", REPOSITORY / "presets" / "ministral-3b.yaml", REPOSITORY / "tests" / "configs" / "micro.yaml"]
@@ -22,6 +24,19 @@ def load(path: Path) -> dict:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
 def test_shipped_configs_are_valid(path):
     validate_config(load(path))
+
+
+def test_a_tracker_that_is_not_installed_is_named_with_its_package():
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here")
+    message = invalid(lambda config: config.update(tracking=["tensorboard", "mlflow"]))
+    assert "config key 'tracking' names 'mlflow', but its package is not installed: pip install mlflow" in message
+    assert "names 'tensorboard'" not in message  # the installed one is fine
+    assert "'tracking[0]'" in invalid(lambda config: config.update(tracking=["comet"]))
+
+
+def test_the_tracking_default_is_tensorboard_in_schema_and_library():
+    assert validate_config({})["tracking"] == list(DEFAULT_TRACKERS) == ["tensorboard"]
 
 
 def test_defaults_are_filled_in():

@@ -15,7 +15,7 @@ def test_conda_environment_pins_the_lock_file():
     assert "python=3.11" in environment["dependencies"]
 
 
-def test_every_script_rule_runs_in_the_conda_environment():
+def test_every_script_or_shell_rule_runs_in_the_conda_environment():
     for rules in (REPOSITORY / "rules").glob("*.smk"):
         text = rules.read_text()
-        assert text.count("    script:") == text.count('    conda:\n        "../envs/ablation.yaml"'), rules.name
+        assert text.count("    script:") + text.count("    shell:") == text.count('    conda:\n        "../envs/ablation.yaml"'), rules.name

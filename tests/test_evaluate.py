@@ -6,6 +6,8 @@ import json
 
 import lm_eval
 import pytest
+import torch
+from lm_eval.utils import hash_string
 
 from ablation.evaluate import add_per_token_accuracy, evaluate_model, summarise_results
 from ablation.lm_eval_model import MaskedHFLM
@@ -84,6 +86,18 @@ def test_metrics_file_holds_numbers_and_provenance(micro_world, tmp_path):
     lines = (tmp_path / "eval" / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 5 * len(TINY_TASKS)
     assert {json.loads(line)["task"] for line in lines} == set(TINY_TASKS)
+    hardware = provenance["hardware"]
+    assert hardware["cpu_count"] >= 1 and hardware["torch_build"]["version"] == torch.__version__
+    if not torch.cuda.is_available():
+        assert [hardware[key] for key in ("gpu_name", "gpu_count", "gpu_memory_bytes", "gpu_driver", "cuda", "cudnn")] == [None] * 6
+    # lm-eval's record: its task hashes are those of the logged samples, as its own results files have them
+    record = provenance["lm_eval"]
+    samples = [json.loads(line) for line in lines]
+    for task in TINY_TASKS:
+        rows = [row for row in samples if row["task"] == task]
+        assert record["task_hashes"][task] == hash_string("".join(r["doc_hash"] + r["prompt_hash"] + r["target_hash"] for r in rows))
+        assert record["task_versions"][task] is not None and record["n_shot"][task] == 0
+    assert record["lm_eval_version"] == lm_eval.__version__ and "PyTorch version" in record["pretty_env_info"]
 
 
 def test_summary_of_hand_made_results():

@@ -34,7 +34,7 @@ from ablation.finetune.data import (
     tokenize_records,
 )
 from ablation.finetune.launch import launch_finetune
-from ablation.finetune.run import accumulation_per_process
+from ablation.finetune.run import accumulation_per_process, training_arguments
 from ablation.finetune.training_mask import masked_model_inputs
 from ablation.models import load_causal_lm, load_tokenizer
 from tests.conftest import build_model
@@ -319,6 +319,12 @@ def test_history_merges_train_and_eval_rows():
         "1,0.1,1.0,2.0,,0.1",
         "2,0.2,2.5,1.5,1.7,0.2",
     ]
+
+
+def test_config_tracking_reaches_the_trainer_through_transformers_integrations(tmp_path):
+    # TensorBoard is attached as a callback writing to the run directory; the others go to report_to
+    assert training_arguments(settings(), tmp_path, 1, "cpu", ["tensorboard"]).report_to == []
+    assert training_arguments(settings(), tmp_path, 1, "cpu", ["tensorboard", "wandb", "mlflow"]).report_to == ["wandb", "mlflow"]
 
 
 # --- whole runs -------------------------------------------------------------------------------

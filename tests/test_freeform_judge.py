@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from ablation.config import validate_config
-from ablation.freeform.judge import JudgeError, judge_generations, parse_verdict
+from ablation.freeform.judge import JudgeClient, JudgeError, JudgeSettings, backoff_delay, judge_generations, parse_verdict
 from ablation.freeform.report import scores_table
 from ablation.freeform.run import judge_rows
 from ablation.io import atomic_write_jsonl, read_jsonl
@@ -146,12 +147,33 @@ def test_malformed_replies_rate_limits_and_timeouts_are_retried(tmp_path, server
     judgments = run_judge(tmp_path, judge_config(server.url), sleeps=sleeps)
     assert [(row["score"], row["attempts"], row["error"]) for row in judgments] == [(5, 2, None), (2, 2, None), (3, 2, None), (4, 3, None)]
     assert 0.0 in sleeps  # the 429's Retry-After: 0 wins over the backoff
-    assert 0.01 in sleeps and 0.02 in sleeps  # item-3's backoff doubles
+    assert len(sleeps) == 5 and all(0.0 <= seconds <= 0.02 for seconds in sleeps)  # item-3's bound doubles to 0.02
     request = server.requests[0]
     assert request["path"] == "/v1/chat/completions" and request["body"]["temperature"] == 0 and request["body"]["model"] == "judge-model"
     assert request["authorization"] == f"Bearer {API_KEY}"
     prompt = next(r["body"]["messages"][0]["content"] for r in server.requests if "item-2" in r["body"]["messages"][0]["content"])
     assert "Candidate translation:\nSatz 2." in prompt and "Reference translation:\nSatz 2." in prompt  # the task's rubric
+
+
+def test_backoff_waits_are_drawn_below_a_doubling_bound_and_differ_between_jobs():
+    rng = random.Random(0)
+    for attempt in range(1, 6):
+        bound = 2.0 * 2 ** (attempt - 1)
+        waits = [backoff_delay(attempt, 2.0, rng) for _ in range(500)]
+        assert all(0.0 <= wait <= bound for wait in waits)
+        assert min(waits) < 0.05 * bound and max(waits) > 0.95 * bound  # spread over the whole range
+    assert [backoff_delay(2, 2.0, random.Random(5)) for _ in range(2)] == [backoff_delay(2, 2.0, random.Random(5))] * 2
+    jobs = [[backoff_delay(attempt, 2.0, random.Random(seed)) for attempt in (1, 2, 3)] for seed in (1, 2)]
+    assert jobs[0] != jobs[1]  # two jobs failing together retry at different times
+
+
+def test_the_client_sleeps_its_rngs_jittered_waits(server_factory, api_key):
+    server = server_factory({"*": ["500", "500", "ok:4"]})
+    sleeps = []
+    client = JudgeClient(JudgeSettings.from_config(judge_config(server.url)["freeform"]["judge"]), api_key, sleep=sleeps.append, rng=random.Random(11))
+    assert client.judge("item-0").score == 4
+    expected = random.Random(11)
+    assert sleeps == [backoff_delay(1, 0.01, expected), backoff_delay(2, 0.01, expected)]
 
 
 def test_a_failure_is_recorded_and_left_out_of_the_mean_never_counted_as_zero(tmp_path, server_factory, api_key):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ablation.code_version import library_code_sha256, library_modules
 from ablation.layout import tuning_paths
 from ablation.report.tuning import load_results
 from ablation.tuning import choose_trial
@@ -26,10 +27,10 @@ SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, configfile: Path, *args: str, repository: Path = REPOSITORY) -> subprocess.CompletedProcess:
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     return subprocess.run(
-        [str(SNAKEMAKE), "-s", str(REPOSITORY / "Snakefile"), "--directory", str(workdir),
+        [str(SNAKEMAKE), "-s", str(repository / "Snakefile"), "--directory", str(workdir),
          "--configfile", str(configfile), "--cores", "2", *args],
         capture_output=True, text=True, env=environment, timeout=1200,
     )
@@ -90,10 +91,63 @@ def test_micro_config_runs_end_to_end(micro_run):
     assert "micro_prefix_lm" in page and "recovery" in page.lower()
 
 
+def test_every_result_records_its_hardware_library_code_and_lm_evals_record(micro_run):
+    results = micro_run / "results"
+    scripts = REPOSITORY / "workflow" / "scripts"
+    stamped = {path: "eval_model.py" for path in results.glob("eval/*/*/metrics.json")}
+    stamped.update({path: "finetune.py" for path in results.glob("finetune/*/summary.json")})
+    assert len(stamped) == 9
+    for path, script in stamped.items():
+        provenance = json.loads(path.read_text())["provenance"]
+        assert provenance["library_code_sha256"] == library_code_sha256(scripts / script), path
+        hardware = provenance["hardware"]
+        assert hardware["cpu_count"] >= 1 and hardware["cpu_model"] and hardware["torch_build"]["version"]
+        assert {"gpu_name", "gpu_count", "gpu_memory_bytes", "gpu_driver", "cuda", "cudnn"} <= hardware.keys()
+        if path.name == "metrics.json":
+            record = provenance["lm_eval"]
+            assert sorted(record["task_hashes"]) == sorted(json.loads(path.read_text())["tasks"])
+            assert all(len(digest) == 64 for digest in record["task_hashes"].values())
+            assert record["task_versions"] and record["lm_eval_version"] and record["pretty_env_info"]
+
+
 def test_a_finished_run_has_nothing_left_to_do(micro_run):
     result = snakemake(micro_run, MICRO_CONFIG, "--dry-run")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def params_changed_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> count of the dry run's jobs that rerun because their params (library_code) changed."""
+    jobs, rule = {}, None
+    for line in (result.stdout + result.stderr).splitlines():
+        if line.startswith("rule ") and line.endswith(":"):
+            rule = line.removeprefix("rule ").removesuffix(":")
+        elif line.strip().startswith("reason:") and "Params have changed" in line:
+            jobs[rule] = jobs.get(rule, 0) + 1
+    return jobs
+
+
+def test_a_library_change_reruns_exactly_the_jobs_that_import_it(micro_run, tmp_path):
+    """A copy of the workflow sees the micro run as finished; editing one of its modules reruns the
+    jobs whose scripts import it (and, through their outputs, what follows), a comment nothing."""
+    copy = tmp_path / "workflow_copy"
+    copy.mkdir()
+    for name in ("Snakefile", "rules", "workflow", "envs", "ablation"):
+        source = REPOSITORY / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, copy / name)
+    assert "Nothing to be done" in snakemake(micro_run, MICRO_CONFIG, "--dry-run", repository=copy).stdout
+
+    tables = copy / "ablation" / "report" / "tables.py"
+    tables.write_text("# a comment changes no code\n" + tables.read_text())
+    assert "Nothing to be done" in snakemake(micro_run, MICRO_CONFIG, "--dry-run", repository=copy).stdout
+
+    scoring = copy / "ablation" / "scoring.py"
+    scoring.write_text(scoring.read_text() + "\nSCORING_REVISION = 2\n")
+    result = snakemake(micro_run, MICRO_CONFIG, "--dry-run", repository=copy)
+    scripts = {rule: f"{rule}.py" for rule in ("build_world_data", "train_tokenizer", "pretrain_base_model", "finetune", "report_results")}
+    importers = [rule for rule, script in scripts.items() if "ablation.scoring" in library_modules(copy / "workflow" / "scripts" / script, copy / "ablation")]
+    assert params_changed_jobs(result) == {"eval_model": 7, **{rule: planned_jobs(result)[rule] for rule in importers}}
+    assert "eval_model" in planned_jobs(result) and "report_results" in planned_jobs(result)
 
 
 def test_deleting_a_stage4_metrics_file_reruns_only_that_eval_and_the_report(micro_run):

@@ -16,6 +16,8 @@ Run directory::
     eval_samples_step_{N|final}.jsonl  legacy field names, one row per eval question
     history.jsonl                      one row per evaluation: accuracies, invalid counts, soft-token spread, mean losses
     loss_history.csv                   every step's losses and learning rate
+    live_log.csv                       step, metric, value: each step's losses and each evaluation's accuracies, appended as they happen
+    tensorboard/<run>/                 TensorBoard events of the same (config 'tracking'; other trackers log where they are set up to)
     translator.pt                      the translator evaluated last (state dict, settings, widths)
     summary.json                       peak/final accuracy, final soft-token spread, stop reason, the references, the source's legibility, provenance; written last
 """
@@ -34,7 +36,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, broadcast_object_list, set_seed
 
 from ablation.bridge.answers import extract_answer
 from ablation.bridge.data import EvalExample, eval_examples, few_shots, load_rows, majority_accuracy, majority_answer
@@ -44,11 +46,13 @@ from ablation.bridge.train import LOSS_NAMES, Bridge, NonFiniteLossError, batch_
 from ablation.bridge.translators import soft_token_spread
 from ablation.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from ablation.provenance import model_identity, provenance
+from ablation.tracking import LiveLog, configured_trackers, scalar_settings
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = Path("checkpoints") / "checkpoint.pt"
 TRANSLATOR_FILE = "translator.pt"
+LIVE_LOG_FILE = "live_log.csv"
 
 
 def read_baseline(path: str | Path, examples: list[EvalExample], role: str) -> dict[int, dict]:
@@ -138,6 +142,8 @@ def run_bridge(
         mixed_precision="bf16" if s["precision"] == "bf16" and not on_cpu else "no",
         # a DiT's guidance-free null condition, or a loss switched off for some steps, leaves parameters without gradients
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        log_with=configured_trackers(config) or None,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "tensorboard")),
     )
     set_seed(s["seed"])
     frozen = {
@@ -164,9 +170,18 @@ def run_bridge(
         torch.set_rng_state(saved["rng"])
         state = saved["state"]
         log.info("resuming %s from step %d", run, state["step"])
+    live = LiveLog(run_dir / LIVE_LOG_FILE, resume_step=state["step"] if checkpoint_path.exists() else None) if accelerator.is_main_process else None
+    accelerator.init_trackers(run, config=scalar_settings(s))
     translator, optimizer = accelerator.prepare(bridge.translator, optimizer)
     unwrapped = accelerator.unwrap_model(translator)
     started = time.perf_counter() - state["elapsed"]
+
+    def track(step: int, prefix: str, row: dict) -> None:
+        """Send a row's numbers to the live CSV and the trackers (main process)."""
+        values = {f"{prefix}/{name}": value for name, value in row.items() if name != "step" and isinstance(value, (int, float))}
+        if live is not None:
+            live.log(step, values)
+        accelerator.log(values, step=step)
 
     def evaluate(step) -> dict:
         unwrapped.eval()
@@ -193,6 +208,7 @@ def run_bridge(
             if accelerator.is_main_process:
                 row = evaluate(step)
                 row["losses"] = _mean_losses(losses_since_eval)
+                track(step, "eval", row)
                 state["history"].append(row)
                 stop = _early_stop_update(state, row, unwrapped, s["early_stop_patience"])
             state["stop_reason"] = broadcast_object_list([stop])[0]
@@ -221,6 +237,7 @@ def run_bridge(
         row.update(step=step + 1, lr=scheduler.get_last_lr()[0], seconds=round(time.perf_counter() - started, 3),
                    format_miss_rate=getattr(bridge, "format_miss_rate", None))  # fmt: skip
         state["loss_rows"].append(row)
+        track(step + 1, "train", row)
         losses_since_eval.append(row)
         state["step"] = step + 1
 
@@ -231,6 +248,8 @@ def run_bridge(
         unwrapped.load_state_dict(state["best"]["translator"])
     final = evaluate(FINAL_STEP)
     state["history"].append(final)
+    track(state["step"], "final", final)
+    accelerator.end_training()
     torch.save({"state_dict": unwrapped.state_dict(), "settings": s, "source_dim": frozen["source"].width,
                 "target_dim": frozen["target"].width}, run_dir / (TRANSLATOR_FILE + ".tmp"))  # fmt: skip
     os.replace(run_dir / (TRANSLATOR_FILE + ".tmp"), run_dir / TRANSLATOR_FILE)

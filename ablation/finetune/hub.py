@@ -1,7 +1,10 @@
 """Optional upload of a finished run to a Hugging Face Hub repository (one folder per run).
 
-The token comes only from the environment (HF_TOKEN) or the stored HF login, which
-huggingface_hub reads itself; it is never passed around, logged or written to outputs.
+The run goes with a model card (``<run>/README.md``): base model and revision, dataset, train
+mask and steps, the workflow's commit, and the run's Stage 4 and side-effect metrics where they
+exist at upload time, else the paths they land at. The token comes only from the environment
+(HF_TOKEN) or the stored HF login, which huggingface_hub reads itself; it is never passed around,
+logged or written to outputs.
 """
 
 from __future__ import annotations
@@ -11,19 +14,70 @@ import logging
 import tempfile
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, ModelCard, ModelCardData
+
+from ablation.layout import eval_metrics_path
+from ablation.references import is_local_reference
 
 log = logging.getLogger(__name__)
 
+# The evaluations of a fine-tune the card reports: (title, mask), as the report names them
+CARD_EVALUATIONS = (("Stage 4: ablated (prefill_bidir) after the fine-tune", "prefill_bidir"), ("Side effect: evaluated causal", "causal"))
 
-def upload_run(final_dir: Path, summary: dict, repo_id: str, run_name: str) -> dict:
-    """Upload ``final/`` and the summary under ``<run_name>/`` of ``repo_id``; return where it went."""
+
+def _metrics_lines(results_dir: Path, run_name: str) -> list[str]:
+    lines = []
+    for title, mask in CARD_EVALUATIONS:
+        path = eval_metrics_path(results_dir, run_name, mask)
+        if not path.is_file():
+            lines.append(f"- {title}: not yet evaluated at upload; the workflow writes it to `{path}`.")
+            continue
+        metrics = json.loads(path.read_text())
+        tasks = ", ".join(f"{task} {numbers['acc']:.4f}" for task, numbers in metrics["tasks"].items())
+        lines.append(f"- {title}: macro acc {metrics['macro_acc']:.4f} (chance {metrics['chance_macro']:.4f}); {tasks} (`{path}`)")
+    return lines
+
+
+def run_card(summary: dict, *, run_name: str, dataset: str, results_dir: str | Path) -> ModelCard:
+    """The model card of a finished fine-tune, from its summary and the evaluations on disk."""
+    base = summary["provenance"]["model"]
+    base_id, revision = base["id"], base.get("resolved_commit") or base.get("revision")
+    local_base, local_dataset = is_local_reference(base_id), is_local_reference(dataset)
+    data = ModelCardData(
+        library_name="transformers",
+        tags=["prefill-mask-ablation", f"train-mask-{summary['train_mask']}"],
+        base_model=None if local_base else base_id,
+        datasets=None if local_dataset else [dataset],
+    )
+    base_line = f"`{base_id}` (local directory, sha256 {base['local_dir_sha256']})" if local_base else f"`{base_id}` at revision `{revision}`"
+    body = [
+        f"# {run_name}",
+        "",
+        f"A full-weight fine-tune from the prefill-mask ablation workflow. {summary.get('description') or ''}".rstrip(),
+        "",
+        f"- Base model: {base_line}",
+        f"- Dataset: `{dataset}`{' (local file)' if local_dataset else ''}, {summary['train_records']} training records",
+        f"- Train mask: `{summary['train_mask']}`",
+        f"- Steps: {summary['steps_run']} of max {summary['max_steps']} (stop reason: {summary['stop_reason']}); final eval loss {summary['final_eval_loss']:.4f}",
+        f"- Workflow commit: `{summary['provenance']['code_commit']}` (library code sha256 `{summary['provenance'].get('library_code_sha256')}`)",
+        "",
+        "## Evaluations",
+        "",
+        *_metrics_lines(Path(results_dir), run_name),
+        "",
+        "`summary.json` beside this card holds every setting and the full provenance.",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n")
+
+
+def upload_run(final_dir: Path, summary: dict, repo_id: str, run_name: str, card: ModelCard) -> dict:
+    """Upload ``final/``, the summary and the model card under ``<run_name>/`` of ``repo_id``; return where it went."""
     api = HfApi()
     api.create_repo(repo_id, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
-        summary_path = Path(staging) / "summary.json"
-        summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        (Path(staging) / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        card.save(Path(staging) / "README.md")
         api.upload_folder(repo_id=repo_id, folder_path=str(final_dir), path_in_repo=f"{run_name}/final")
-        commit = api.upload_file(repo_id=repo_id, path_or_fileobj=str(summary_path), path_in_repo=f"{run_name}/summary.json")
+        commit = api.upload_folder(repo_id=repo_id, folder_path=staging, path_in_repo=run_name)
     log.info("uploaded %s to %s/%s", final_dir, repo_id, run_name)
     return {"repo_id": repo_id, "path_in_repo": run_name, "commit_url": str(commit)}

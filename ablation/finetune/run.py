@@ -3,7 +3,7 @@
 Run directory layout::
 
     checkpoints/checkpoint-N/   periodic Trainer checkpoints; a re-run resumes from the last complete one
-    tensorboard/                TensorBoard event files
+    tensorboard/                TensorBoard event files (config 'tracking' lists tensorboard)
     loss_history.csv            step, epoch, elapsed seconds, train/eval loss, learning rate (rewritten live)
     final/                      the fine-tuned model and tokenizer, written atomically at the end
     summary.json                metrics, stop reason and provenance, written last
@@ -48,13 +48,14 @@ from ablation.finetune.data import (
     load_instruction_splits,
     tokenize_records,
 )
-from ablation.finetune.hub import upload_run
+from ablation.finetune.hub import run_card, upload_run
 from ablation.finetune.replay import corpus_documents, replay_examples
 from ablation.finetune.training_mask import masked_model_inputs
 from ablation.io import atomic_write_json, atomic_write_text
 from ablation.models import load_causal_lm, load_tokenizer
 from ablation.provenance import provenance
 from ablation.study import check_train_mask
+from ablation.tracking import configured_trackers
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def accumulation_per_process(settings: FinetuneSettings, processes: int) -> int:
     return settings.gradient_accumulation_steps // processes
 
 
-def training_arguments(settings: FinetuneSettings, run_dir: Path, seed: int, device: str) -> TrainingArguments:
+def training_arguments(settings: FinetuneSettings, run_dir: Path, seed: int, device: str, trackers: tuple[str, ...] | list[str] = ()) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         max_steps=settings.max_steps,
@@ -189,7 +190,8 @@ def training_arguments(settings: FinetuneSettings, run_dir: Path, seed: int, dev
         include_num_input_tokens_seen="non_padding",
         seed=seed,
         data_seed=seed,
-        report_to="none",  # TensorBoard is attached explicitly, with our directory
+        # config 'tracking' through transformers' integrations; TensorBoard is attached explicitly, with our directory
+        report_to=[tracker for tracker in trackers if tracker != "tensorboard"] or "none",
         remove_unused_columns=False,  # the collator's prompt_lengths drive the mask
         label_names=["labels"],
         use_cpu=device == "cpu",
@@ -258,8 +260,10 @@ def run_finetune(
         throughput,
         NonFiniteLossGuard(),
         LossHistoryWriter(run_dir / "loss_history.csv"),
-        TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))),
     ]
+    trackers = configured_trackers(config)
+    if "tensorboard" in trackers:
+        callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(run_dir / "tensorboard"))))
     if settings.kill_if_no_learning:
         callbacks.append(NoLearningStop(**settings.kill_if_no_learning, record=record))
     if settings.auto_stop:
@@ -274,7 +278,7 @@ def run_finetune(
         )
     trainer = PromptMaskTrainer(
         model=model,
-        args=training_arguments(settings, run_dir, seed, device),
+        args=training_arguments(settings, run_dir, seed, device, trackers),
         train_dataset=train.examples,
         eval_dataset=evaluation.examples,
         data_collator=PromptAwareCollator(tokenizer.pad_token_id),
@@ -333,7 +337,8 @@ def run_finetune(
         ),
     }
     if settings.hub_repo_id:
-        summary["hub_upload"] = upload_run(run_dir / "final", summary, settings.hub_repo_id, run_name)
+        card = run_card(summary, run_name=run_name, dataset=str(dataset), results_dir=run_dir.parent.parent)
+        summary["hub_upload"] = upload_run(run_dir / "final", summary, settings.hub_repo_id, run_name, card)
     atomic_write_json(run_dir / "summary.json", summary)
     log.info("%s: %d steps, stop reason %s, eval loss %.4f", run_name, state.global_step, record.reason, losses[-1])
     return summary

@@ -10,8 +10,9 @@ What the original did differently, and why not here:
 
 Calls use temperature 0 and the standard library's HTTP client (no SDK to pin). Rate limits
 (429, honouring ``Retry-After``), server errors, timeouts, dropped connections and replies that are
-not the asked-for JSON are retried with exponential backoff; other client errors (401, 404) are
-not, since retrying cannot fix them. At most ``max_concurrency`` calls are in flight per job.
+not the asked-for JSON are retried with exponential backoff and full jitter (a uniform wait up to
+the doubled delay, so parallel judge jobs do not retry in lock-step); other client errors (401,
+404) are not, since retrying cannot fix them. At most ``max_concurrency`` calls are in flight per job.
 
 The API key is read from the environment variable the config names and is sent only in the
 request header: it is never written to a result, a cache, a log or the provenance.
@@ -24,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import threading
 import time
@@ -134,11 +136,21 @@ def _retry_after(headers) -> float | None:
         return None
 
 
-class JudgeClient:
-    """One judge endpoint: a chat-completion call per prompt, retried as the module docstring says."""
+def backoff_delay(attempt: int, backoff_seconds: float, rng: random.Random) -> float:
+    """Seconds to wait after failed ``attempt`` (1-based): full jitter, uniform in
+    [0, backoff_seconds * 2 ** (attempt - 1)]."""
+    return rng.uniform(0.0, backoff_seconds * 2 ** (attempt - 1))
 
-    def __init__(self, settings: JudgeSettings, api_key: str | None, *, sleep=time.sleep):
+
+class JudgeClient:
+    """One judge endpoint: a chat-completion call per prompt, retried as the module docstring says.
+
+    ``rng`` draws the backoff jitter; by default one seeded from the OS, so parallel jobs differ.
+    """
+
+    def __init__(self, settings: JudgeSettings, api_key: str | None, *, sleep=time.sleep, rng: random.Random | None = None):
         self.settings, self._api_key, self._sleep = settings, api_key, sleep
+        self._rng = rng if rng is not None else random.Random()
 
     def _call(self, prompt: str) -> str:
         """The reply's text, or a :class:`JudgeError`."""
@@ -181,7 +193,10 @@ class JudgeClient:
                 log.warning("judge attempt %d/%d failed: %s", attempt, self.settings.max_attempts, failed)
                 if not failed.retryable or attempt == self.settings.max_attempts:
                     break
-                self._sleep(failed.retry_after if failed.retry_after is not None else self.settings.backoff_seconds * 2 ** (attempt - 1))
+                if failed.retry_after is not None:
+                    self._sleep(failed.retry_after)
+                else:
+                    self._sleep(backoff_delay(attempt, self.settings.backoff_seconds, self._rng))
         return Verdict(None, "", attempt, error=str(error))
 
 

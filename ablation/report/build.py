@@ -9,7 +9,7 @@ from ablation.layout import REPORT_TABLES, SWEEP_REPORT
 from ablation.report.figures import write_figures
 from ablation.report.results_page import write_results_page
 from ablation.report.seed_sweep import load_sweep, split_sweep_paths, write_sweep_report
-from ablation.report.study import load_study
+from ablation.report.study import check_one_library_code, load_study
 from ablation.report.tables import TABLE_NAMES, write_tables
 
 
@@ -20,16 +20,20 @@ def build_report(
     train_masks: Mapping[str, str],
     experiment: str,
     linked_pages: Mapping[str, str | Path] | None = None,
+    allow_mixed_code: bool = False,
 ) -> list[Path]:
     """Write the files ``ablation.layout.report_files`` names; a study without fine-tunes gets the base-model tables only.
 
     Inputs keyed ``seed_<s>__<key>`` are a seed sweep's (``ablation.layout.sweep_study_paths``):
     they add the sweep's table and figure and its answer on the page.
     ``linked_pages`` (title -> path): other studies' results pages, linked from RESULTS.md.
+    ``allow_mixed_code``: tabulate evaluations made by different library code together
+    (``check_one_library_code``), instead of refusing.
     """
     results_dir = Path(results_dir)
     own_paths, sweep_paths = split_sweep_paths(paths)
     study = load_study(own_paths, train_masks=train_masks, experiment=experiment)
+    check_one_library_code(study, allow_mixed=allow_mixed_code)
     sweep = load_sweep(sweep_paths, train_masks) if sweep_paths else None
     with_runs = bool(study.runs)
     tables = write_tables(study, results_dir / "tables", names=TABLE_NAMES if with_runs else REPORT_TABLES)

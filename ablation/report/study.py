@@ -291,3 +291,23 @@ def load_study(
         sources=sources,
         experiment=experiment,
     )
+
+
+def check_one_library_code(study: Study, allow_mixed: bool = False) -> dict[str, list[str]]:
+    """The study's evaluations grouped by the library code that made them (``provenance.library_code_sha256``).
+
+    Evaluations made by different code (old results kept with ``--rerun-triggers mtime input``)
+    are not comparable side by side: ValueError naming which, unless ``allow_mixed``
+    (config ``report.allow_mixed_code``). Files from before the hash was recorded group as "unrecorded".
+    """
+    groups: dict[str, list[str]] = {}
+    for condition in study.conditions():
+        code = (condition.metrics.get("provenance") or {}).get("library_code_sha256") or "unrecorded"
+        groups.setdefault(code, []).append(condition.key)
+    if len(groups) > 1 and not allow_mixed:
+        listing = "; ".join(f"{code[:12]}: {', '.join(keys)}" for code, keys in groups.items())
+        raise ValueError(
+            f"the evaluations were made by different library code ({listing}); rerun the outdated ones "
+            "(a plain `snakemake` does), or set report.allow_mixed_code: true to tabulate them together"
+        )
+    return groups

@@ -12,4 +12,5 @@ build_report(
     train_masks=snakemake.params.train_masks,
     experiment=snakemake.params.experiment,
     linked_pages=snakemake.params.linked_pages,
+    allow_mixed_code=snakemake.params.allow_mixed_code,
 )
