@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
 from ablation.bridge import losses as L
 from ablation.bridge.baselines import BASELINE_HYGIENE, evaluate_alone
@@ -23,7 +24,7 @@ from ablation.bridge.data import eval_examples, load_rows, majority_accuracy, ma
 from ablation.bridge.frozen import load_frozen
 from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, opening_ids, trim_to_answer
 from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
-from ablation.bridge.run import run_bridge
+from ablation.bridge.run import latest_checkpoint, run_bridge
 from ablation.bridge.settings import schema_run_defaults
 from ablation.bridge.train import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
 from ablation.config import load_schema
@@ -354,14 +355,17 @@ def test_a_killed_run_resumes_to_the_same_translator(micro_bridge_world, baselin
         return subprocess.Popen([sys.executable, "-c", RUN_JOB, str(job_file)], env=environment, stderr=subprocess.PIPE)
 
     killed = start(tmp_path / "killed")
-    checkpoint = tmp_path / "killed" / "checkpoints" / "checkpoint.pt"
+    checkpoints = tmp_path / "killed" / "checkpoints"
     deadline = time.monotonic() + 300
-    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+    while latest_checkpoint(checkpoints) is None and killed.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert checkpoint.exists() and not (tmp_path / "killed" / "summary.json").exists()
-    at_kill = torch.load(checkpoint, weights_only=False)["translator"]
+    checkpoint = latest_checkpoint(checkpoints)
+    assert checkpoint is not None and not (tmp_path / "killed" / "summary.json").exists()
+    # accelerate's state: the translator, and the RNG streams of every process (CUDA's on a GPU)
+    assert (checkpoint / "random_states_0.pkl").exists() and (checkpoint / "training_state.pt").exists()
+    at_kill = load_file(checkpoint / "model.safetensors")
     for process in (start(tmp_path / "killed"), start(tmp_path / "uninterrupted")):
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr.decode()[-2000:]
@@ -386,13 +390,13 @@ def test_a_killed_run_with_changed_settings_starts_afresh(micro_bridge_world, ba
     job_file = tmp_path / "killed.json"
     job_file.write_text(json.dumps(job(micro_bridge_world, baselines, tmp_path / "run", **changes)))
     killed = subprocess.Popen([sys.executable, "-c", RUN_JOB, str(job_file)], env=environment, stderr=subprocess.PIPE)
-    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint.pt"
+    checkpoints = tmp_path / "run" / "checkpoints"
     deadline = time.monotonic() + 300
-    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+    while latest_checkpoint(checkpoints) is None and killed.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert checkpoint.exists()
+    assert latest_checkpoint(checkpoints) is not None
     (tmp_path / "run" / "eval_samples_step_5.jsonl").write_text("{}\n")  # as if the first attempt got further
     rerun = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", **{**changes, "lr": 3e-3}))
     fresh = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "fresh", **{**changes, "lr": 3e-3}))

@@ -12,8 +12,10 @@ needs to resume exactly; a non-finite loss stops the run with an error and no su
 
 Run directory::
 
-    checkpoints/checkpoint.pt          the latest resumable state (removed when the run completes); a rerun
-                                       resumes it only under the same settings and inputs (ablation.resume)
+    checkpoints/step-N/                the latest resumable state, accelerate's save_state (translator, optimizer,
+                                       scheduler, every process's RNG streams) and training_state.pt; named by
+    checkpoints/latest.json            which is written last; removed when the run completes; a rerun resumes
+                                       it only under the same settings and inputs (ablation.resume)
     checkpoints.resume.json            the hash of those settings and inputs, and how often the run resumed
     eval_samples_step_{N|final}.jsonl  legacy field names, one row per eval question
     history.jsonl                      one row per evaluation: accuracies, invalid counts, soft-token spread, mean losses
@@ -32,6 +34,7 @@ import dataclasses
 import io
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -60,7 +63,9 @@ from ablation.tracking import LiveLog, configured_trackers, scalar_settings
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = Path("checkpoints") / "checkpoint.pt"
+CHECKPOINTS = Path("checkpoints")
+LATEST_CHECKPOINT = "latest.json"  # names the one complete checkpoint folder; written last, atomically
+TRAINING_STATE = "training_state.pt"  # step, history, early-stopping state: what accelerate's state lacks
 TRANSLATOR_FILE = "translator.pt"
 LIVE_LOG_FILE = "live_log.csv"
 
@@ -112,12 +117,28 @@ def sample_rows(step, examples, source_rows, target_rows, generations, dataset) 
     ]
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    """Write the resumable state atomically: a kill mid-save leaves the previous checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The last complete checkpoint folder, or None: a folder counts once ``latest.json`` names it."""
+    pointer = checkpoints / LATEST_CHECKPOINT
+    return checkpoints / read_json(pointer)["folder"] if pointer.exists() else None
+
+
+def save_checkpoint(accelerator, checkpoints: Path, state: dict) -> None:
+    """accelerate's ``save_state`` (translator, optimizer, scheduler and every process's RNG streams,
+    CUDA's included) plus our training state, in a new folder that ``latest.json`` then names.
+
+    Called on every process. A kill mid-save leaves the previous checkpoint named; the older folder
+    is deleted only after the pointer moved.
+    """
+    previous = latest_checkpoint(checkpoints)
+    folder = checkpoints / f"step-{state['step']}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        torch.save(state, folder / TRAINING_STATE)
+        atomic_write_json(checkpoints / LATEST_CHECKPOINT, {"folder": folder.name, "step": state["step"]})
+        if previous is not None and previous != folder:
+            shutil.rmtree(previous, ignore_errors=True)
+    accelerator.wait_for_everyone()
 
 
 def _loss_csv(rows: list[dict]) -> str:
@@ -171,9 +192,9 @@ def run_bridge(
     bridge = Bridge(frozen["source"], frozen["target"], s, dataset, few_shots(dataset, train_rows, eval_settings))
     optimizer, scheduler = optimizer_and_schedule(bridge.translator, s)
     state = {"step": 0, "history": [], "loss_rows": [], "best": None, "stale_evals": 0, "elapsed": 0.0, "stop_reason": None}
-    checkpoint_path = run_dir / CHECKPOINT
+    checkpoints = run_dir / CHECKPOINTS
     claim = claim_checkpoint(
-        checkpoint_path.parent,
+        checkpoints,
         settings_sha256({
             "settings": s, "models": {name: model_identity(frozen[name].model_id, frozen[name].revision) for name in frozen},
             "train_rows": train_rows, "eval": [dataclasses.asdict(example) for example in examples], "eval_settings": eval_settings,
@@ -183,24 +204,23 @@ def run_bridge(
         attempt_files=sorted(path for path in run_dir.glob("eval_samples_step_*.jsonl")),
         main_process=accelerator.is_main_process,
     )
-    resumed = claim.resumable and checkpoint_path.exists()
+    resume_from = latest_checkpoint(checkpoints) if claim.resumable else None
+    resumed = resume_from is not None
+    accelerator.register_for_checkpointing(scheduler)  # stepped once per step by us, not prepared
+    translator, optimizer = accelerator.prepare(bridge.translator, optimizer)
+    unwrapped = accelerator.unwrap_model(translator)
     if resumed:
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        bridge.translator.load_state_dict(saved["translator"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
-        state = saved["state"]
-        log.info("resuming %s from step %d", run, state["step"])
+        accelerator.load_state(str(resume_from))
+        state = torch.load(resume_from / TRAINING_STATE, map_location="cpu", weights_only=False)
+        log.info("resuming %s from step %d (%s)", run, state["step"], resume_from)
         claim.resumed(str(state["step"]))
         evaluated = {str(row["step"]) for row in state["history"]}
         for stale in run_dir.glob("eval_samples_step_*.jsonl"):  # evaluations after the checkpoint are redone
             if accelerator.is_main_process and str(samples_step(stale.name)) not in evaluated:
                 stale.unlink()
-    live = LiveLog(run_dir / LIVE_LOG_FILE, resume_step=state["step"] if resumed else None) if accelerator.is_main_process else None
+    resumed_at = state["step"] if resumed else None  # that checkpoint is not written again
+    live = LiveLog(run_dir / LIVE_LOG_FILE, resume_step=resumed_at) if accelerator.is_main_process else None
     accelerator.init_trackers(run, config=scalar_settings(s))
-    translator, optimizer = accelerator.prepare(bridge.translator, optimizer)
-    unwrapped = accelerator.unwrap_model(translator)
     started = time.perf_counter() - state["elapsed"]
 
     def track(step: int, prefix: str, row: dict) -> None:
@@ -240,12 +260,9 @@ def run_bridge(
                 stop = _early_stop_update(state, row, unwrapped, s["early_stop_patience"])
             state["stop_reason"] = broadcast_object_list([stop])[0]
             losses_since_eval = []
-        if step % s["checkpoint_every"] == 0 and step > 0 and accelerator.is_main_process:
+        if step % s["checkpoint_every"] == 0 and step > 0 and step != resumed_at:
             state["elapsed"] = time.perf_counter() - started
-            _save_checkpoint(checkpoint_path, {
-                "translator": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "state": state,
-            })  # fmt: skip
+            save_checkpoint(accelerator, checkpoints, state)
         if state["stop_reason"] or step >= s["train_steps"]:
             break
         indices = batch_indices(step, global_batch, len(train_rows), s["seed"])
