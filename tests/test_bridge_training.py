@@ -166,16 +166,17 @@ def test_the_original_training_layout_and_kl_baseline_change_only_what_they_name
 
 
 @pytest.mark.parametrize("translator", ["cross", "dit"])
-def test_one_soft_token_per_source_prompt_token_trains_and_evaluates(micro_bridge_world, translator):
+def test_soft_tokens_minus_one_trains_and_evaluates_at_the_capped_tokenizer_length(micro_bridge_world, translator):
+    """The original's -1: K = the source tokenizer's model_max_length capped at soft_tokens_cap, for every prompt."""
     source, target = frozen_pair(micro_bridge_world)
-    bridge = Bridge(source, target, settings(translator=translator, soft_tokens=-1, warmup_steps=0, kl_weight=1.0), "gsm8k")
+    run = settings(translator=translator, soft_tokens=-1, soft_tokens_cap=48, warmup_steps=0, kl_weight=1.0)
+    bridge = Bridge(source, target, run, "gsm8k")
     rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
     values = bridge.losses(bridge.translator, rows, step=1)
     assert all(torch.isfinite(value) for value in values.values())
     examples = eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), rows, EVAL)
     soft = bridge.translate(bridge.translator.eval(), examples[:2], batch_size=2)[0]
-    lengths = [len(source.tokenizer(example.prompt)["input_ids"]) for example in examples[:2]]
-    assert soft.shape[1] == min(max(lengths), MICRO_RUN["max_prompt_tokens"])
+    assert source.tokenizer.model_max_length > 48 and soft.shape[1] == 48
 
 
 def test_the_original_trains_on_the_evaluation_prompt(micro_bridge_world):

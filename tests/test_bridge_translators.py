@@ -46,9 +46,11 @@ def median_row_rms(embedding: torch.Tensor) -> float:
     return statistics.median(row.pow(2).mean().sqrt().item() for row in embedding)
 
 
-def build(settings: dict, seed: int = 0):
+def build(settings: dict, seed: int = 0, source_max_length: int = 512):
     torch.manual_seed(seed)
-    return build_translator(settings, source_dim=SOURCE_DIM, target_dim=TARGET_DIM, target_embedding=target_embedding())
+    return build_translator(
+        settings, source_dim=SOURCE_DIM, target_dim=TARGET_DIM, target_embedding=target_embedding(), source_max_length=source_max_length
+    )
 
 
 def source_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -356,7 +358,7 @@ def test_build_translator_reads_its_keys_and_ignores_others():
     assert isinstance(dit, DiTTranslator) and len(dit.blocks) == DIT["dit_depth"]
     assert dit.positions.shape == (K, DIT["dit_dim"]) and dit.null_condition is None
     with pytest.raises(ValueError, match="target_dim"):
-        build_translator(CROSS, source_dim=SOURCE_DIM, target_dim=TARGET_DIM + 1, target_embedding=target_embedding())
+        build_translator(CROSS, source_dim=SOURCE_DIM, target_dim=TARGET_DIM + 1, target_embedding=target_embedding(), source_max_length=512)
 
 
 def test_cross_queries_are_orthogonal():
@@ -410,13 +412,15 @@ def test_rms_statistics_detached_change_the_gradient_not_the_tokens():
     assert (ours_grad * tokens).sum(-1).abs().max() < 1e-3 * (original_grad * tokens).sum(-1).abs().max()
 
 
-def test_soft_tokens_minus_one_writes_one_token_per_source_position_up_to_the_cap():
+def test_soft_tokens_minus_one_is_the_source_tokenizers_length_up_to_the_cap():
+    """As the original's Phase 1 resolved it: a fixed K whatever the prompt's length."""
     states, mask = source_batch()
     for settings in (CROSS, DIT):
-        translator = build({**settings, "soft_tokens": -1, "soft_tokens_cap": 64}).eval()
-        assert translator(states, mask).soft_tokens.shape == (BATCH, SOURCE_LEN, TARGET_DIM)
-        capped = build({**settings, "soft_tokens": -1, "soft_tokens_cap": 4}).eval()
+        uncapped = build({**settings, "soft_tokens": -1, "soft_tokens_cap": 64}, source_max_length=6).eval()
+        assert uncapped(states, mask).soft_tokens.shape == (BATCH, 6, TARGET_DIM)
+        capped = build({**settings, "soft_tokens": -1, "soft_tokens_cap": 4}, source_max_length=10**30).eval()
         assert capped(states, mask).soft_tokens.shape == (BATCH, 4, TARGET_DIM)
+        assert capped(states[:, :3], mask[:, :3]).soft_tokens.shape == (BATCH, 4, TARGET_DIM)
 
 
 def test_cross_translator_overfits_two_examples():

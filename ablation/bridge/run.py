@@ -238,9 +238,8 @@ def run_bridge(
         samples = sample_rows(step, examples, baselines["source"], baselines["target"], generations, dataset)
         atomic_write_jsonl(run_dir / samples_filename(step), samples)
         row = history_row(step, samples, dataset)
-        common = min(soft.size(1) for soft in soft_batches)  # with soft_tokens -1, K differs by batch
-        row["soft_token_spread"] = soft_token_spread(torch.cat([soft[:, :common] for soft in soft_batches]))
-        row["mean_soft_tokens"] = sum(soft.size(0) * soft.size(1) for soft in soft_batches) / len(examples)
+        row["soft_token_spread"] = soft_token_spread(torch.cat(soft_batches))
+        row["mean_soft_tokens"] = bridge.translator.soft_tokens  # K, with soft_tokens -1 resolved
         log.info("[Eval] Step %s | Source-alone acc: %.3f | Target-alone acc: %.3f | Bridged acc: %.3f | Soft-token spread: %.3f",
                  step, row["source_acc"], row["target_acc"], row["bridged_acc"], row["soft_token_spread"])  # fmt: skip
         return row

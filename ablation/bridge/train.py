@@ -26,7 +26,7 @@ from ablation.bridge.data import EvalExample
 from ablation.bridge.frozen import FrozenLM, hidden_states
 from ablation.bridge.generation import Hygiene, generate_from_embeds
 from ablation.bridge.prompts import answer_text, eval_prompt, task_prompt
-from ablation.bridge.translators import build_translator, decay_parameter_groups, soft_token_count
+from ablation.bridge.translators import build_translator, decay_parameter_groups
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class Bridge:
             source_dim=source.width,
             target_dim=target.width,
             target_embedding=target.embeddings.weight.detach(),
+            source_max_length=source.tokenizer.model_max_length,
         ).to(target.model.device)
         marker_ids = target.tokenizer("####", add_special_tokens=False)["input_ids"]
         self.marker_ids = set(marker_ids)
@@ -114,7 +115,7 @@ class Bridge:
         states = hidden_states(self.source, source_batch, s["source_layer"])  # [B, S, Ds]
         teacher = teacher_mask = None
         if teacher_texts is not None and s["translator"] == "dit":
-            k = soft_token_count(s["soft_tokens"], s["soft_tokens_cap"], source_batch["input_ids"].shape[1])
+            k = self.translator.soft_tokens  # K, with soft_tokens -1 resolved
             ids, teacher_mask = prompt_token_ids(self.target.tokenizer, teacher_texts, k)
             teacher = self.target.embeddings(ids.to(device)).detach()  # [B, <=K, Dt]
             teacher, teacher_mask = _pad_to(teacher, teacher_mask.to(device), k)

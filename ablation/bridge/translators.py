@@ -58,20 +58,20 @@ def _check_choice(key: str, value, allowed: tuple[str, ...]) -> None:
         raise _setting_error(key, value, f"is not allowed; allowed: {', '.join(allowed)}")
 
 
-def soft_token_count(soft_tokens: int, cap: int, source_length: int) -> int:
-    """K for a batch whose source prompts are padded to ``source_length``: ``soft_tokens``, or with
-    -1 (the original's Phase 1) one per source token, at most ``cap``."""
-    return soft_tokens if soft_tokens > 0 else min(source_length, cap)
-
-
-def _check_soft_tokens(soft_tokens, cap) -> int:
-    """The number of learned token slots a translator needs: K, or the cap when K follows the prompt."""
+def soft_token_count(soft_tokens: int, cap: int, source_max_length: int) -> int:
+    """K: ``soft_tokens``, or with -1 what the original's Phase 1 got from it: the source tokenizer's
+    ``model_max_length`` capped at ``cap`` (its logs say "capping to 2048 tokens": a fixed K for
+    every question, the shorter teachers padded, not one soft token per prompt token)."""
     if soft_tokens == -1:
         _check_positive_int("soft_tokens_cap", cap)
-        return cap
-    if isinstance(soft_tokens, bool) or not isinstance(soft_tokens, int) or soft_tokens <= 0:
-        raise _setting_error("soft_tokens", soft_tokens, "is not allowed; must be an integer > 0, or -1 for one per source prompt token")
+        return min(source_max_length, cap)
+    _check_soft_tokens(soft_tokens)
     return soft_tokens
+
+
+def _check_soft_tokens(soft_tokens) -> None:
+    if isinstance(soft_tokens, bool) or not isinstance(soft_tokens, int) or soft_tokens <= 0:
+        raise _setting_error("soft_tokens", soft_tokens, "is not allowed; must be an integer > 0 (resolve -1 with soft_token_count)")
 
 
 def _check_positive_int(key: str, value) -> None:
@@ -175,17 +175,16 @@ class CrossAttentionTranslator(nn.Module):
         dropout: float = 0.0,
         cross_self_attention: bool = False,
         cross_ffn: str = "swiglu",
-        soft_tokens_cap: int = 2048,
         rms_detach: bool = False,
     ):
         super().__init__()
-        slots = _check_soft_tokens(soft_tokens, soft_tokens_cap)
+        _check_soft_tokens(soft_tokens)
         _check_positive_int("depth", depth)
         _check_heads("heads", heads, "bottleneck", bottleneck)
         _check_fraction("dropout", dropout)
-        self.soft_tokens, self.soft_tokens_cap = soft_tokens, soft_tokens_cap
+        self.soft_tokens = soft_tokens
         self.target_dim = target_embedding.shape[-1]
-        self.queries = nn.Parameter(nn.init.orthogonal_(torch.empty(slots, bottleneck)))  # [K (or the cap), W]
+        self.queries = nn.Parameter(nn.init.orthogonal_(torch.empty(soft_tokens, bottleneck)))  # [K, W]
         self.source_proj = nn.Linear(source_dim, bottleneck)
         # one norm on the memory: source LMs' hidden states differ in scale by model and layer
         self.source_norm = nn.RMSNorm(bottleneck, eps=NORM_EPS)
@@ -204,8 +203,7 @@ class CrossAttentionTranslator(nn.Module):
         """``teacher`` is accepted for the common interface and unused: only the DiT learns from one."""
         source_states = source_states.to(self.source_proj.weight.dtype)
         memory = self.source_norm(self.source_proj(source_states))  # [B, S, W]
-        k = soft_token_count(self.soft_tokens, self.soft_tokens_cap, source_states.shape[1])
-        queries = self.queries[:k].expand(source_states.shape[0], -1, -1)  # [B, K, W]
+        queries = self.queries.expand(source_states.shape[0], -1, -1)  # [B, K, W]
         padding = ~source_mask.bool()  # [B, S]
         for block in self.blocks:
             queries = block(queries, memory, padding)  # [B, K, W]
@@ -329,11 +327,10 @@ class DiTTranslator(nn.Module):
         dit_dropout: float = 0.0,
         dit_cfg: float = 0.0,
         dit_drop_cond: float = 0.0,
-        soft_tokens_cap: int = 2048,
         rms_detach: bool = False,
     ):
         super().__init__()
-        slots = _check_soft_tokens(soft_tokens, soft_tokens_cap)
+        _check_soft_tokens(soft_tokens)
         _check_positive_int("dit_depth", dit_depth)
         _check_heads("dit_heads", dit_heads, "dit_dim", dit_dim)
         _check_choice("dit_pool", dit_pool, DIT_POOLS)
@@ -345,7 +342,7 @@ class DiTTranslator(nn.Module):
             raise _setting_error("dit_cfg", dit_cfg, "is not allowed; must be a number >= 0")
         if dit_cfg > 0 and dit_drop_cond == 0:
             raise _setting_error("dit_cfg", dit_cfg, "needs dit_drop_cond > 0: without it the unconditional velocity never trains")
-        self.soft_tokens, self.soft_tokens_cap = soft_tokens, soft_tokens_cap
+        self.soft_tokens = soft_tokens
         self.target_dim = target_embedding.shape[-1]
         self.dit_steps_train = dit_steps_train
         self.dit_steps_eval = dit_steps_eval
@@ -362,7 +359,7 @@ class DiTTranslator(nn.Module):
         self.time_embedding = TimestepEmbedding(dit_dim)
 
         self.input_proj = nn.Linear(self.target_dim, dit_dim)
-        self.positions = nn.Parameter(torch.randn(slots, dit_dim) * 0.02)  # [K (or the cap), dit_dim], as DiT's embeddings
+        self.positions = nn.Parameter(torch.randn(soft_tokens, dit_dim) * 0.02)  # [K, dit_dim], as DiT's embeddings
         self.blocks = nn.ModuleList(DiTBlock(dit_dim, dit_heads, dit_dropout) for _ in range(dit_depth))
         self.final_norm = nn.LayerNorm(dit_dim, elementwise_affine=False, eps=NORM_EPS)
         self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dit_dim, 2 * dit_dim))
@@ -426,7 +423,7 @@ class DiTTranslator(nn.Module):
     def forward(
         self, source_states: Tensor, source_mask: Tensor, teacher: Tensor | None = None, teacher_mask: Tensor | None = None
     ) -> TranslatorOutput:
-        k = soft_token_count(self.soft_tokens, self.soft_tokens_cap, source_states.shape[1])
+        k = self.soft_tokens
         condition = self.condition(source_states, source_mask)  # [B, dit_dim]
         if self.training and self.null_condition is not None:
             dropped = torch.rand(condition.shape[0], device=condition.device) < self.dit_drop_cond  # [B]
@@ -444,12 +441,14 @@ DIT_SETTINGS = (
     "dit_dropout", "dit_cfg", "dit_drop_cond",
 )
 # the original's behaviours, each optional here (the constructors' defaults are ours); a run's settings carry them all
-ORIGINAL_CHOICE_SETTINGS = {"cross": ("soft_tokens_cap", "rms_detach", "cross_self_attention", "cross_ffn"),
-                            "dit": ("soft_tokens_cap", "rms_detach")}  # fmt: skip
+ORIGINAL_CHOICE_SETTINGS = {"cross": ("rms_detach", "cross_self_attention", "cross_ffn"), "dit": ("rms_detach",)}
 
 
-def build_translator(settings: dict, *, source_dim: int, target_dim: int, target_embedding: Tensor) -> nn.Module:
-    """The translator a bridge run's settings describe; other keys of ``settings`` are ignored."""
+def build_translator(
+    settings: dict, *, source_dim: int, target_dim: int, target_embedding: Tensor, source_max_length: int
+) -> nn.Module:
+    """The translator a bridge run's settings describe; other keys of ``settings`` are ignored.
+    ``source_max_length`` (the source tokenizer's ``model_max_length``) resolves ``soft_tokens: -1``."""
     translator = settings.get("translator")
     _check_choice("translator", translator, TRANSLATORS)
     if target_embedding.shape[-1] != target_dim:
@@ -459,6 +458,7 @@ def build_translator(settings: dict, *, source_dim: int, target_dim: int, target
     if missing:
         raise ValueError(f"bridge run setting {missing[0]!r} is missing (translator {translator!r} needs {', '.join(keys)})")
     chosen = {key: settings[key] for key in keys + ORIGINAL_CHOICE_SETTINGS[translator] if key in settings}
+    chosen["soft_tokens"] = soft_token_count(settings["soft_tokens"], settings.get("soft_tokens_cap"), source_max_length)
     cls = CrossAttentionTranslator if translator == "cross" else DiTTranslator
     return cls(source_dim, target_embedding, **chosen)
 
