@@ -95,9 +95,11 @@ def test_the_presets_rerun_the_preserved_runs_and_the_plan_as_written():
 
     config, phase1 = load_run(ORIGINAL_PRESET, "phase1_all_fix")
     runs = resolve_runs(config["bridge"], load_schema(), config["seed"])
-    # Ablations B and C ran Phase 1's flags: one experiment, one translator
-    assert len({trained_run_of(runs)[run] for run in ("phase1_all_fix", "ablB_kl_only", "ablC_kl_prompt")}) == 1
+    # Ablations B and C ran the same flags: one experiment, one translator; Phase 1 only echoed another decode_interval
+    trained = trained_run_of(runs)
+    assert trained["ablB_kl_only"] == trained["ablC_kl_prompt"] != trained["phase1_all_fix"]
     assert (phase1["soft_tokens"], phase1["prompt_mode"], phase1["final_weights"], phase1["train_prompt"]) == (-1, "soft_plus_text", "last", "eval")
+    assert (phase1["decode_interval"], phase1["decode_loss_weight"], phase1["dit_variant"]) == (200, 0.0, "original")
     plan, two_a = load_run(REPOSITORY / "presets" / "latentwire-plan-original.yaml", "2a")
     sizes = {key: two_a[key] for key in ("translator", "soft_tokens", "depth", "heads", "bottleneck", "warmup_steps", "per_device_batch",
                                          "train_steps", "early_stop_patience", "lr", "seed")}  # fmt: skip

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 TRANSLATORS = ("cross", "dit")
 DIT_POOLS = ("mean", "attention")
+DIT_VARIANTS = ("ours", "original")  # the original script's DiT: ablation.bridge.original_dit
 CROSS_FFNS = ("swiglu", "swiglu_two_thirds")  # ours: 4x width, no biases; the original's: Llama's 2/3 of that, with biases
 RMS_SCALE_RANGE = (0.25, 4.0)  # the original's clamp on RMSMatch's scale factor
 NORM_EPS = 1e-6
@@ -459,8 +460,15 @@ def build_translator(
         raise ValueError(f"bridge run setting {missing[0]!r} is missing (translator {translator!r} needs {', '.join(keys)})")
     chosen = {key: settings[key] for key in keys + ORIGINAL_CHOICE_SETTINGS[translator] if key in settings}
     chosen["soft_tokens"] = soft_token_count(settings["soft_tokens"], settings.get("soft_tokens_cap"), source_max_length)
-    cls = CrossAttentionTranslator if translator == "cross" else DiTTranslator
-    return cls(source_dim, target_embedding, **chosen)
+    if translator == "cross":
+        return CrossAttentionTranslator(source_dim, target_embedding, **chosen)
+    variant = settings.get("dit_variant", "ours")
+    _check_choice("dit_variant", variant, DIT_VARIANTS)
+    if variant == "original":
+        from ablation.bridge.original_dit import OriginalDiTTranslator  # it builds on this module's parts
+
+        return OriginalDiTTranslator(source_dim, target_embedding, **chosen)
+    return DiTTranslator(source_dim, target_embedding, **chosen)
 
 
 def decay_parameter_groups(module: nn.Module, weight_decay: float, lr: float, gate_lr_multiplier: float = 1.0) -> list[dict]:
