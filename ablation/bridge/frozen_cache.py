@@ -48,10 +48,41 @@ def stored_dtype(model_dtype: str, precision: str, device: str) -> str:
     return "bfloat16" if precision == "bf16" and device != "cpu" else model_dtype
 
 
-def estimate_bytes(source: FrozenLM, prompts: list[str], max_tokens: int, dtype: str) -> int:
+def estimate_bytes(tokenizer, width: int, prompts: list[str], max_tokens: int, dtype: str) -> int:
     """Bytes the states of ``prompts`` take: tokens after truncation × the source's width × the element size."""
-    tokens = sum(len(ids) for ids in source.tokenizer(prompts, truncation=True, max_length=max_tokens)["input_ids"])
-    return tokens * source.width * DTYPES[dtype].itemsize
+    tokens = sum(len(ids) for ids in tokenizer(prompts, truncation=True, max_length=max_tokens)["input_ids"])
+    return tokens * width * DTYPES[dtype].itemsize
+
+
+def over_cap(estimate: int, max_bytes: int) -> str | None:
+    """Why a cache of ``estimate`` bytes is not built, or None when it fits."""
+    if estimate <= max_bytes:
+        return None
+    return (f"estimated {estimate / 1e9:.3f} GB exceeds the cap of {max_bytes / 1e9:.3f} GB "
+            "(bridge.source_state_cache.max_gb): runs compute the states on the fly")  # fmt: skip
+
+
+def _publish(out_dir: Path, partial: Path, index: dict, started: float, stamp: dict | None) -> dict:
+    """Write the index last, then move the finished cache into place."""
+    index["build_seconds"] = round(time.perf_counter() - started, 3)
+    index["provenance"] = stamp
+    atomic_write_json(partial / INDEX_FILE, index)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(partial, out_dir)
+    return index
+
+
+def write_fallback(out_dir: str | Path, *, key: dict, dtype: str, width: int, prompts: int, estimate: int, max_bytes: int, stamp: dict | None = None) -> dict:
+    """The index of a cache not built (past its cap), so runs know to compute on the fly; no shards."""
+    out_dir = Path(out_dir)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    reason = over_cap(estimate, max_bytes)
+    log.warning("source-state cache %s: %s", out_dir.name, reason)
+    index = {"key": key, "dtype": dtype, "width": width, "prompts": prompts, "estimated_bytes": estimate, "max_bytes": max_bytes,
+             "cached": False, "reason": reason}  # fmt: skip
+    return _publish(out_dir, partial, index, time.perf_counter(), stamp)
 
 
 def build_source_states(
@@ -75,47 +106,40 @@ def build_source_states(
     out_dir = Path(out_dir)
     started = time.perf_counter()
     prompts = list(dict.fromkeys(prompts))
-    estimate = estimate_bytes(source, prompts, max_tokens, dtype)
+    estimate = estimate_bytes(source.tokenizer, source.width, prompts, max_tokens, dtype)
+    if over_cap(estimate, max_bytes):
+        return write_fallback(out_dir, key=key, dtype=dtype, width=source.width, prompts=len(prompts), estimate=estimate,
+                              max_bytes=max_bytes, stamp=stamp)  # fmt: skip
     index = {"key": key, "dtype": dtype, "width": source.width, "prompts": len(prompts), "estimated_bytes": estimate, "max_bytes": max_bytes}
     partial = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    if estimate > max_bytes:
-        index.update(cached=False, reason=f"estimated {estimate / 1e9:.3f} GB exceeds the cap of {max_bytes / 1e9:.3f} GB "
-                                          "(bridge.source_state_cache.max_gb): runs compute the states on the fly")  # fmt: skip
-        log.warning("source-state cache %s: %s", out_dir.name, index["reason"])
-    else:
-        index.update(cached=True, shards={}, locations={}, stored_bytes=0)
-        pending: dict[str, torch.Tensor] = {}
+    index.update(cached=True, shards={}, locations={}, stored_bytes=0)
+    pending: dict[str, torch.Tensor] = {}
 
-        def flush() -> None:
-            name = f"shard_{len(index['shards']):05d}.safetensors"
-            save_file(pending, str(partial / name))
-            index["shards"][name] = len(pending)
-            index["locations"].update(dict.fromkeys(pending, name))
-            pending.clear()
+    def flush() -> None:
+        name = f"shard_{len(index['shards']):05d}.safetensors"
+        save_file(pending, str(partial / name))
+        index["shards"][name] = len(pending)
+        index["locations"].update(dict.fromkeys(pending, name))
+        pending.clear()
 
-        pending_bytes = 0
-        for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start : start + batch_size]
-            batch = tokenize_source(source.tokenizer, chunk, max_tokens).to(source.model.device)
-            states = hidden_states(source, batch, layer).to(DTYPES[dtype])
-            for row, (prompt, length) in enumerate(zip(chunk, batch["attention_mask"].sum(1).tolist())):
-                pending[prompt_name(prompt)] = states[row, :length].cpu().contiguous()  # right padded: the real tokens lead
-                pending_bytes += length * source.width * DTYPES[dtype].itemsize
-            if pending_bytes >= SHARD_BYTES:
-                index["stored_bytes"] += pending_bytes
-                pending_bytes = 0
-                flush()
-        if pending:
+    pending_bytes = 0
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        batch = tokenize_source(source.tokenizer, chunk, max_tokens).to(source.model.device)
+        states = hidden_states(source, batch, layer).to(DTYPES[dtype])
+        for row, (prompt, length) in enumerate(zip(chunk, batch["attention_mask"].sum(1).tolist())):
+            pending[prompt_name(prompt)] = states[row, :length].cpu().contiguous()  # right padded: the real tokens lead
+            pending_bytes += length * source.width * DTYPES[dtype].itemsize
+        if pending_bytes >= SHARD_BYTES:
             index["stored_bytes"] += pending_bytes
+            pending_bytes = 0
             flush()
-    index["build_seconds"] = round(time.perf_counter() - started, 3)
-    index["provenance"] = stamp
-    atomic_write_json(partial / INDEX_FILE, index)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(partial, out_dir)
-    return index
+    if pending:
+        index["stored_bytes"] += pending_bytes
+        flush()
+    return _publish(out_dir, partial, index, started, stamp)
 
 
 class SourceStates:
@@ -172,18 +196,30 @@ def build_run_source_states(
     eval_settings: dict, max_gb: float, device: str, config: dict,
 ) -> dict:
     """The cache job: load the source, then ``build_source_states`` for every prompt of ``settings``' runs."""
+    from transformers import AutoConfig
+
     from ablation.bridge.frozen import load_frozen
+    from ablation.bridge.generation import prepare_tokenizer
+    from ablation.models import load_tokenizer
     from ablation.provenance import provenance
 
     started = time.perf_counter()
-    source = load_frozen(settings["source"], model["id"], model["revision"], dtype=model["dtype"], device=device)
-    prompts = source_state_prompts(settings, dataset_source, embedded_data_dir, eval_settings)
+    prompts = list(dict.fromkeys(source_state_prompts(settings, dataset_source, embedded_data_dir, eval_settings)))
     dtype = stored_dtype(model["dtype"], settings["precision"], device)
     stamp = provenance(model_id=model["id"], revision=model["revision"], mask=None, config=config, seed=settings["seed"], wall_seconds=0.0)
+    # estimated from the tokenizer and the config's width, so a cache past its cap never loads the model
+    tokenizer = prepare_tokenizer(load_tokenizer(model["id"], revision=model["revision"]))
+    width = AutoConfig.from_pretrained(model["id"], revision=model["revision"]).get_text_config().hidden_size
+    estimate = estimate_bytes(tokenizer, width, prompts, settings["max_prompt_tokens"], dtype)
+    max_bytes = int(max_gb * 1e9)
+    if over_cap(estimate, max_bytes):
+        return write_fallback(Path(index_path).parent, key=key, dtype=dtype, width=width, prompts=len(prompts), estimate=estimate,
+                              max_bytes=max_bytes, stamp=stamp)  # fmt: skip
+    source = load_frozen(settings["source"], model["id"], model["revision"], dtype=model["dtype"], device=device)
     with torch.autocast(device_type=source.model.device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
         index = build_source_states(
             Path(index_path).parent, source, prompts, key=key, layer=settings["source_layer"], max_tokens=settings["max_prompt_tokens"],
-            dtype=dtype, max_bytes=int(max_gb * 1e9), batch_size=eval_settings["batch_size"], stamp=stamp,
+            dtype=dtype, max_bytes=max_bytes, batch_size=eval_settings["batch_size"], stamp=stamp,
         )  # fmt: skip
     log.info("source-state cache %s: %d prompts, estimated %.1f MB, %s in %.1f s", Path(index_path).parent.name, index["prompts"],
              index["estimated_bytes"] / 1e6, "cached" if index["cached"] else "not cached", time.perf_counter() - started)  # fmt: skip
