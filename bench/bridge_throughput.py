@@ -30,6 +30,7 @@ import argparse
 import copy
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -93,7 +94,8 @@ def target_tokens(bridge, batch) -> int:
 def train_seconds(bridge, rows, steps: int, prompts: list[str], cache_dir: Path, dtype: str) -> dict:
     """Tokens/s of translator training with the source run at every step (the original's) and read from
     the source-state cache, and of the floor (the frozen target's forward+backward alone) on the same
-    batches, interleaved step by step so load from other processes hits all three alike; the cache's
+    batches, interleaved step by step and timed by the median step, so load from other processes hits
+    all three alike; the cache's
     one-time build; and how far the two translators are apart after ``steps`` steps."""
     s = bridge.settings
     device = bridge.target.model.device
@@ -103,7 +105,7 @@ def train_seconds(bridge, rows, steps: int, prompts: list[str], cache_dir: Path,
     cache = open_source_states(cache_dir / INDEX_FILE, {})
     translators = {"uncached": bridge.translator, "cached": copy.deepcopy(bridge.translator)}
     optimizers = {name: torch.optim.AdamW(translator.parameters(), lr=s["lr"]) for name, translator in translators.items()}
-    seconds = {"uncached": 0.0, "cached": 0.0, "floor": 0.0}
+    seconds = {"uncached": [], "cached": [], "floor": []}  # per step; medians, so a burst of load elsewhere hits no mode alone
     tokens = floor_tokens = 0
     for step, batch in enumerate([batches[0]] + batches):  # the first step warms up, untimed
         for name, translator in translators.items():
@@ -114,7 +116,8 @@ def train_seconds(bridge, rows, steps: int, prompts: list[str], cache_dir: Path,
             optimizers[name].zero_grad()
             values["total"].backward()
             optimizers[name].step()
-            seconds[name] += (time.perf_counter() - started) * (step > 0)
+            if step > 0:
+                seconds[name].append(time.perf_counter() - started)
         started = time.perf_counter()
         text = tokenize_target(bridge.target.tokenizer, [task_prompt(bridge.dataset, row) for row in batch],
                                [answer_text(bridge.dataset, row) for row in batch],
@@ -122,19 +125,20 @@ def train_seconds(bridge, rows, steps: int, prompts: list[str], cache_dir: Path,
         embeds = bridge.target.embeddings(text.ids.to(device)).detach().requires_grad_()
         logits = bridge.target.model(inputs_embeds=embeds, attention_mask=text.attention.to(device)).logits
         torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), text.ids[:, 1:].flatten().to(device)).backward()
-        seconds["floor"] += (time.perf_counter() - started) * (step > 0)
         if step > 0:
+            seconds["floor"].append(time.perf_counter() - started)
             tokens += target_tokens(bridge, batch)
             floor_tokens += int(text.attention.sum())
     bridge.source_states = None
+    step_seconds = {name: statistics.median(values) for name, values in seconds.items()}
     cached_weights = translators["cached"].state_dict()
     difference = max(float((value - cached_weights[name]).abs().max()) for name, value in translators["uncached"].state_dict().items())
     return {
-        "train_tokens_per_s": tokens / seconds["uncached"],
-        "cached_train_tokens_per_s": tokens / seconds["cached"],
-        "target_alone_tokens_per_s": floor_tokens / seconds["floor"],
-        "uncached_step_s": seconds["uncached"] / steps,
-        "cached_step_s": seconds["cached"] / steps,
+        "train_tokens_per_s": tokens / steps / step_seconds["uncached"],
+        "cached_train_tokens_per_s": tokens / steps / step_seconds["cached"],
+        "target_alone_tokens_per_s": floor_tokens / steps / step_seconds["floor"],
+        "uncached_step_s": step_seconds["uncached"],
+        "cached_step_s": step_seconds["cached"],
         "cache_build_s": index["build_seconds"],
         "cache_bytes": index["stored_bytes"],
         "source_tokens_per_question": index["stored_bytes"] / (index["width"] * getattr(torch, dtype).itemsize) / len(prompts),

@@ -125,8 +125,10 @@ def build_source_states(
         pending.clear()
 
     pending_bytes = 0
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
+    lengths = source.tokenizer(prompts, truncation=True, max_length=max_tokens)["input_ids"]
+    by_length = [prompt for _, prompt in sorted(zip(map(len, lengths), prompts), key=lambda pair: pair[0])]  # little padding
+    for start in range(0, len(by_length), batch_size):
+        chunk = by_length[start : start + batch_size]
         batch = tokenize_source(source.tokenizer, chunk, max_tokens).to(source.model.device)
         states = hidden_states(source, batch, layer).to(DTYPES[dtype])
         for row, (prompt, length) in enumerate(zip(chunk, batch["attention_mask"].sum(1).tolist())):
