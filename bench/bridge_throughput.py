@@ -12,7 +12,12 @@ baseline generation spread over the run's evaluations (a run of train_steps/eval
 
 Training: tokens/s of the run's translator steps (source read + translator + target forward and
 backward through the soft tokens; tokens = the target-side sequence) against the floor, a forward
-and backward of the frozen target alone on the same batches read as text.
+and backward of the frozen target alone on the same batches read as text. The steps run twice from
+the same translator: uncached (the source read at every step, the original's) and cached (its states
+read from a source-state cache, ``ablation.bridge.frozen_cache``, built here for every training and eval
+prompt and timed). ``suite_train_speedup`` charges the cached suite each of its distinct cache keys'
+builds: (suite steps × uncached step) / (suite steps × cached step + keys × build). With CUDA it also
+gives the cache's GB per 1,000 questions at 7B scale (width 4096, bf16, this world's tokens per question).
 
 Usage (after `snakemake --cores 2` built the tiny default):
     .venv/bin/python bench/bridge_throughput.py [--configfile config.yaml] [--run NAME] [--steps 20]
@@ -22,8 +27,11 @@ On a CUDA machine the same figures are also printed in bf16. The last line is on
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,9 +44,10 @@ import yaml  # noqa: E402
 from ablation.bridge.batches import lead_text, tokenize_target  # noqa: E402
 from ablation.bridge.data import eval_examples, load_rows  # noqa: E402
 from ablation.bridge.frozen import load_frozen  # noqa: E402
+from ablation.bridge.frozen_cache import INDEX_FILE, build_source_states, open_source_states, source_state_prompts  # noqa: E402
 from ablation.bridge.generation import Hygiene, generate_from_text  # noqa: E402
 from ablation.bridge.prompts import answer_text, task_prompt  # noqa: E402
-from ablation.bridge.settings import embedded_model_name, resolve_runs, trained_run_of  # noqa: E402
+from ablation.bridge.settings import embedded_model_name, resolve_runs, source_state_key, source_state_name, trained_run_of  # noqa: E402
 from ablation.bridge.train import Bridge, batch_indices  # noqa: E402
 from ablation.config import load_schema, validate_config  # noqa: E402
 from ablation.layout import bridge_run_dir, bridge_world_dir, embedded_model_dir  # noqa: E402
@@ -73,36 +82,68 @@ def eval_step_seconds(bridge, translator, examples, eval_settings, dtype) -> dic
     }
 
 
-def train_seconds(bridge, rows, steps: int) -> dict:
-    """Tokens/s of translator training and of the frozen target's forward+backward alone on the same batches."""
+def target_tokens(bridge, batch) -> int:
+    """Target-side tokens of a translator step: the soft tokens, the lead and the answer."""
     s = bridge.settings
-    optimizer = torch.optim.AdamW(bridge.translator.parameters(), lr=s["lr"])
+    leads = [lead_text(bridge.dataset, task_prompt(bridge.dataset, row), s["prompt_mode"]) for row in batch]
+    target_batch = tokenize_target(bridge.target.tokenizer, leads, [answer_text(bridge.dataset, row) for row in batch],
+                                   max_lead_tokens=s["max_prompt_tokens"], max_answer_tokens=s["max_answer_tokens"])  # fmt: skip
+    return int(target_batch.attention.sum()) + s["soft_tokens"] * len(batch)
+
+
+def train_seconds(bridge, rows, steps: int, prompts: list[str], cache_dir: Path, dtype: str) -> dict:
+    """Tokens/s of translator training with the source run at every step (the original's) and read from
+    the source-state cache, and of the floor (the frozen target's forward+backward alone) on the same
+    batches, interleaved step by step and timed by the median step, so load from other processes hits
+    all three alike; the cache's
+    one-time build; and how far the two translators are apart after ``steps`` steps."""
+    s = bridge.settings
     device = bridge.target.model.device
-    tokens = 0
     batches = [[rows[i] for i in batch_indices(step, s["per_device_batch"], len(rows), s["seed"])] for step in range(steps)]
-    started = time.perf_counter()
-    for step, batch in enumerate(batches):
-        values = bridge.losses(bridge.translator, batch, step + s["warmup_steps"])  # every loss active
-        optimizer.zero_grad()
-        values["total"].backward()
-        optimizer.step()
-        leads = [lead_text(bridge.dataset, task_prompt(bridge.dataset, row), s["prompt_mode"]) for row in batch]
-        target_batch = tokenize_target(bridge.target.tokenizer, leads, [answer_text(bridge.dataset, row) for row in batch],
-                                       max_lead_tokens=s["max_prompt_tokens"], max_answer_tokens=s["max_answer_tokens"])  # fmt: skip
-        tokens += int(target_batch.attention.sum()) + s["soft_tokens"] * len(batch)
-    translator_seconds = time.perf_counter() - started
-    floor_tokens = 0
-    started = time.perf_counter()
-    for batch in batches:
+    index = build_source_states(cache_dir, bridge.source, prompts, key={}, layer=s["source_layer"], max_tokens=s["max_prompt_tokens"],
+                                dtype=dtype, max_bytes=10**12, batch_size=64)  # fmt: skip
+    cache = open_source_states(cache_dir / INDEX_FILE, {})
+    translators = {"uncached": bridge.translator, "cached": copy.deepcopy(bridge.translator)}
+    optimizers = {name: torch.optim.AdamW(translator.parameters(), lr=s["lr"]) for name, translator in translators.items()}
+    seconds = {"uncached": [], "cached": [], "floor": []}  # per step; medians, so a burst of load elsewhere hits no mode alone
+    tokens = floor_tokens = 0
+    for step, batch in enumerate([batches[0]] + batches):  # the first step warms up, untimed
+        for name, translator in translators.items():
+            bridge.source_states = cache if name == "cached" else None
+            torch.manual_seed(step)  # both translators draw the same dropout
+            started = time.perf_counter()
+            values = bridge.losses(translator, batch, step + s["warmup_steps"])  # every loss active
+            optimizers[name].zero_grad()
+            values["total"].backward()
+            optimizers[name].step()
+            if step > 0:
+                seconds[name].append(time.perf_counter() - started)
+        started = time.perf_counter()
         text = tokenize_target(bridge.target.tokenizer, [task_prompt(bridge.dataset, row) for row in batch],
                                [answer_text(bridge.dataset, row) for row in batch],
                                max_lead_tokens=s["max_prompt_tokens"], max_answer_tokens=s["max_answer_tokens"])  # fmt: skip
         embeds = bridge.target.embeddings(text.ids.to(device)).detach().requires_grad_()
         logits = bridge.target.model(inputs_embeds=embeds, attention_mask=text.attention.to(device)).logits
         torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), text.ids[:, 1:].flatten().to(device)).backward()
-        floor_tokens += int(text.attention.sum())
-    floor_seconds = time.perf_counter() - started
-    return {"train_tokens_per_s": tokens / translator_seconds, "target_alone_tokens_per_s": floor_tokens / floor_seconds}
+        if step > 0:
+            seconds["floor"].append(time.perf_counter() - started)
+            tokens += target_tokens(bridge, batch)
+            floor_tokens += int(text.attention.sum())
+    bridge.source_states = None
+    step_seconds = {name: statistics.median(values) for name, values in seconds.items()}
+    cached_weights = translators["cached"].state_dict()
+    difference = max(float((value - cached_weights[name]).abs().max()) for name, value in translators["uncached"].state_dict().items())
+    return {
+        "train_tokens_per_s": tokens / steps / step_seconds["uncached"],
+        "cached_train_tokens_per_s": tokens / steps / step_seconds["cached"],
+        "target_alone_tokens_per_s": floor_tokens / steps / step_seconds["floor"],
+        "uncached_step_s": step_seconds["uncached"],
+        "cached_step_s": step_seconds["cached"],
+        "cache_build_s": index["build_seconds"],
+        "cache_bytes": index["stored_bytes"],
+        "source_tokens_per_question": index["stored_bytes"] / (index["width"] * getattr(torch, dtype).itemsize) / len(prompts),
+        "cached_vs_uncached_max_weight_difference": difference,
+    }
 
 
 def main() -> None:
@@ -128,6 +169,12 @@ def main() -> None:
     examples = eval_examples(s["dataset"], load_rows(s["dataset"], source_data, source_data["eval_split"], data_dir), train_rows, bridge_config["eval"])
     trained = bridge_run_dir(results, trained_run_of(runs)[run]) / "translator.pt"
     evals_per_run = s["train_steps"] // s["eval_every"] + 2
+    prompts = list(dict.fromkeys(source_state_prompts(s, source_data, data_dir, bridge_config["eval"])))
+    suite = set(trained_run_of(runs).values())  # the runs the default suite trains; each cache key is built once
+    suite_steps = sum(runs[name]["train_steps"] for name in suite)
+    suite_keys = len({source_state_name(source_state_key(runs[name], bridge_config["models"][runs[name]["source"]],
+                                                         bridge_config["datasets"][runs[name]["dataset"]], bridge_config["eval"], "cpu"))
+                      for name in suite})  # fmt: skip
     torch.manual_seed(s["seed"])
 
     figures = {}
@@ -142,13 +189,22 @@ def main() -> None:
         with torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
             evaluation = eval_step_seconds(bridge, bridge.translator, examples, bridge_config["eval"], dtype)
             bridge.translator.train()
-            training = train_seconds(bridge, train_rows, arguments.steps)
+            with tempfile.TemporaryDirectory() as cache_dir:
+                training = train_seconds(bridge, train_rows, arguments.steps, prompts, Path(cache_dir) / "states", dtype)
         amortized = evaluation["ours"] + evaluation["baselines_once"] / evals_per_run
+        build_per_step = training["cache_build_s"] * suite_keys / suite_steps  # the builds spread over the suite's steps
+        suite_uncached = suite_steps * training["uncached_step_s"]
+        suite_cached = suite_steps * training["cached_step_s"] + suite_keys * training["cache_build_s"]
         figures[f"{device}_{dtype}"] = {
             **evaluation, **training,
             "eval_step_vs_original": evaluation["original"] / evaluation["ours"],
             "eval_step_vs_original_amortized": evaluation["original"] / amortized,
             "train_vs_target_alone": training["train_tokens_per_s"] / training["target_alone_tokens_per_s"],
+            "cached_vs_target_alone": training["cached_train_tokens_per_s"] / training["target_alone_tokens_per_s"],
+            "cached_amortized_step_s": training["cached_step_s"] + build_per_step,
+            "suite_train_speedup": suite_uncached / suite_cached,
+            # a 7B source (width 4096) in bf16, at this world's measured source tokens per question
+            "cache_gb_per_1000_questions_7b": training["source_tokens_per_question"] * 4096 * 2 * 1000 / 1e9,
         }  # fmt: skip
 
     print(f"run {run} ({s['translator']}, K={s['soft_tokens']}), {len(examples)} eval questions, "
@@ -157,6 +213,17 @@ def main() -> None:
     for name, f in figures.items():
         print(f"{name:<16}{f['original']:>12.2f}{f['ours']:>10.2f}{f['eval_step_vs_original']:>12.2f}x"
               f"{f['eval_step_vs_original_amortized']:>10.2f}x{f['train_tokens_per_s']:>13.0f}{f['train_vs_target_alone']:>16.2f}x")  # fmt: skip
+    print(f"training, {arguments.steps} steps; suite: {len(suite)} trained runs, {suite_steps} steps, {suite_keys} source-state caches")
+    print(f"{'device':<16}{'uncached s/step':>16}{'cached s/step':>15}{'+build amortized':>18}{'floor tok/s':>13}"
+          f"{'uncached/floor':>16}{'cached/floor':>14}{'suite speedup':>15}{'build s':>9}")  # fmt: skip
+    for name, f in figures.items():
+        print(f"{name:<16}{f['uncached_step_s']:>16.4f}{f['cached_step_s']:>15.4f}{f['cached_amortized_step_s']:>18.4f}"
+              f"{f['target_alone_tokens_per_s']:>13.0f}{f['train_vs_target_alone']:>15.2f}x{f['cached_vs_target_alone']:>13.2f}x"
+              f"{f['suite_train_speedup']:>14.2f}x{f['cache_build_s']:>9.2f}")  # fmt: skip
+    for name, f in figures.items():
+        print(f"{name}: translator after {arguments.steps} steps, cached vs uncached: max weight difference {f['cached_vs_uncached_max_weight_difference']:.2e}")
+    if "cuda_bfloat16" in figures:
+        print(f"source-state cache at 7B scale (bf16, width 4096): {figures['cuda_bfloat16']['cache_gb_per_1000_questions_7b']:.2f} GB per 1,000 questions")
     headline = figures["cpu_float32"]
     print(json.dumps({
         "run": run,
@@ -164,6 +231,8 @@ def main() -> None:
         "eval_step_vs_original_amortized": headline["eval_step_vs_original_amortized"],
         "train_tokens_per_s": headline["train_tokens_per_s"],
         "train_vs_target_alone": headline["train_vs_target_alone"],
+        "cached_vs_target_alone": headline["cached_vs_target_alone"],
+        "suite_train_speedup": headline["suite_train_speedup"],
         "evals_per_run": evals_per_run,
         "threads": torch.get_num_threads(),
         "translator_trained": trained.exists(),

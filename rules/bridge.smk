@@ -35,6 +35,36 @@ rule eval_bridge_baseline:
         "../workflow/scripts/eval_bridge_baseline.py"
 
 
+rule bridge_source_states:
+    """The source's hidden states of every prompt of the runs sharing a key, read by those runs."""
+    input:
+        unpack(bridge_source_state_build_inputs),
+    output:
+        index=bridge_source_state_index("{source_state_key}"),
+    log:
+        LOGS / "bridge_source_states/{source_state_key}.log",
+    wildcard_constraints:
+        source_state_key="|".join(BRIDGE_SOURCE_STATE_RUNS) or "(?!)",
+    params:
+        library_code=library_code("build_bridge_source_states.py"),
+        settings=lambda wildcards: BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]],
+        key=lambda wildcards: BRIDGE_SOURCE_STATE_KEYS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]],
+        model=lambda wildcards: bridge_job_model(BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]["source"]),
+        dataset_source=lambda wildcards: BRIDGE["datasets"][BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]["dataset"]],
+        embedded_data_dir=BRIDGE_WORLD,
+        eval=BRIDGE["eval"],
+        max_gb=BRIDGE["source_state_cache"]["max_gb"],
+        device=config["model"]["device"],
+    threads: config["resources"]["bridge_eval"]["threads"]
+    resources:
+        **scheduler_resources("bridge_eval"),
+    priority: 2
+    conda:
+        "../envs/ablation.yaml"
+    script:
+        "../workflow/scripts/build_bridge_source_states.py"
+
+
 rule train_bridge:
     input:
         unpack(bridge_run_inputs),
@@ -54,6 +84,7 @@ rule train_bridge:
         eval=BRIDGE["eval"],
         device=config["model"]["device"],
         processes=max(1, config["resources"]["bridge_train"]["gpus"]),
+        source_state_key=lambda wildcards: BRIDGE_SOURCE_STATE_KEYS.get(wildcards.bridge_run),
     threads: config["resources"]["bridge_train"]["threads"]
     resources:
         **scheduler_resources("bridge_train"),

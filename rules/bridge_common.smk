@@ -1,6 +1,13 @@
 """The bridge study's helpers: resolved runs, which run trains for which, and each job's files."""
 
-from ablation.bridge.settings import embedded_model_name, inference_run, resolve_runs, trained_run_of
+from ablation.bridge.settings import (
+    embedded_model_name,
+    inference_run,
+    resolve_runs,
+    source_state_key,
+    source_state_name,
+    trained_run_of,
+)
 from ablation.bridge.roles import reproductions, role_runs, run_descriptions
 from ablation.config import load_schema
 from ablation.layout import (
@@ -22,6 +29,15 @@ BRIDGE_RUNS = resolve_runs(BRIDGE, load_schema(), config["seed"]) if BRIDGE_ACTI
 BRIDGE_TRAINED_BY = trained_run_of(BRIDGE_RUNS)
 BRIDGE_TRAINED_RUNS = list(dict.fromkeys(BRIDGE_TRAINED_BY.values()))
 BRIDGE_WORLD = bridge_world_dir(RESULTS)
+# source-state caches (ablation.bridge.frozen_cache): run -> key, key name -> the first run with it
+BRIDGE_SOURCE_STATE_KEYS = {
+    run: source_state_key(BRIDGE_RUNS[run], BRIDGE["models"][BRIDGE_RUNS[run]["source"]],
+                          BRIDGE["datasets"][BRIDGE_RUNS[run]["dataset"]], BRIDGE["eval"], config["model"]["device"])
+    for run in BRIDGE_TRAINED_RUNS
+} if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] else {}  # fmt: skip
+BRIDGE_SOURCE_STATE_RUNS = {}
+for _run, _key in BRIDGE_SOURCE_STATE_KEYS.items():
+    BRIDGE_SOURCE_STATE_RUNS.setdefault(source_state_name(_key), _run)
 BRIDGE_RUN_FILES = ("summary.json", "history.jsonl", "loss_history.csv", "translator.pt")
 # preserved runs of the original code, imported into the run format (rules/bridge_report.smk)
 BRIDGE_LEGACY = {entry["name"]: entry for entry in BRIDGE["legacy"]} if BRIDGE_ACTIVE else {}
@@ -110,7 +126,25 @@ def bridge_run_inputs(wildcards):
         "source_samples": source_baseline["samples"],
         "source_metrics": source_baseline["metrics"],
         "target_samples": bridge_baseline_files(settings["target"], settings["dataset"])["samples"],
+        **bridge_source_state_inputs(wildcards.bridge_run),
     }
+
+
+def bridge_source_state_index(key_name):
+    return RESULTS / "bridge" / "source_states" / key_name / "index.json"
+
+
+def bridge_source_state_inputs(run):
+    """A run's source-state cache, when bridge.source_state_cache is on."""
+    if run not in BRIDGE_SOURCE_STATE_KEYS:
+        return {}
+    return {"source_states": bridge_source_state_index(source_state_name(BRIDGE_SOURCE_STATE_KEYS[run]))}
+
+
+def bridge_source_state_build_inputs(wildcards):
+    settings = BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]
+    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
+    return {**inputs, "model": bridge_model_inputs(settings["source"]), "data": bridge_dataset_inputs(settings["dataset"])}
 
 
 def bridge_inference_inputs(wildcards):

@@ -44,6 +44,11 @@ def test_the_micro_bridge_config_runs_end_to_end(bridge_run):
     layer = summary["source_legibility"]["layer"]
     assert summary["source_legibility"] == {"layer": layer, **source_baseline["legibility"][str(layer)]}
     assert (bridge_run / "logs" / "train_bridge" / "micro_cross.log").stat().st_size > 0
+    # one source-state cache per key (GSM8K and HotpotQA), each read by its run instead of the source
+    caches = sorted((results / "bridge" / "source_states").iterdir())
+    assert len(caches) == 2 and all(json.loads((cache / "index.json").read_text())["cached"] for cache in caches)
+    for run in ("micro_cross", "micro_dit_hotpot"):
+        assert "reading the source's states from" in (bridge_run / "logs" / "train_bridge" / f"{run}.log").read_text()
     # Ablation 4 of bridge.inference.run (default: the first run), whole micro test split, all five baselines
     inference = json.loads((results / "bridge" / "inference" / "micro_cross" / "summary.json").read_text())
     assert inference["samples"] == 16 and len(inference["baselines"]) == 5 and len(inference["comparisons"]) == 4

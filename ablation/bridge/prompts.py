@@ -77,6 +77,11 @@ def eval_prompt(dataset: str, row: dict, shots: list[dict]) -> str:
     return task_prompt(dataset, row)
 
 
+def training_prompt(dataset: str, row: dict, train_prompt: str, shots: list[dict]) -> str:
+    """What the source reads in training: the task prompt, or (``train_prompt: eval``, the original's) the evaluation prompt."""
+    return eval_prompt(dataset, row, shots) if train_prompt == "eval" else task_prompt(dataset, row)
+
+
 def sample_shots(train_rows: list[dict], count: int, seed: int = FEWSHOT_SEED) -> list[dict]:
     """``count`` training rows drawn with a fixed seed, so every run and baseline sees the same prefix."""
     if count > len(train_rows):

@@ -45,6 +45,7 @@ from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 from ablation.bridge.answers import extract_answer
 from ablation.bridge.data import EvalExample, eval_examples, few_shots, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.frozen import load_frozen
+from ablation.bridge.frozen_cache import open_source_states
 from ablation.bridge.run_format import (
     FINAL_STEP,
     HISTORY_FILE,
@@ -162,8 +163,10 @@ def run_bridge(
     run_dir: str | Path,
     config: dict,
     device: str,
+    source_states: dict | None = None,
 ) -> dict:
-    """Train ``run`` into ``run_dir`` (resuming from its checkpoint if one is there); return the summary."""
+    """Train ``run`` into ``run_dir`` (resuming from its checkpoint if one is there); return the summary.
+    ``source_states`` ({index, key}): the source-state cache to read instead of running the source."""
     run_dir = Path(run_dir)
     s = settings
     dataset = s["dataset"]
@@ -190,6 +193,8 @@ def run_bridge(
     legibility = source_legibility(read_json(source_metrics), s["source_layer"])
 
     bridge = Bridge(frozen["source"], frozen["target"], s, dataset, few_shots(dataset, train_rows, eval_settings))
+    if source_states is not None:
+        bridge.source_states = open_source_states(source_states["index"], source_states["key"])
     optimizer, scheduler = optimizer_and_schedule(bridge.translator, s)
     state = {"step": 0, "history": [], "loss_rows": [], "best": None, "stale_evals": 0, "elapsed": 0.0, "stop_reason": None}
     checkpoints = run_dir / CHECKPOINTS

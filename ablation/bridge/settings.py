@@ -9,6 +9,7 @@ heavy imports: the Snakefile resolves runs while it parses.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 TRANSLATORS = ("cross", "dit")
@@ -59,6 +60,27 @@ def run_settings(bridge: dict, run: str, schema: dict, seed: int) -> dict:
 def experiment_key(settings: dict) -> str:
     """What makes two runs the same experiment: every setting but the description and the record of a forced prompt mode."""
     return json.dumps({k: v for k, v in settings.items() if k not in ("description", "prompt_mode_forced")}, sort_keys=True, default=str)
+
+
+def source_state_key(settings: dict, model: dict, dataset_source: dict, eval_settings: dict, device: str) -> dict:
+    """Everything the source's states of a run's training and eval prompts depend on: runs with
+    equal keys share one source-state cache, and changing any of it builds another."""
+    return {
+        "source": {name: model.get(name) for name in ("id", "revision", "dtype")},
+        "source_layer": settings["source_layer"],
+        "dataset": settings["dataset"],
+        "dataset_source": dataset_source,
+        "train_prompt": settings["train_prompt"],
+        "max_prompt_tokens": settings["max_prompt_tokens"],
+        "eval_prompts": {name: eval_settings[name] for name in ("samples", "few_shot", "few_shot_seed")},
+        "precision": settings["precision"],
+        "device": device,
+    }
+
+
+def source_state_name(key: dict) -> str:
+    """The cache directory's name: a short hash of the key."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def resolve_runs(bridge: dict, schema: dict, seed: int) -> dict[str, dict]:

@@ -25,7 +25,7 @@ from ablation.bridge.batches import (
 from ablation.bridge.data import EvalExample
 from ablation.bridge.frozen import FrozenLM, hidden_states
 from ablation.bridge.generation import Hygiene, generate_from_embeds
-from ablation.bridge.prompts import answer_text, eval_prompt, task_prompt
+from ablation.bridge.prompts import answer_text, training_prompt
 from ablation.bridge.translators import build_translator, decay_parameter_groups
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class Bridge:
         """``shots``: the evaluation's few-shot examples, which a run with ``train_prompt: eval`` trains on too."""
         self.source, self.target, self.settings, self.dataset = source, target, settings, dataset
         self.shots = shots or []
+        self.source_states = None  # a frozen_cache.SourceStates to read instead of running the source
         self.translator = build_translator(
             settings,
             source_dim=source.width,
@@ -111,22 +112,25 @@ class Bridge:
         """Translate the source's reading of ``prompts``; a DiT trains against the target's embeddings of ``teacher_texts``."""
         s = self.settings
         device = self.target.model.device
-        source_batch = tokenize_source(self.source.tokenizer, prompts, s["max_prompt_tokens"]).to(device)
-        states = hidden_states(self.source, source_batch, s["source_layer"])  # [B, S, Ds]
+        cached = self.source_states.batch(prompts, device) if self.source_states is not None else None
+        if cached is not None:  # read once per cache key (ablation.bridge.frozen_cache)
+            states, source_mask = cached
+        else:
+            source_batch = tokenize_source(self.source.tokenizer, prompts, s["max_prompt_tokens"]).to(device)
+            states = hidden_states(self.source, source_batch, s["source_layer"])  # [B, S, Ds]
+            source_mask = source_batch["attention_mask"]
         teacher = teacher_mask = None
         if teacher_texts is not None and s["translator"] == "dit":
             k = self.translator.soft_tokens  # K, with soft_tokens -1 resolved
             ids, teacher_mask = prompt_token_ids(self.target.tokenizer, teacher_texts, k)
             teacher = self.target.embeddings(ids.to(device)).detach()  # [B, <=K, Dt]
             teacher, teacher_mask = _pad_to(teacher, teacher_mask.to(device), k)
-        return translator(states.float(), source_batch["attention_mask"].bool(), teacher=teacher, teacher_mask=teacher_mask)
+        return translator(states.float(), source_mask.bool(), teacher=teacher, teacher_mask=teacher_mask)
 
     # ---------------------------------------------------------------- training
     def training_prompt(self, row: dict) -> str:
-        """What the source reads in training: the task prompt, or (``train_prompt: eval``, the original's) the evaluation prompt."""
-        if self.settings["train_prompt"] == "eval":
-            return eval_prompt(self.dataset, row, self.shots)
-        return task_prompt(self.dataset, row)
+        """What the source reads in training (``prompts.training_prompt``)."""
+        return training_prompt(self.dataset, row, self.settings["train_prompt"], self.shots)
 
     def losses(self, translator, rows: list[dict], step: int) -> dict[str, torch.Tensor]:
         """Every loss of one batch, weighted into ``total``; losses not active at ``step`` are zero."""

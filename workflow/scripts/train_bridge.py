@@ -26,6 +26,11 @@ launch_bridge(
         "run_dir": str(Path(snakemake.output.summary).parent),
         "config": snakemake.config,
         "device": resolve_device(snakemake.params.device),
+        "source_states": (
+            {"index": snakemake.input.source_states, "key": snakemake.params.source_state_key}
+            if snakemake.params.source_state_key
+            else None
+        ),
     },
     processes=snakemake.params.processes,
 )
