@@ -36,7 +36,7 @@ include: "rules/bridge_report.smk"
 
 
 # A seed sweep (config key `seeds`): every seed other than this config's own runs the prefill
-# study's rules again as a module, on a copy of the config set to that seed (ablation.seed_sweep).
+# study's rules again as a module, on a copy of the config set to that seed (ablation.prefill.seed_sweep).
 for sweep_seed in SWEEP_SEEDS:
     if is_own_seed(config, sweep_seed):
         continue

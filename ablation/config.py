@@ -18,8 +18,8 @@ import yaml
 from ablation.bridge.roles import report_problems
 from ablation.bridge.settings import embedded_model_name, run_problems, run_settings
 from ablation.references import is_local_reference, local_file_problem, local_model_problem
-from ablation.seed_sweep import sweep_problems
-from ablation.study import resolve_tasks
+from ablation.prefill.seed_sweep import sweep_problems
+from ablation.prefill.study import resolve_tasks
 from ablation.tracking import tracking_problems
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"

@@ -31,7 +31,7 @@ def prefetch_model(model_id: str, revision: str | None) -> dict:
 
 def prefetch_tasks(tasks: list[str]) -> list[str]:
     """Build each lm-eval task once, which downloads its dataset into the cache."""
-    from ablation.task_sets import task_manager, validation_task_spec
+    from ablation.prefill.task_sets import task_manager, validation_task_spec
 
     manager = task_manager(None)
     manager.load([validation_task_spec(manager, task) for task in tasks])

@@ -13,8 +13,8 @@ from ablation.layout import (
     study_paths,
     sweep_study_paths,
 )
-from ablation.seed_sweep import is_own_seed, seed_results_dir, seed_study_config, sweep_seeds
-from ablation.study import MASK_MODES, hub_tasks
+from ablation.prefill.seed_sweep import is_own_seed, seed_results_dir, seed_study_config, sweep_seeds
+from ablation.prefill.study import MASK_MODES, hub_tasks
 
 check_config_files(workflow.overwrite_configfiles)
 validate_config(config)

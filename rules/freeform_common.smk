@@ -1,6 +1,6 @@
 """The free-form study's settings and the helpers that map them to files (rules in rules/freeform.smk)."""
 
-from ablation.freeform import paths as freeform_paths
+from ablation.prefill.freeform import paths as freeform_paths
 
 FREEFORM = config["freeform"]
 FREEFORM_ACTIVE = PREFILL_ACTIVE and FREEFORM["activate"]

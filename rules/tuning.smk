@@ -1,4 +1,4 @@
-"""Fine-tune settings chosen on the tiny world's development split: ``snakemake tune_finetune`` (ablation.tuning).
+"""Fine-tune settings chosen on the tiny world's development split: ``snakemake tune_finetune`` (ablation.prefill.tuning).
 
 Every grid point fine-tunes every run; the fine-tunes and the base model are evaluated on the
 development tasks under causal and prefill_bidir, and one point is chosen for all runs. Nothing

@@ -4,7 +4,7 @@ import re
 from types import SimpleNamespace
 
 from ablation.layout import tuning_base_eval_path, tuning_dir, tuning_eval_path, tuning_files, tuning_paths
-from ablation.tuning import trial_grid, trial_settings
+from ablation.prefill.tuning import trial_grid, trial_settings
 
 TUNING = config["finetune"]["tuning"]
 TUNING_TRIALS = trial_grid(TUNING["grid"])

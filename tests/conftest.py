@@ -20,7 +20,7 @@ from transformers import (
 from transformers.models.ministral3 import Ministral3Config
 from transformers.models.pixtral import PixtralVisionConfig
 
-from ablation.scoring import ScoringRequest
+from ablation.prefill.scoring import ScoringRequest
 
 VOCAB = 64
 SHAPE = dict(

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
-from ablation.bridge import stats
+from ablation import stats
 from ablation.bridge.generation import kv_cache_tensors
-from ablation.bridge.inference import (
+from ablation.bridge.benchmark import (
     BASELINES,
     MB,
     RUNNERS,
@@ -25,7 +25,7 @@ from ablation.bridge.inference import (
     run_inference_benchmark,
     token_budget_ids,
 )
-from ablation.bridge.run import run_bridge
+from ablation.bridge.training import run_bridge
 from ablation.bridge.settings import inference_run
 from ablation.config import ConfigError, validate_config
 from tests.test_bridge_training import EMBEDDED, EVAL, baselines, job, models  # noqa: F401 - baselines is a fixture
@@ -59,7 +59,7 @@ def benchmark(micro_bridge_world, trained, tmp_path_factory):
     messages = []
     handler = logging.Handler(logging.INFO)
     handler.emit = lambda record: messages.append(record.getMessage())
-    logger = logging.getLogger("ablation.bridge.inference")
+    logger = logging.getLogger("ablation.bridge.benchmark")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ablation.bridge.answers import INVALID
-from ablation.bridge.legacy import LegacyImportError, import_legacy_run, tolerance
+from ablation.bridge.original_runs import LegacyImportError, import_legacy_run, tolerance
 from ablation.bridge.run_format import HISTORY_FIELDS, SIDES, SUMMARY_FIELDS
 
 LEGACY_RUN = Path(__file__).resolve().parents[2] / "shared" / "legacy" / "prompt_softonly_phase2_swap_20251119_001243"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ablation.bridge.legacy import parse_config_block
+from ablation.bridge.original_runs import parse_config_block
 from ablation.bridge.parity import DIFFERS, NO_COUNTERPART, SAME, load_run, main, parity_rows
 
 REPOSITORY = Path(__file__).resolve().parent.parent

@@ -75,7 +75,7 @@ def interval(mean: float, low: float, high: float) -> dict:
 
 
 def benchmark_summary(*, latent_gain: float = 0.1, kv_saved: float = 40.0) -> dict:
-    """An inference benchmark summary of the shape ablation.bridge.inference writes."""
+    """An inference benchmark summary of the shape ablation.bridge.benchmark writes."""
     accuracy = {"source_alone": 0.5, "target_alone": 0.6, "latent": 0.6 + latent_gain, "token_budget": 0.3, "cascade": 0.55}
     baselines = {
         name: {

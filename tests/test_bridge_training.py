@@ -23,9 +23,9 @@ from ablation.bridge.data import eval_examples, load_rows, majority_accuracy, ma
 from ablation.bridge.frozen import load_frozen
 from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, opening_ids, trim_to_answer
 from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
-from ablation.bridge.run import run_bridge
+from ablation.bridge.training import run_bridge
 from ablation.bridge.settings import schema_run_defaults
-from ablation.bridge.train import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
+from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
 from ablation.config import load_schema
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -340,7 +340,7 @@ def test_the_final_evaluation_reads_the_weights_final_weights_names(micro_bridge
     assert summaries["last"]["notes"] and "last weights" in summaries["last"]["notes"][0] and not summaries["best"]["notes"]
 
 
-RUN_JOB = "import json, sys; from ablation.bridge.run import run_bridge; run_bridge(**json.load(open(sys.argv[1])))"
+RUN_JOB = "import json, sys; from ablation.bridge.training import run_bridge; run_bridge(**json.load(open(sys.argv[1])))"
 
 
 def test_a_killed_run_resumes_to_the_same_translator(micro_bridge_world, baselines, tmp_path):

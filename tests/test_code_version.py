@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ablation.code_version import library_code_sha256, library_modules
-from ablation.report import build_report
-from ablation.report.study import check_one_library_code
+from ablation.prefill.report import build_report
+from ablation.prefill.report.study import check_one_library_code
 from tests.test_report_helpers import RUNS, synthetic_study, write_study_files
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -87,9 +87,9 @@ def test_a_package_with_data_files_counts_whole(tmp_path):
 def test_the_workflow_scripts_import_their_own_study_only():
     evaluation = library_modules(SCRIPTS / "eval_model.py")
     bridge = library_modules(SCRIPTS / "train_bridge.py")
-    assert {"ablation.evaluate", "ablation.scoring", "ablation.masks", "ablation.original_tasks"} <= evaluation.keys()
+    assert {"ablation.prefill.evaluate", "ablation.prefill.scoring", "ablation.prefill.masks", "ablation.prefill.original.tasks"} <= evaluation.keys()
     assert not any(module.startswith("ablation.bridge") for module in evaluation)
-    assert "ablation.bridge.train" in bridge and "ablation.evaluate" not in bridge
+    assert "ablation.bridge.model" in bridge and "ablation.prefill.evaluate" not in bridge
 
 
 def stamp_code(path: Path, code: str) -> None:

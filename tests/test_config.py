@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ablation.config import ConfigError, check_config_files, finetune_settings, validate_config
-from ablation.seed_sweep import seed_results_dir, seed_study_config, sweep_seeds
+from ablation.prefill.seed_sweep import seed_results_dir, seed_study_config, sweep_seeds
 from ablation.tracking import DEFAULT_TRACKERS
 
 REPOSITORY = Path(__file__).resolve().parent.parent

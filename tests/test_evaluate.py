@@ -9,12 +9,12 @@ import pytest
 import torch
 from lm_eval.utils import hash_string
 
-from ablation.evaluate import add_per_token_accuracy, evaluate_model, summarise_results
-from ablation.lm_eval_model import MaskedHFLM
+from ablation.prefill.evaluate import add_per_token_accuracy, evaluate_model, summarise_results
+from ablation.prefill.lm_eval_model import MaskedHFLM
 from ablation.models import load_causal_lm, load_tokenizer
-from ablation.reference import OriginalScorerLM
-from ablation.task_sets import task_manager
-from ablation.study import TINY_TASKS
+from ablation.prefill.original.scorer import OriginalScorerLM
+from ablation.prefill.task_sets import task_manager
+from ablation.prefill.study import TINY_TASKS
 
 
 def run_lm_eval(model, world, tasks=TINY_TASKS):

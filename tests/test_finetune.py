@@ -16,8 +16,8 @@ from datasets import Dataset
 from safetensors.torch import load_file
 
 from ablation.checkpoints import save_final_model
-from ablation.finetune import FinetuneSettings, run_finetune
-from ablation.finetune.callbacks import (
+from ablation.prefill.finetune import FinetuneSettings, run_finetune
+from ablation.prefill.finetune.callbacks import (
     EvalLossPlateauStop,
     NoLearningStop,
     NonFiniteLossError,
@@ -25,7 +25,7 @@ from ablation.finetune.callbacks import (
     StopRecord,
     history_csv,
 )
-from ablation.finetune.data import (
+from ablation.prefill.finetune.data import (
     IGNORE_INDEX,
     DataPreparation,
     PromptAwareCollator,
@@ -33,9 +33,9 @@ from ablation.finetune.data import (
     load_instruction_splits,
     tokenize_records,
 )
-from ablation.finetune.launch import launch_finetune
-from ablation.finetune.run import accumulation_per_process, training_arguments
-from ablation.finetune.training_mask import masked_model_inputs
+from ablation.prefill.finetune.launch import launch_finetune
+from ablation.prefill.finetune.run import accumulation_per_process, training_arguments
+from ablation.prefill.finetune.training_mask import masked_model_inputs
 from ablation.models import load_causal_lm, load_tokenizer
 from tests.conftest import build_model
 
@@ -378,7 +378,7 @@ def test_a_non_finite_loss_stops_with_a_clear_error_and_no_final_model(micro_wor
 KILLED_RUN = """
 import os, signal, sys
 from transformers import TrainerCallback
-import ablation.finetune.run as run_module
+import ablation.prefill.finetune.run as run_module
 from tests.test_finetune import finetune
 
 class KillAfterCheckpoint(TrainerCallback):
@@ -477,7 +477,7 @@ def test_accumulation_must_split_evenly_over_processes():
 # --- replay of pre-training text ---------------------------------------------------------------
 
 def test_replayed_documents_score_only_their_continuation(micro_world):
-    from ablation.finetune.replay import MIN_CONTINUATION_TOKENS, MIN_PROMPT_TOKENS, corpus_documents, replay_examples
+    from ablation.prefill.finetune.replay import MIN_CONTINUATION_TOKENS, MIN_PROMPT_TOKENS, corpus_documents, replay_examples
 
     tokenizer = load_tokenizer(str(micro_world / "base_model"))
     documents = corpus_documents(micro_world / "corpus.txt")

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ablation.checkpoints import CHECKPOINT_META, RAW_FORMAT, RAW_STATE_DICT
 from ablation.config import ConfigError, validate_config
-from ablation.finetune import FinetuneSettings, run_finetune
+from ablation.prefill.finetune import FinetuneSettings, run_finetune
 from ablation.models import (
     FP8_DTYPE,
     checkpoint_quantization,
@@ -32,7 +32,7 @@ from ablation.models import (
     native_fp8_problem,
     save_fp8_checkpoint,
 )
-from ablation.scoring import score_continuations
+from ablation.prefill.scoring import score_continuations
 from tests.conftest import build_model, random_requests
 
 REPOSITORY = Path(__file__).resolve().parent.parent

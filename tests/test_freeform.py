@@ -10,12 +10,12 @@ import torch
 import yaml
 
 from ablation.config import validate_config
-from ablation.freeform import run as freeform_run
-from ablation.freeform.generation import DecodingSettings, generate
-from ablation.freeform.metrics import exact_match, score, token_f1
-from ablation.freeform.report import write_report
-from ablation.freeform.run import build_task_set, generate_freeform, partial_path, score_generations
-from ablation.freeform.tasks import hub_translation_items, original_items, read_items, tiny_items
+from ablation.prefill.freeform import run as freeform_run
+from ablation.prefill.freeform.generation import DecodingSettings, generate
+from ablation.prefill.freeform.metrics import exact_match, score, token_f1
+from ablation.prefill.freeform.report import write_report
+from ablation.prefill.freeform.run import build_task_set, generate_freeform, partial_path, score_generations
+from ablation.prefill.freeform.tasks import hub_translation_items, original_items, read_items, tiny_items
 from ablation.io import read_jsonl
 from tests.conftest import VOCAB, build_model
 from tests.test_workflow import planned_jobs, snakemake

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from ablation.config import validate_config
-from ablation.freeform.judge import JudgeClient, JudgeError, JudgeSettings, backoff_delay, judge_generations, parse_verdict
-from ablation.freeform.report import scores_table
-from ablation.freeform.run import judge_rows
+from ablation.prefill.freeform.judge import JudgeClient, JudgeError, JudgeSettings, backoff_delay, judge_generations, parse_verdict
+from ablation.prefill.freeform.report import scores_table
+from ablation.prefill.freeform.run import judge_rows
 from ablation.io import atomic_write_jsonl, read_jsonl
 from tests.test_workflow import snakemake
 

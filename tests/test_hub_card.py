@@ -6,7 +6,7 @@ import json
 
 from huggingface_hub import ModelCard
 
-from ablation.finetune.hub import run_card
+from ablation.prefill.finetune.hub import run_card
 from ablation.layout import eval_metrics_path
 from tests.test_report_helpers import ACCS, make_metrics
 

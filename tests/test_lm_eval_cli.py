@@ -16,8 +16,8 @@ from pathlib import Path
 import lm_eval
 import pytest
 
-from ablation.lm_eval_model import MaskedHFLM
-from ablation.task_sets import task_manager
+from ablation.prefill.lm_eval_model import MaskedHFLM
+from ablation.prefill.task_sets import task_manager
 
 TASKS = ("tiny_piqa", "tiny_arc_challenge")
 LIMIT = 6

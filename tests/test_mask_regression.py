@@ -14,7 +14,7 @@ import json
 import pytest
 from lm_eval.api.instance import Instance
 
-from ablation.lm_eval_model import MaskedHFLM
+from ablation.prefill.lm_eval_model import MaskedHFLM
 
 CHANGED = 1e-3  # a rescored item's scores move by more than this (a mask that stayed causal: ~1e-6)
 UNCHANGED = 1e-5  # float noise of two batched forward passes

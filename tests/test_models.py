@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoModelForImageTextToText, ViTConfig, ViTModel
 
 from ablation.models import load_causal_lm, load_tokenizer
-from ablation.scoring import score_continuations
+from ablation.prefill.scoring import score_continuations
 from tests.conftest import build_model, random_requests
 
 

@@ -16,13 +16,13 @@ import torch
 import yaml
 from lm_eval.tasks._yaml_loader import load_yaml
 
-from ablation.evaluate import evaluate_model
-from ablation.lm_eval_model import MaskedHFLM
+from ablation.prefill.evaluate import evaluate_model
+from ablation.prefill.lm_eval_model import MaskedHFLM
 from ablation.models import load_causal_lm, load_tokenizer
-from ablation.original_tasks import ORIGINAL_TASKS_DIR, utils
-from ablation.reference import causal_flag_cleared
-from ablation.study import ORIGINAL_TASKS, REAL_TASKS
-from ablation.task_sets import task_manager
+from ablation.prefill.original.tasks import ORIGINAL_TASKS_DIR, utils
+from ablation.prefill.original.scorer import causal_flag_cleared
+from ablation.prefill.study import ORIGINAL_TASKS, REAL_TASKS
+from ablation.prefill.task_sets import task_manager
 
 # Rows in the hub datasets' schema, odd whitespace included.
 ROWS = {

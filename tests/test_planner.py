@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ablation.planner import Offer, main, parallel_efficiency, plan, plan_markdown, seconds_per_step_from_history
+from ablation.prefill.planner import Offer, main, parallel_efficiency, plan, plan_markdown, seconds_per_step_from_history
 
 A100 = Offer("A100 current", "A100_SXM4", 1, 0.7411)
 

@@ -14,7 +14,7 @@ import yaml
 
 from ablation.config import validate_config
 from ablation.prefetch import pinned_revision
-from ablation.study import ORIGINAL_TASKS, hub_tasks
+from ablation.prefill.study import ORIGINAL_TASKS, hub_tasks
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def hub_cache_with(model_dir: Path, cache: Path, repo_id: str) -> Path:
 
 OFFLINE_RUN = """
 import json, sys
-from ablation.evaluate import evaluate_model
+from ablation.prefill.evaluate import evaluate_model
 from ablation.prefetch import pinned_revision, prefetch
 
 record = prefetch(model_id="study/tiny-model", revision="main", tasks=[], finetune_dataset=None, out_path=sys.argv[1])

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from ablation.config import validate_config
-from ablation.prefill import PRESET, main, parity_rows
+from ablation.prefill.parity import PRESET, main, parity_rows
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ablation.report import Study, ablation_damage, derived_by_run, derived_numbers, macro_stderr, original_metrics
+from ablation.prefill.report import Study, ablation_damage, derived_by_run, derived_numbers, macro_stderr, original_metrics
 from tests.test_report_helpers import REAL_TASKS, TINY_TASKS, make_metrics
 
 # The original's published macros and per-task accs (SEED_FACTS section 1, seeds 000/001).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from ablation.report import (
+from ablation.prefill.report import (
     FinetuneRun,
     Study,
     eval_loss_figure,

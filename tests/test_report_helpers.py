@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from ablation.report import load_study, study_paths
+from ablation.prefill.report import load_study, study_paths
 
 TINY_TASKS = ("tiny_hellaswag", "tiny_piqa", "tiny_arc_easy", "tiny_arc_challenge", "tiny_winogrande")
 REAL_TASKS = ("hellaswag", "piqa", "arc_easy", "arc_challenge", "winogrande")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ablation.report import FinetuneRun, Study, load_study, results_markdown, write_results_page
-from ablation.report.results_page import recovery_answer, survival_answer
-from ablation.study import ORIGINAL_TASKS
+from ablation.prefill.report import FinetuneRun, Study, load_study, results_markdown, write_results_page
+from ablation.prefill.report.results_page import recovery_answer, survival_answer
+from ablation.prefill.study import ORIGINAL_TASKS
 from tests.test_report_helpers import make_metrics, synthetic_study, write_study_files
 
 LINK = re.compile(r"\]\(([^)]+)\)")

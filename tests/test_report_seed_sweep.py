@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ablation.layout import report_files, study_paths, sweep_study_paths
-from ablation.report import build_report
-from ablation.report.seed_sweep import (
+from ablation.prefill.report import build_report
+from ablation.prefill.report.seed_sweep import (
     SEED_MARKERS,
     load_sweep,
     split_sweep_paths,

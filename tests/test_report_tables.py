@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from ablation.report import (
+from ablation.prefill.report import (
     TABLE_NAMES,
     derived_table,
     latex_table,
@@ -18,7 +18,7 @@ from ablation.report import (
     study_paths,
     write_tables,
 )
-from ablation.report.tables import latex_escape
+from ablation.prefill.report.tables import latex_escape
 from tests.test_report_helpers import RUNS, synthetic_study, write_study_files
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch._inductor.exc import InductorError
 
-from ablation.reference import original_token_logprobs
-from ablation.scoring import ScoringRequest, score_continuations
+from ablation.prefill.original.scorer import original_token_logprobs
+from ablation.prefill.scoring import ScoringRequest, score_continuations
 from tests.conftest import build_model, random_requests
 
 ATOL = 1e-5

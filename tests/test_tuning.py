@@ -5,8 +5,8 @@ import json
 import pytest
 
 from ablation.layout import TUNING_BASE_KEY, TUNING_TRIAL_KEY
-from ablation.report.tuning import write_tuning_report
-from ablation.tuning import TrialResult, choose_trial, trial_grid, trial_settings
+from ablation.prefill.report.tuning import write_tuning_report
+from ablation.prefill.tuning import TrialResult, choose_trial, trial_grid, trial_settings
 
 RUNS = ("causal_ft", "prefix_ft")
 

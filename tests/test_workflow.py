@@ -16,8 +16,8 @@ import yaml
 
 from ablation.code_version import library_code_sha256, library_modules
 from ablation.layout import tuning_paths
-from ablation.report.tuning import load_results
-from ablation.tuning import choose_trial
+from ablation.prefill.report.tuning import load_results
+from ablation.prefill.tuning import choose_trial
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 MICRO_CONFIG = REPOSITORY / "tests" / "configs" / "micro.yaml"
@@ -137,15 +137,15 @@ def test_a_library_change_reruns_exactly_the_jobs_that_import_it(micro_run, tmp_
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, copy / name)
     assert "Nothing to be done" in snakemake(micro_run, MICRO_CONFIG, "--dry-run", repository=copy).stdout
 
-    tables = copy / "ablation" / "report" / "tables.py"
+    tables = copy / "ablation" / "prefill" / "report" / "tables.py"
     tables.write_text("# a comment changes no code\n" + tables.read_text())
     assert "Nothing to be done" in snakemake(micro_run, MICRO_CONFIG, "--dry-run", repository=copy).stdout
 
-    scoring = copy / "ablation" / "scoring.py"
+    scoring = copy / "ablation" / "prefill" / "scoring.py"
     scoring.write_text(scoring.read_text() + "\nSCORING_REVISION = 2\n")
     result = snakemake(micro_run, MICRO_CONFIG, "--dry-run", repository=copy)
     scripts = {rule: f"{rule}.py" for rule in ("build_world_data", "train_tokenizer", "pretrain_base_model", "finetune", "report_results")}
-    importers = [rule for rule, script in scripts.items() if "ablation.scoring" in library_modules(copy / "workflow" / "scripts" / script, copy / "ablation")]
+    importers = [rule for rule, script in scripts.items() if "ablation.prefill.scoring" in library_modules(copy / "workflow" / "scripts" / script, copy / "ablation")]
     assert params_changed_jobs(result) == {"eval_model": 7, **{rule: planned_jobs(result)[rule] for rule in importers}}
     assert "eval_model" in planned_jobs(result) and "report_results" in planned_jobs(result)
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import yaml
 
-from ablation.study import TINY_TASKS
+from ablation.prefill.study import TINY_TASKS
 
 from . import lexicon, moves, routes
 from .world import GOAL_QUESTIONS, World, all_goals, goal_question, neutral_sentences, solution, tool_for

@@ -4,7 +4,7 @@ start_job(snakemake.log[0], snakemake.threads, offline=True)
 
 from pathlib import Path  # noqa: E402
 
-from ablation.bridge.inference import run_inference_benchmark  # noqa: E402
+from ablation.bridge.benchmark import run_inference_benchmark  # noqa: E402
 from ablation.models import resolve_device  # noqa: E402
 from ablation.prefetch import pinned_revision  # noqa: E402
 

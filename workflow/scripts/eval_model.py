@@ -4,7 +4,7 @@ from ablation.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads, offline=True)
 
-from ablation.evaluate import evaluate_model  # noqa: E402 - after logging is routed
+from ablation.prefill.evaluate import evaluate_model  # noqa: E402 - after logging is routed
 from ablation.models import resolve_device  # noqa: E402
 from ablation.prefetch import pinned_revision  # noqa: E402
 

@@ -4,7 +4,7 @@ start_job(snakemake.log[0], snakemake.threads, offline=True)
 
 from pathlib import Path  # noqa: E402
 
-from ablation.finetune.launch import launch_finetune  # noqa: E402
+from ablation.prefill.finetune.launch import launch_finetune  # noqa: E402
 from ablation.models import resolve_device  # noqa: E402
 from ablation.prefetch import pinned_revision  # noqa: E402
 

@@ -2,7 +2,7 @@ from ablation.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads, offline=True)
 
-from ablation.freeform.run import generate_freeform  # noqa: E402 - after logging is routed
+from ablation.prefill.freeform.run import generate_freeform  # noqa: E402 - after logging is routed
 from ablation.prefetch import pinned_revision  # noqa: E402
 
 generate_freeform(

@@ -4,7 +4,7 @@ start_job(snakemake.log[0], snakemake.threads)
 
 from pathlib import Path  # noqa: E402
 
-from ablation.bridge.legacy import import_legacy_run  # noqa: E402
+from ablation.bridge.original_runs import import_legacy_run  # noqa: E402
 
 entry = snakemake.params.entry
 import_legacy_run(

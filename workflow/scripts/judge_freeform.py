@@ -2,7 +2,7 @@ from ablation.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
 
-from ablation.freeform.judge import judge_generations  # noqa: E402 - after logging is routed
+from ablation.prefill.freeform.judge import judge_generations  # noqa: E402 - after logging is routed
 
 judge_generations(
     generations=snakemake.input.generations,

@@ -4,7 +4,7 @@ start_job(snakemake.log[0], snakemake.threads)
 
 from pathlib import Path  # noqa: E402 - after logging is routed
 
-from ablation.freeform.report import write_report  # noqa: E402
+from ablation.prefill.freeform.report import write_report  # noqa: E402
 from ablation.io import read_json  # noqa: E402
 
 write_report(

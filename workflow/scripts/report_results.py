@@ -4,7 +4,7 @@ start_job(snakemake.log[0], snakemake.threads)
 
 from pathlib import Path  # noqa: E402
 
-from ablation.report import build_report  # noqa: E402
+from ablation.prefill.report import build_report  # noqa: E402
 
 build_report(
     dict(snakemake.input.items()),

@@ -6,7 +6,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from ablation.provenance import provenance  # noqa: E402
-from ablation.report.tuning import write_tuning_report  # noqa: E402
+from ablation.prefill.report.tuning import write_tuning_report  # noqa: E402
 
 started = time.perf_counter()
 write_tuning_report(
