@@ -15,6 +15,7 @@ from ablation.layout import (
 )
 from ablation.prefill.seed_sweep import is_own_seed, seed_results_dir, seed_study_config, sweep_seeds
 from ablation.prefill.study import MASK_MODES, hub_tasks
+import ablation.bridge  # registers the bridge's config checks; ablation.prefill's are by the imports above
 
 check_config_files(workflow.overwrite_configfiles)
 validate_config(config)

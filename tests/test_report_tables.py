@@ -10,7 +10,6 @@ import pytest
 from ablation.prefill.report import (
     TABLE_NAMES,
     derived_table,
-    latex_table,
     load_study,
     per_task_table,
     stage5_table,
@@ -18,7 +17,8 @@ from ablation.prefill.report import (
     study_paths,
     write_tables,
 )
-from ablation.prefill.report.tables import latex_escape
+from ablation.prefill.report.tables import PREFILL_STYLE
+from ablation.writers import latex_escape, latex_table
 from tests.test_report_helpers import RUNS, synthetic_study, write_study_files
 
 
@@ -127,7 +127,7 @@ def test_write_tables_writes_csv_markdown_and_latex(study, tmp_path):
 def test_latex_escapes_specials():
     assert latex_escape("a_b & 5% #1 {x} ~^\\") == r"a\_b \& 5\% \#1 \{x\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
     table = pd.DataFrame({"run": ["x_y"], "gain": [0.1]})
-    assert latex_table(table).splitlines()[1] == r"\begin{tabular}{lr}"
+    assert latex_table(table, PREFILL_STYLE).splitlines()[1] == r"\begin{tabular}{lr}"
 
 
 def test_base_only_study_writes_the_tables_it_can(tmp_path):

@@ -7,8 +7,9 @@ import re
 import pytest
 
 from ablation.bridge.prompts import SOFT_SUFFIX, soft_question, task_prompt
-from ablation.world import build_bridge_world_data, pretrain_base_model, pretrain_bridge_model, train_tokenizer
-from ablation.world.bridge_data import BRIDGE_WORLD_DEFAULTS, DOCUMENT_SEPARATOR, draw_rows
+from ablation.bridge.world_data import BRIDGE_WORLD_DEFAULTS, build_bridge_world_data, draw_rows
+from ablation.world import pretrain_base_model, pretrain_bridge_model, train_tokenizer
+from ablation.world.corpus import DOCUMENT_SEPARATOR
 from ablation.world.pretrain import MODEL_KEYS, TRAINING_KEYS, pack_corpus
 from ablation.world.twohop import first_hop
 
@@ -160,7 +161,7 @@ def test_soft_documents_put_bos_before_the_suffix(data, tokenizer_dir):
 
 def test_soft_documents_are_the_soft_slot_prompt_and_the_answer():
     from ablation.bridge.prompts import answer_text, soft_slot_prompt
-    from ablation.world.bridge_data import soft_document
+    from ablation.bridge.world_data import soft_document
     from ablation.world.tokenizer import SPECIAL_TOKENS
 
     row = {"question": "Ada has 3 cups. How many cups does Ada have now?", "answer": "3.\n#### 3"}

@@ -6,3 +6,5 @@
 ``original`` holds the original study's tasks, scorer and published numbers; ``report`` writes
 the study's tables, figures and RESULTS.md.
 """
+
+from ablation.prefill import config_checks  # noqa: F401  (registers the study's config checks)

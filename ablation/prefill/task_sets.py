@@ -30,3 +30,9 @@ def validation_task_spec(manager: TaskManager, task: str) -> dict | str:
     if not config.get("test_split"):
         return task
     return {**config, "task": task, "test_split": None}
+
+
+def fetch_task_datasets(tasks: list[str]) -> None:
+    """Build each lm-eval task once, which downloads its dataset into the cache (the prefetch rule)."""
+    manager = task_manager(None)
+    manager.load([validation_task_spec(manager, task) for task in tasks])

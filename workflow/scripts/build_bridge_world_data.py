@@ -4,7 +4,7 @@ start_job(snakemake.log[0], snakemake.threads)
 
 from pathlib import Path  # noqa: E402
 
-from ablation.world import build_bridge_world_data  # noqa: E402
+from ablation.bridge.world_data import build_bridge_world_data  # noqa: E402
 
 world = snakemake.params.world
 build_bridge_world_data(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ablation.layout import FIGURE_FORMATS, TABLE_FORMATS
+
 TABLE = "freeform"
 FIGURE = "freeform"
-TABLE_FORMATS = ("csv", "md", "tex")
-FIGURE_FORMATS = ("pdf", "png")
 
 
 def freeform_dir(results_dir: str | Path) -> Path:

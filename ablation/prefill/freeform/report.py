@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 
 from ablation.prefill.freeform.metrics import JUDGE_METRIC
 from ablation.io import atomic_write_text, read_jsonl
-from ablation.prefill.report.figures import save_figure
-from ablation.prefill.report.tables import LABEL_COLUMNS, TableStyle, markdown_table, write_table
+from ablation.prefill.report.tables import LABEL_COLUMNS
+from ablation.writers import TableStyle, markdown_table, save_figure, write_table
 
 log = logging.getLogger(__name__)
 

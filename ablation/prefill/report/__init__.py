@@ -12,13 +12,11 @@ A Snakemake rule loads the study from a mapping condition key -> file (see
 from ablation.prefill.report.build import build_report
 from ablation.prefill.report.derived import ablation_damage, derived_by_run, derived_numbers, macro_stderr
 from ablation.prefill.report.figures import (
-    FIGURE_FORMATS,
     FIGURE_NAMES,
     eval_loss_figure,
     plot_eval_loss,
     plot_recovery_ratio,
     recovery_ratio_figure,
-    save_figure,
     write_figures,
 )
 from ablation.prefill.original.published import original_metrics, original_results_table, original_stage5_table
@@ -36,26 +34,20 @@ from ablation.prefill.report.study import (
     study_paths,
 )
 from ablation.prefill.report.tables import (
-    TABLE_FORMATS,
     TABLE_NAMES,
     derived_table,
-    latex_table,
-    markdown_table,
     per_task_table,
     stage5_table,
     stage_table,
-    write_table,
     write_tables,
 )
 
 __all__ = [
     "build_report",
-    "FIGURE_FORMATS",
     "FIGURE_NAMES",
     "FULL_BIDIR",
     "STAGE1",
     "STAGE2",
-    "TABLE_FORMATS",
     "TABLE_NAMES",
     "Condition",
     "FinetuneRun",
@@ -66,11 +58,9 @@ __all__ = [
     "derived_table",
     "display_task",
     "eval_loss_figure",
-    "latex_table",
     "load_metrics",
     "load_study",
     "macro_stderr",
-    "markdown_table",
     "original_metrics",
     "original_results_table",
     "original_stage5_table",
@@ -79,12 +69,10 @@ __all__ = [
     "plot_recovery_ratio",
     "recovery_ratio_figure",
     "results_markdown",
-    "save_figure",
     "stage5_table",
     "stage_table",
     "study_paths",
     "write_figures",
     "write_results_page",
-    "write_table",
     "write_tables",
 ]

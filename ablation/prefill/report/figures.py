@@ -15,9 +15,6 @@ fine-tune run keeps one colour wherever it appears. Figures are built on ``matpl
 
 from __future__ import annotations
 
-import logging
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from itertools import cycle
 from pathlib import Path
@@ -42,67 +39,21 @@ from ablation.prefill.report.study import (
     stop_reason_label,
     task_acc,
 )
+from ablation.writers import LABEL_BOX, STOP_MARKER, STYLE, save_figure
 
-log = logging.getLogger(__name__)
 
-FIGURE_FORMATS = ("pdf", "png")
-PNG_DPI = 200
 BASE_COLOURS = {STAGE1: "#0072B2", STAGE2: "#D55E00", FULL_BIDIR: "#BBBBBB"}
 RUN_COLOURS = ("#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 FULL_BIDIR_HATCH = "xx"
 SIDE_EFFECT_HATCH = "//"
-STOP_MARKER = dict(marker="X", markersize=11, markeredgecolor="black")
 CHANCE_STYLE = dict(color="black", linestyle=":", linewidth=1.3)
 TARGET_STYLE = dict(color="#555555", linestyle="-.", linewidth=1.1)
-# White under annotations keeps numbers readable where they cross a line.
-LABEL_BOX = dict(boxstyle="square,pad=0.1", facecolor="white", edgecolor="none", alpha=0.85)
-# Print-legible sizes (>= 9 pt at the saved size); TrueType fonts so PDF text stays editable.
-STYLE = {
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.labelsize": 10,
-    "xtick.labelsize": 9.5,
-    "ytick.labelsize": 9.5,
-    "legend.fontsize": 9.5,
-    "hatch.linewidth": 0.8,
-    "pdf.fonttype": 42,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-# Fixed metadata keeps re-runs byte-identical, so Snakemake and git see no spurious change.
-SAVE_METADATA = {"pdf": {"CreationDate": None, "Producer": None}, "png": {"Software": None}}
 
 
 def run_colours(study: Study) -> dict[str, str]:
     """One colour per fine-tune run, by its position in the study, so subsets keep their colours."""
     return {run.name: colour for run, colour in zip(study.runs, cycle(RUN_COLOURS))}
 
-
-def _figure_stem(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_suffix("") if path.suffix.lstrip(".") in FIGURE_FORMATS else path
-
-
-def save_figure(figure: Figure, path: str | Path) -> list[Path]:
-    """Write ``<stem>.pdf`` and ``<stem>.png`` (``path`` with or without either suffix) atomically."""
-    stem = _figure_stem(path)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    with matplotlib.rc_context(STYLE):
-        for fmt in FIGURE_FORMATS:
-            target = stem.with_name(f"{stem.name}.{fmt}")
-            descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{fmt}", dir=target.parent)
-            os.close(descriptor)
-            try:
-                figure.savefig(temporary, format=fmt, dpi=PNG_DPI, metadata=SAVE_METADATA[fmt])
-                os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the figure from other users
-                os.replace(temporary, target)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
-            written.append(target)
-    log.info("wrote %s", ", ".join(map(str, written)))
-    return written
 
 
 def _bar_style(colour: str, hatch: str | None = None) -> dict:

@@ -9,7 +9,6 @@ paths relative to the page. The answers are worded from the derived numbers by f
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -29,17 +28,14 @@ from ablation.prefill.original.published import (
     original_stage5_table,
 )
 from ablation.prefill.report.study import STAGE1, STAGE2, Study, display_task, stop_reason_label
-from ablation.prefill.report.tables import derived_table, markdown_table, per_task_table, stage5_table, stage_table
+from ablation.prefill.report.tables import PREFILL_STYLE, derived_table, per_task_table, stage5_table, stage_table
+from ablation.writers import artifacts_section, duration, figures_section, markdown_table, relative_link
 
 # Verdict thresholds on retention (S2 / S1) for "does zero-shot capability survive?".
 SURVIVES_RETENTION = 0.95
 LARGELY_RETENTION = RETENTION_TARGET
 # Below this share of the baseline's margin over chance, Stage 2 counts as chance level.
 CHANCE_LEVEL_MARGIN = 0.1
-
-
-def relative_link(path: Path, base_dir: Path) -> str:
-    return Path(os.path.relpath(Path(path).absolute(), Path(base_dir).absolute())).as_posix()
 
 
 def _pass(flag: bool | None) -> str:
@@ -53,16 +49,6 @@ def _signed(value: float | None) -> str:
 def _number(value: float | None, spec: str = ".4f") -> str:
     return "n/a" if value is None else format(value, spec)
 
-
-def duration(seconds: float | None) -> str:
-    """Seconds for CPU-sized runs, hours for cluster-sized ones."""
-    if seconds is None:
-        return "n/a"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
 def _model_line(metrics: Mapping) -> str:
@@ -295,54 +281,24 @@ def _original_section(study: Study) -> str:
             "table, correspond to this report's `full_bidir` evaluations, not to the clean `prefill_bidir` "
             "ablation. A fine-tune is put beside the published run it repeats: trained `prefill_bidir` for the "
             "same number of steps (3B: 1200, 5C: 6500, 5B: 10000).",
-            markdown_table(original_comparison_table(study.stage1, study.full_bidir, study.runs)),
+            markdown_table(original_comparison_table(study.stage1, study.full_bidir, study.runs), PREFILL_STYLE),
             "The published tables (in the Stage 5 table, this study's fine-tunes beneath the run they repeat):",
-            markdown_table(original_results_table()),
+            markdown_table(original_results_table(), PREFILL_STYLE),
             summary,
-            markdown_table(original_stage5_table(study.runs)),
+            markdown_table(original_stage5_table(study.runs), PREFILL_STYLE),
         ]
     )
 
 
 def _numbers_section(study: Study) -> str:
     """The tables the study has the evaluations for (Stage 1 and 2 are checked by the caller)."""
-    parts = ["### Evaluations", markdown_table(stage_table(study))]
+    parts = ["### Evaluations", markdown_table(stage_table(study), PREFILL_STYLE)]
     if any(run.ablated is not None for run in study.runs):
-        parts += ["### Derived numbers per fine-tune (macro)", markdown_table(derived_table(study))]
-    parts += ["### Per-task accuracy (± stderr)", markdown_table(per_task_table(study))]
+        parts += ["### Derived numbers per fine-tune (macro)", markdown_table(derived_table(study), PREFILL_STYLE)]
+    parts += ["### Per-task accuracy (± stderr)", markdown_table(per_task_table(study), PREFILL_STYLE)]
     if any(run.summary is not None for run in study.runs):
-        parts += ["### Fine-tune runs (Stage 5 view)", markdown_table(stage5_table(study))]
+        parts += ["### Fine-tune runs (Stage 5 view)", markdown_table(stage5_table(study), PREFILL_STYLE)]
     return "\n\n".join(parts)
-
-
-def grouped_links(paths: Iterable[Path], base_dir: Path) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(stem, [(format, relative link)]) for files sharing a stem, in first-seen order."""
-    groups: dict[str, list[tuple[str, str]]] = {}
-    for path in map(Path, paths):
-        groups.setdefault(path.stem, []).append((path.suffix.lstrip("."), relative_link(path, base_dir)))
-    return list(groups.items())
-
-
-def figures_section(figures: Iterable[Path], base_dir: Path) -> str:
-    parts = []
-    for stem, links in grouped_links(figures, base_dir):
-        formats = dict(links)
-        image = f"![{stem}]({formats['png']})\n\n" if "png" in formats else ""
-        parts.append(f"{image}`{stem}`: " + " · ".join(f"[{fmt.upper()}]({link})" for fmt, link in links))
-    return "\n\n".join(parts)
-
-
-def artifacts_section(
-    sources: Mapping[str, Path], base_dir: Path, figures: Iterable[Path], tables: Iterable[Path]
-) -> str:
-    """Links to the input files (by key), then to every table and figure grouped by stem."""
-    lines = [f"- `{key}`: [{Path(path).name}]({relative_link(path, base_dir)})" for key, path in sources.items()]
-    for kind, paths in (("table", tables), ("figure", figures)):
-        lines += [
-            f"- {kind} `{stem}`: " + " · ".join(f"[{fmt}]({link})" for fmt, link in links)
-            for stem, links in grouped_links(paths, base_dir)
-        ]
-    return "\n".join(lines)
 
 
 def results_markdown(

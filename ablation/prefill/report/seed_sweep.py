@@ -29,9 +29,9 @@ from matplotlib.lines import Line2D
 from scipy import stats
 
 from ablation.prefill.report.derived import ZERO, derived_by_run
-from ablation.prefill.report.figures import BASE_COLOURS, STYLE, run_colours, save_figure
+from ablation.prefill.report.figures import BASE_COLOURS, run_colours
 from ablation.prefill.report.study import STAGE1, STAGE2, Study, display_task, load_study
-from ablation.prefill.report.tables import TableStyle, write_table
+from ablation.writers import STYLE, TableStyle, save_figure, write_table
 
 SWEEP_KEY_PATTERN = re.compile(r"seed_(\d+)__(.+)")
 CONFIDENCE = 0.95

@@ -11,8 +11,8 @@ import pandas as pd
 from ablation.io import atomic_write_json
 from ablation.layout import TUNING_BASE_KEY, TUNING_MASKS, TUNING_TABLE, TUNING_TRIAL_KEY
 from ablation.prefill.report.study import load_metrics
-from ablation.prefill.report.tables import TableStyle, write_table
 from ablation.prefill.tuning import CRITERION, TUNED_KEYS, Choice, TrialResult, choose_trial
+from ablation.writers import TableStyle, write_table
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 The embedded bridge study pairs the prefill study's tiny base model (the
 source, which never saw arithmetic or these prompts) with a second tiny LM
-(the target) pre-trained here on `corpus.txt`.  The corpus renders training
+(the target) pre-trained by `ablation.world.pretrain` on `corpus.txt`.  Rows
+come from the tiny world's generators (`ablation.world`).  The corpus renders training
 rows only, through the study's own prompts (`ablation.bridge.prompts`), in two
 forms:
 
@@ -32,16 +33,15 @@ from pathlib import Path
 
 from ablation.bridge.prompts import answer_text, soft_slot_prompt, task_prompt
 from ablation.io import atomic_write_jsonl, atomic_write_text
-from .arithmetic import arithmetic_row
-from .corpus import geography_doc, occupation_doc
-from .tokenizer import SPECIAL_TOKENS
-from .twohop import first_hop, twohop_row
-from .validation import require_int, require_positive
-from .world import World, make_world
+from ablation.world.arithmetic import arithmetic_row
+from ablation.world.corpus import DOCUMENT_SEPARATOR, geography_doc, occupation_doc
+from ablation.world.tokenizer import SPECIAL_TOKENS
+from ablation.world.twohop import first_hop, twohop_row
+from ablation.world.validation import require_int, require_positive
+from ablation.world.world import World, make_world
 
 log = logging.getLogger(__name__)
 
-DOCUMENT_SEPARATOR = "\n\n\n"
 # Split files in the hub datasets' split names.
 SPLITS = {"gsm8k": ("train", "test"), "hotpotqa": ("train", "validation")}
 
