@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ablation.resume import claim_checkpoint, record_path, settings_sha256
+from ablation.io import settings_sha256
+from ablation.resume import claim_checkpoint, record_path
 
 
 def test_the_settings_hash_ignores_key_order_and_sees_every_value():

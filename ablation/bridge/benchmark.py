@@ -38,7 +38,6 @@ tokenised prompts, and the KV cache saved per request measured beside the seed's
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -55,7 +54,7 @@ from ablation.bridge.generation import Generation, generate_from_embeds, generat
 from ablation.bridge.prompts import SOFT_SUFFIX
 from ablation.stats import CONFIDENCE, RESAMPLES, SEED, bootstrap_mean_ci, mcnemar_exact, paired_bootstrap_difference
 from ablation.bridge.model import Bridge
-from ablation.io import atomic_write_json, atomic_write_jsonl
+from ablation.io import atomic_write_json, atomic_write_jsonl, file_sha256
 from ablation.provenance import model_identity, provenance
 
 log = logging.getLogger(__name__)
@@ -289,14 +288,6 @@ def _log_summary(summary: dict) -> None:
         log.info("target KV cache per token: measured %.6f MB, seed %.1f MB", c["target_kv_mb_per_token_measured"], SEED_KV_MB_PER_TOKEN)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------- the job
 def load_bench(translator_path: str | Path, models: dict[str, dict], device: str) -> Bench:
     """The frozen pair a translator was trained between, and the translator in eval mode."""
@@ -354,7 +345,7 @@ def run_inference_benchmark(
         seed=bench.bridge.settings["seed"], wall_seconds=time.perf_counter() - started,
     )  # fmt: skip
     stamp["source_model"] = model_identity(bench.source.model_id, bench.source.revision)
-    stamp["translator"] = {"path": str(translator_path), "sha256": _sha256(Path(translator_path))}
+    stamp["translator"] = {"path": str(translator_path), "sha256": file_sha256(Path(translator_path))}
     stamp["device"] = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else "cpu"
     summary = {
         "run": run, "trained_run": trained_run, "dataset": dataset, "samples": len(examples), "soft_tokens": bench.soft_tokens,

@@ -35,7 +35,7 @@ from ablation.bridge.run_format import (
     samples_step,
     step_order,
 )
-from ablation.io import atomic_directory, atomic_write_json
+from ablation.io import atomic_directory, atomic_write_json, file_sha256
 
 ACCURACY_FIELDS = tuple(f"{side}_acc" for side in SIDES)
 DEFAULT_DATASET = "gsm8k"  # the original's --dataset default, for logs whose config omits it
@@ -321,7 +321,7 @@ def import_legacy_run(
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "source_dir": str(run_dir.resolve()),
         "experiment": experiment_dir.name,
-        "train_log_sha256": hashlib.sha256(log_path.read_bytes()).hexdigest(),
+        "train_log_sha256": file_sha256(log_path),
         "samples_sha256": {file: hashlib.sha256(data).hexdigest() for file, data in contents.items()},
         "summary_log": summary_log,
         **(provenance_extra or {}),

@@ -55,7 +55,8 @@ from ablation.bridge.model import LOSS_NAMES, Bridge, NonFiniteLossError, batch_
 from ablation.bridge.translators import soft_token_spread
 from ablation.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json, read_jsonl
 from ablation.provenance import model_identity, provenance
-from ablation.resume import claim_checkpoint, file_sha256, settings_sha256
+from ablation.io import file_sha256, settings_sha256
+from ablation.resume import claim_checkpoint
 from ablation.tracking import LiveLog, configured_trackers, scalar_settings
 
 log = logging.getLogger(__name__)

@@ -57,7 +57,8 @@ from ablation.io import atomic_write_json, atomic_write_text
 from ablation.models import load_causal_lm, load_tokenizer
 from ablation.provenance import model_identity, provenance
 from ablation.references import is_local_reference
-from ablation.resume import claim_checkpoint, file_sha256, settings_sha256
+from ablation.io import file_sha256, settings_sha256
+from ablation.resume import claim_checkpoint
 from ablation.prefill.study import check_train_mask
 from ablation.tracking import configured_trackers
 

@@ -23,7 +23,8 @@ from ablation.prefill.freeform.tasks import FreeformItem, build_items, read_item
 from ablation.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from ablation.models import load_causal_lm, load_tokenizer, resolve_device
 from ablation.provenance import provenance
-from ablation.resume import claim_checkpoint, file_sha256, settings_sha256
+from ablation.io import file_sha256, settings_sha256
+from ablation.resume import claim_checkpoint
 
 log = logging.getLogger(__name__)
 PROMPT_FORMATS = ("auto", "chat", "plain")
