@@ -85,8 +85,8 @@ def test_a_package_with_data_files_counts_whole(tmp_path):
 
 
 def test_the_workflow_scripts_import_their_own_study_only():
-    evaluation = library_modules(SCRIPTS / "eval_model.py")
-    bridge = library_modules(SCRIPTS / "train_bridge.py")
+    evaluation = library_modules(SCRIPTS / "prefill" / "eval_model.py")
+    bridge = library_modules(SCRIPTS / "bridge" / "train_bridge.py")
     assert {"ablation.prefill.evaluate", "ablation.prefill.scoring", "ablation.prefill.masks", "ablation.prefill.original.tasks"} <= evaluation.keys()
     assert not any(module.startswith("ablation.bridge") for module in evaluation)
     assert "ablation.bridge.model" in bridge and "ablation.prefill.evaluate" not in bridge

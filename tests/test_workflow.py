@@ -94,8 +94,8 @@ def test_micro_config_runs_end_to_end(micro_run):
 def test_every_result_records_its_hardware_library_code_and_lm_evals_record(micro_run):
     results = micro_run / "results"
     scripts = REPOSITORY / "workflow" / "scripts"
-    stamped = {path: "eval_model.py" for path in results.glob("eval/*/*/metrics.json")}
-    stamped.update({path: "finetune.py" for path in results.glob("finetune/*/summary.json")})
+    stamped = {path: "prefill/eval_model.py" for path in results.glob("eval/*/*/metrics.json")}
+    stamped.update({path: "prefill/finetune.py" for path in results.glob("finetune/*/summary.json")})
     assert len(stamped) == 9
     for path, script in stamped.items():
         provenance = json.loads(path.read_text())["provenance"]
@@ -144,7 +144,7 @@ def test_a_library_change_reruns_exactly_the_jobs_that_import_it(micro_run, tmp_
     scoring = copy / "ablation" / "prefill" / "scoring.py"
     scoring.write_text(scoring.read_text() + "\nSCORING_REVISION = 2\n")
     result = snakemake(micro_run, MICRO_CONFIG, "--dry-run", repository=copy)
-    scripts = {rule: f"{rule}.py" for rule in ("build_world_data", "train_tokenizer", "pretrain_base_model", "finetune", "report_results")}
+    scripts = {rule: f"{group}/{rule}.py" for group, rule in (("world", "build_world_data"), ("world", "train_tokenizer"), ("world", "pretrain_base_model"), ("prefill", "finetune"), ("prefill", "report_results"))}
     importers = [rule for rule, script in scripts.items() if "ablation.prefill.scoring" in library_modules(copy / "workflow" / "scripts" / script, copy / "ablation")]
     assert params_changed_jobs(result) == {"eval_model": 7, **{rule: planned_jobs(result)[rule] for rule in importers}}
     assert "eval_model" in planned_jobs(result) and "report_results" in planned_jobs(result)

@@ -9,14 +9,14 @@ rule freeform_tasks:
     log:
         LOGS / "freeform_tasks/tasks.log",
     params:
-        library_code=library_code("freeform_tasks.py"),
+        library_code=library_code("prefill/freeform_tasks.py"),
         freeform=FREEFORM,
         world_seed=config["world"]["seed"],
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/freeform_tasks.py"
+        "../../workflow/scripts/prefill/freeform_tasks.py"
 
 
 rule generate_freeform:
@@ -27,16 +27,16 @@ rule generate_freeform:
     log:
         LOGS / "generate_freeform/{model}/{mask}.log",
     params:
-        library_code=library_code("generate_freeform.py"),
+        library_code=library_code("prefill/generate_freeform.py"),
         model_id=lambda wildcards: model_reference(wildcards.model),
         revision=lambda wildcards: model_revision(wildcards.model),
     threads: config["resources"]["eval"]["threads"]
     resources:
         **scheduler_resources("eval"),
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/generate_freeform.py"
+        "../../workflow/scripts/prefill/generate_freeform.py"
 
 
 rule judge_freeform:
@@ -48,14 +48,14 @@ rule judge_freeform:
     log:
         LOGS / "judge_freeform/{model}/{mask}.log",
     params:
-        library_code=library_code("judge_freeform.py"),
+        library_code=library_code("prefill/judge_freeform.py"),
         judge=FREEFORM["judge"],
         cache=freeform_paths.judge_cache_path(RESULTS),
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/judge_freeform.py"
+        "../../workflow/scripts/prefill/judge_freeform.py"
 
 
 rule score_freeform:
@@ -67,14 +67,14 @@ rule score_freeform:
     log:
         LOGS / "score_freeform/scores.log",
     params:
-        library_code=library_code("score_freeform.py"),
+        library_code=library_code("prefill/score_freeform.py"),
         configurations=FREEFORM_CONFIGURATIONS,
         resamples=FREEFORM["bootstrap_resamples"],
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/score_freeform.py"
+        "../../workflow/scripts/prefill/score_freeform.py"
 
 
 rule report_freeform:
@@ -83,23 +83,27 @@ rule report_freeform:
         scores=rules.score_freeform.output.scores,
     output:
         tables=report(
-            update(FREEFORM_REPORT_FILES["tables"]), caption="../workflow/report/freeform.rst", category="Free-form"
+            update(FREEFORM_REPORT_FILES["tables"]), caption="../../workflow/report/freeform.rst", category="Free-form"
         ),
         figures=report(
-            update(FREEFORM_REPORT_FILES["figures"]), caption="../workflow/report/freeform.rst", category="Free-form"
+            update(FREEFORM_REPORT_FILES["figures"]),
+            caption="../../workflow/report/freeform.rst",
+            category="Free-form",
         ),
         page=report(
-            update(FREEFORM_REPORT_FILES["page"][0]), caption="../workflow/report/freeform.rst", category="Free-form"
+            update(FREEFORM_REPORT_FILES["page"][0]),
+            caption="../../workflow/report/freeform.rst",
+            category="Free-form",
         ),
     log:
         LOGS / "report_freeform/report.log",
     params:
-        library_code=library_code("report_freeform.py"),
+        library_code=library_code("prefill/report_freeform.py"),
         configurations=FREEFORM_CONFIGURATIONS,
         examples_shown=FREEFORM["examples_shown"],
         experiment=config["experiment"],
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/report_freeform.py"
+        "../../workflow/scripts/prefill/report_freeform.py"

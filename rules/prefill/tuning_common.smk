@@ -1,4 +1,4 @@
-"""Fine-tune tuning's grid and the helpers that map it to files (rules in rules/tuning.smk)."""
+"""Fine-tune tuning's grid and the helpers that map it to files (rules in rules/prefill/tuning.smk)."""
 
 import re
 from types import SimpleNamespace

@@ -9,12 +9,12 @@ rule build_bridge_world_data:
     log:
         LOGS / "build_bridge_world_data/world.log",
     params:
-        library_code=library_code("build_bridge_world_data.py"),
+        library_code=library_code("bridge/build_bridge_world_data.py"),
         world=BRIDGE["world"],
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/build_bridge_world_data.py"
+        "../../workflow/scripts/bridge/build_bridge_world_data.py"
 
 
 use rule train_tokenizer as train_bridge_tokenizer with:
@@ -25,7 +25,7 @@ use rule train_tokenizer as train_bridge_tokenizer with:
     log:
         LOGS / "train_bridge_tokenizer/world.log",
     params:
-        library_code=library_code("train_tokenizer.py"),
+        library_code=library_code("world/train_tokenizer.py"),
         vocab_size=BRIDGE["world"]["vocab_size"],
 
 
@@ -38,10 +38,10 @@ rule pretrain_bridge_model:
     log:
         LOGS / "pretrain_bridge_model/world.log",
     params:
-        library_code=library_code("pretrain_bridge_model.py"),
+        library_code=library_code("world/pretrain_bridge_model.py"),
         world=BRIDGE["world"],
     threads: 2
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/pretrain_bridge_model.py"
+        "../../workflow/scripts/world/pretrain_bridge_model.py"

@@ -15,13 +15,13 @@ rule import_legacy_run:
     log:
         LOGS / "import_legacy_run/{legacy_run}.log",
     params:
-        library_code=library_code("import_legacy_run.py"),
+        library_code=library_code("bridge/import_legacy_run.py"),
         entry=lambda wildcards: BRIDGE_LEGACY[wildcards.legacy_run],
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/import_legacy_run.py"
+        "../../workflow/scripts/bridge/import_legacy_run.py"
 
 
 rule report_bridge:
@@ -30,26 +30,26 @@ rule report_bridge:
     output:
         tables=report(
             update(BRIDGE_REPORT_FILES["tables"]),
-            caption="../workflow/report/bridge_tables.rst",
+            caption="../../workflow/report/bridge_tables.rst",
             category="Latent bridge",
             subcategory="Tables",
         ),
         figures=report(
             update(BRIDGE_REPORT_FILES["figures"]),
-            caption="../workflow/report/bridge_figures.rst",
+            caption="../../workflow/report/bridge_figures.rst",
             category="Latent bridge",
             subcategory="Figures",
         ),
         page=report(
             update(BRIDGE_REPORT_FILES["page"][0]),
-            caption="../workflow/report/bridge_results_page.rst",
+            caption="../../workflow/report/bridge_results_page.rst",
             category="Latent bridge",
             subcategory="Results",
         ),
     log:
         LOGS / "report_bridge/report.log",
     params:
-        library_code=library_code("report_bridge.py"),
+        library_code=library_code("bridge/report_bridge.py"),
         roles=role_runs(BRIDGE),
         descriptions=run_descriptions(BRIDGE),
         report=BRIDGE["report"],
@@ -58,6 +58,6 @@ rule report_bridge:
         parity_config={"bridge": {"models": BRIDGE["models"], "eval": BRIDGE["eval"]}},
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/report_bridge.py"
+        "../../workflow/scripts/bridge/report_bridge.py"

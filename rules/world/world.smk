@@ -9,12 +9,12 @@ rule build_world_data:
     log:
         LOGS / "build_world_data/world.log",
     params:
-        library_code=library_code("build_world_data.py"),
+        library_code=library_code("world/build_world_data.py"),
         world=config["world"],
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/build_world_data.py"
+        "../../workflow/scripts/world/build_world_data.py"
 
 
 rule train_tokenizer:
@@ -25,12 +25,12 @@ rule train_tokenizer:
     log:
         LOGS / "train_tokenizer/world.log",
     params:
-        library_code=library_code("train_tokenizer.py"),
+        library_code=library_code("world/train_tokenizer.py"),
         vocab_size=config["world"]["vocab_size"],
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/train_tokenizer.py"
+        "../../workflow/scripts/world/train_tokenizer.py"
 
 
 rule pretrain_base_model:
@@ -42,10 +42,10 @@ rule pretrain_base_model:
     log:
         LOGS / "pretrain_base_model/world.log",
     params:
-        library_code=library_code("pretrain_base_model.py"),
+        library_code=library_code("world/pretrain_base_model.py"),
         world=config["world"],
     threads: 2
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/pretrain_base_model.py"
+        "../../workflow/scripts/world/pretrain_base_model.py"

@@ -18,6 +18,6 @@ rule eval_model:
     resources:
         **scheduler_resources("eval"),
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/eval_model.py"
+        "../../workflow/scripts/prefill/eval_model.py"

@@ -23,7 +23,7 @@ BRIDGE_TRAINED_BY = trained_run_of(BRIDGE_RUNS)
 BRIDGE_TRAINED_RUNS = list(dict.fromkeys(BRIDGE_TRAINED_BY.values()))
 BRIDGE_WORLD = bridge_world_dir(RESULTS)
 BRIDGE_RUN_FILES = ("summary.json", "history.jsonl", "loss_history.csv", "translator.pt")
-# preserved runs of the original code, imported into the run format (rules/bridge_report.smk)
+# preserved runs of the original code, imported into the run format (rules/bridge/report.smk)
 BRIDGE_LEGACY = {entry["name"]: entry for entry in BRIDGE["legacy"]} if BRIDGE_ACTIVE else {}
 BRIDGE_REPORT_FILES = bridge_report_files(RESULTS, [ablation["name"] for ablation in BRIDGE["report"]["ablations"]])
 
@@ -49,12 +49,6 @@ def bridge_hub_datasets():
         for dataset, source in BRIDGE["datasets"].items()
         if dataset in used and source["path"] != "embedded" and not is_local_reference(source["path"])
     ]
-
-
-# something comes from the hub: every GPU job waits for the prefetch and runs offline
-PREFETCH = any(
-    [prefetched_model(), prefetched_tasks(), prefetched_finetune_dataset(), bridge_hub_models(), bridge_hub_datasets()]
-)
 
 
 def bridge_model_path(name):
@@ -90,7 +84,7 @@ def bridge_baseline_files(model, dataset):
 
 
 def bridge_baseline_inputs(wildcards):
-    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
+    inputs = prefetch_inputs()
     return {
         **inputs,
         "model": bridge_model_inputs(wildcards.bridge_model),
@@ -101,7 +95,7 @@ def bridge_baseline_inputs(wildcards):
 def bridge_run_inputs(wildcards):
     settings = BRIDGE_RUNS[wildcards.bridge_run]
     source_baseline = bridge_baseline_files(settings["source"], settings["dataset"])
-    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
+    inputs = prefetch_inputs()
     return {
         **inputs,
         "source_model": bridge_model_inputs(settings["source"]),
@@ -116,7 +110,7 @@ def bridge_run_inputs(wildcards):
 def bridge_inference_inputs(wildcards):
     """The benchmark's inputs: the translator of the run that trained for this one, its models and data."""
     settings = BRIDGE_RUNS[wildcards.bridge_run]
-    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
+    inputs = prefetch_inputs()
     return {
         **inputs,
         "translator": bridge_run_dir(RESULTS, BRIDGE_TRAINED_BY[wildcards.bridge_run]) / "translator.pt",

@@ -1,4 +1,4 @@
-"""The free-form study's settings and the helpers that map them to files (rules in rules/freeform.smk)."""
+"""The free-form study's settings and the helpers that map them to files (rules in rules/prefill/freeform.smk)."""
 
 from ablation.prefill.freeform import paths as freeform_paths
 
@@ -38,8 +38,7 @@ def freeform_task_inputs(wildcards):
 def freeform_generation_inputs(wildcards):
     """A generation needs the task set and, like an evaluation, a locally built or fine-tuned model."""
     inputs = {"tasks": freeform_paths.tasks_path(RESULTS)}
-    if PREFETCH:
-        inputs["prefetch"] = PREFETCH_RECORD
+    inputs.update(prefetch_inputs())
     if wildcards.model != "base" or EMBEDDED_MODEL:
         inputs["model"] = model_reference(wildcards.model)
     return inputs

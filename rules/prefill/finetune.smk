@@ -16,6 +16,6 @@ rule finetune:
     resources:
         **scheduler_resources("finetune"),
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/finetune.py"
+        "../../workflow/scripts/prefill/finetune.py"

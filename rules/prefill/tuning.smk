@@ -16,16 +16,16 @@ rule tune_finetune:
     log:
         LOGS / "tuning/choice.log",
     params:
-        library_code=library_code("tune_finetune.py"),
+        library_code=library_code("prefill/tune_finetune.py"),
         trials=TUNING_TRIALS,
         runs=RUNS,
         max_side_effect=TUNING["max_side_effect"],
         base_model_id=model_reference("base"),
         base_model_revision=model_revision("base"),
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/tune_finetune.py"
+        "../../workflow/scripts/prefill/tune_finetune.py"
 
 
 rule build_dev_tasks:
@@ -34,13 +34,13 @@ rule build_dev_tasks:
     log:
         LOGS / "build_dev_tasks/world.log",
     params:
-        library_code=library_code("build_dev_tasks.py"),
+        library_code=library_code("prefill/build_dev_tasks.py"),
         world=config["world"],
         dev_examples_per_task=TUNING["dev_examples_per_task"],
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/build_dev_tasks.py"
+        "../../workflow/scripts/prefill/build_dev_tasks.py"
 
 
 use rule finetune as tuning_finetune with:

@@ -16,7 +16,7 @@ rule eval_bridge_baseline:
     log:
         LOGS / "eval_bridge_baseline/{bridge_model}/{bridge_dataset}.log",
     params:
-        library_code=library_code("eval_bridge_baseline.py"),
+        library_code=library_code("bridge/eval_bridge_baseline.py"),
         model=lambda wildcards: bridge_job_model(wildcards.bridge_model),
         dataset_source=lambda wildcards: BRIDGE["datasets"][wildcards.bridge_dataset],
         embedded_data_dir=BRIDGE_WORLD,
@@ -30,9 +30,9 @@ rule eval_bridge_baseline:
     # leaves the second core idle at the end of the main command.
     priority: 2
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/eval_bridge_baseline.py"
+        "../../workflow/scripts/bridge/eval_bridge_baseline.py"
 
 
 rule train_bridge:
@@ -43,7 +43,7 @@ rule train_bridge:
     log:
         LOGS / "train_bridge/{bridge_run}.log",
     params:
-        library_code=library_code("train_bridge.py"),
+        library_code=library_code("bridge/train_bridge.py"),
         settings=lambda wildcards: BRIDGE_RUNS[wildcards.bridge_run],
         models=lambda wildcards: {
             BRIDGE_RUNS[wildcards.bridge_run][role]: bridge_job_model(BRIDGE_RUNS[wildcards.bridge_run][role])
@@ -59,9 +59,9 @@ rule train_bridge:
         **scheduler_resources("bridge_train"),
     priority: 1
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/train_bridge.py"
+        "../../workflow/scripts/bridge/train_bridge.py"
 
 
 rule bridge:
@@ -83,7 +83,7 @@ rule benchmark_bridge_inference:
         # any configured run, a reused one included: it reads the translator trained for it
         bridge_run="|".join(BRIDGE_RUNS) or "(?!)",
     params:
-        library_code=library_code("benchmark_bridge_inference.py"),
+        library_code=library_code("bridge/benchmark_bridge_inference.py"),
         trained_run=lambda wildcards: BRIDGE_TRAINED_BY[wildcards.bridge_run],
         models=lambda wildcards: {
             BRIDGE_RUNS[wildcards.bridge_run][role]: bridge_job_model(BRIDGE_RUNS[wildcards.bridge_run][role])
@@ -98,6 +98,6 @@ rule benchmark_bridge_inference:
     resources:
         **scheduler_resources("bridge_eval"),
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/benchmark_bridge_inference.py"
+        "../../workflow/scripts/bridge/benchmark_bridge_inference.py"

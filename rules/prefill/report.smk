@@ -7,23 +7,23 @@ rule report_results:
     output:
         tables=report(
             update(REPORT_FILES["tables"]),
-            caption="../workflow/report/tables.rst",
+            caption="../../workflow/report/tables.rst",
             category="Tables",
         ),
         figures=report(
             update(REPORT_FILES["figures"]),
-            caption="../workflow/report/figures.rst",
+            caption="../../workflow/report/figures.rst",
             category="Figures",
         ),
         page=report(
             update(REPORT_FILES["page"][0]),
-            caption="../workflow/report/results_page.rst",
+            caption="../../workflow/report/results_page.rst",
             category="Results",
         ),
     log:
         LOGS / "report_results/report.log",
     params:
-        library_code=library_code("report_results.py"),
+        library_code=library_code("prefill/report_results.py"),
         train_masks={run: settings["train_mask"] for run, settings in config["finetune"]["runs"].items()},
         experiment=config["experiment"],
         allow_mixed_code=config["report"]["allow_mixed_code"],
@@ -34,9 +34,9 @@ rule report_results:
         },
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/report_results.py"
+        "../../workflow/scripts/prefill/report_results.py"
 
 
 rule paper_figure:
@@ -48,7 +48,7 @@ rule paper_figure:
         LOGS / "paper/figure_{name}.log",
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -62,7 +62,7 @@ rule paper_table:
         LOGS / "paper/table_{name}.log",
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -78,7 +78,7 @@ rule paper_bridge_figure:
         name="bridge_\\w+",
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -94,7 +94,7 @@ rule paper_bridge_table:
         name="bridge_\\w+",
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
 
@@ -114,10 +114,10 @@ rule plan_costs:
     log:
         LOGS / "plan_costs/plan.log",
     params:
-        library_code=library_code("plan_costs.py"),
+        library_code=library_code("prefill/plan_costs.py"),
         planner=config["planner"],
     localrule: True
     conda:
-        "../envs/ablation.yaml"
+        "../../envs/ablation.yaml"
     script:
-        "../workflow/scripts/plan_costs.py"
+        "../../workflow/scripts/prefill/plan_costs.py"
