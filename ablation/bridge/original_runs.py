@@ -2,7 +2,7 @@
 
 The original (SujeethJinesh/LatentWire, ``paper_writing/``) left a run directory holding
 ``summary.log`` (run directory, end time, log path) and one experiment folder with ``train.log``
-and ``eval_samples_step_{N|final}.jsonl`` (shared/legacy/README.md). The log is a raw torchrun
+and ``eval_samples_step_{N|final}.jsonl``. The log is a raw torchrun
 capture: rank prefixes, tqdm bars joined by carriage returns, library warnings, the echoed
 ``==== Config ====`` block, ``[Eval] Step N | …`` lines, ``[Early Stop] …`` lines and a
 ``[Final Eval] …`` line.

@@ -2,9 +2,8 @@
 
 Every setting of a config that has a counterpart in the original's scripts is listed with the
 original's value, the config's value and same / differs; the command exits 1 on a difference, so
-the real preset (the default ``--config``) can be checked in CI. The original's values are those of
-shared/reference/SEED_FACTS.md ("Verified against the original code" overriding the rest) and
-seed 001's Stage 5 run; a setting the originals do not give is listed as not compared, with why.
+the real preset (the default ``--config``) can be checked in CI. The original's values are those its
+scripts set, as read from its code, and seed 001's Stage 5 run (docs/prefill.md); a setting the originals do not give is listed as not compared, with why.
 """
 
 from __future__ import annotations

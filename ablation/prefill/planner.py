@@ -3,8 +3,8 @@
 Reads an observed step time (from a finished or running fine-tune's ``loss_history.csv``, or
 given directly), rescales it to each GPU offer by relative speed and multi-GPU parallel
 efficiency, and prints wall time and cost for optimistic / base / pessimistic cases, in the
-shape of the original study's planner. Its speed factors and efficiencies are the defaults
-(shared/reference/SEED_FACTS.md); a config can override every number.
+shape of the original study's planner. Its speed factors and efficiencies are the
+original planner's defaults; a config can override every number.
 
 Model: ``wall_h = startup_h + steps * s_per_step_on_offer * case_factor / 3600``, and
 ``cost = wall_h * price_per_hour`` (the price of the whole instance).

@@ -1,7 +1,7 @@
 """Alpaca-format instruction data: loading, prompt formatting, tokenisation and collation.
 
 The prompt template and the response + EOS target follow the original study
-(shared/reference/SEED_FACTS.md); the loss covers response tokens only. How records become rows
+(docs/prefill.md, "Fine-tuning"); the loss covers response tokens only. How records become rows
 (stripping, a BOS token, long and empty rows) is a ``DataPreparation``, the original's among its
 choices. The collator carries each row's prompt length, from which the training mask is built
 in one vectorised step.

@@ -1,4 +1,4 @@
-"""The original study's published numbers (shared/reference/SEED_FACTS.md), for side-by-side reports.
+"""The original study's published numbers (its Stage 1-5 results tables), for side-by-side reports.
 
 The original ablated with an ``is_causal=False`` patch that also let the scored continuation
 tokens see each other and the future, so its Stage 2 and Stage 4 rows measure what this

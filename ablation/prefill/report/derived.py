@@ -1,6 +1,6 @@
 """The study's derived numbers: how much the prefill ablation costs and how much fine-tuning wins back.
 
-Definitions follow the original study (shared/reference/SEED_FACTS.md), on ``acc`` per task and
+Definitions follow the original study (its "recovery" is ``recovery_ratio``), on ``acc`` per task and
 on the metrics' ``macro_acc``, with S1 = eval(base, causal), S2 = eval(base, prefill_bidir),
 S4 = eval(fine-tune, prefill_bidir):
 

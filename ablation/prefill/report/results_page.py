@@ -243,7 +243,7 @@ def recovery_answer(study: Study) -> str:
 
 # The one task set measured as the original measured (ablation.prefill.original.tasks)
 COMPARABLE_TASK_SET = "original"
-ORIGINAL_LIMIT = 500  # examples per task the published numbers scored (SEED_FACTS)
+ORIGINAL_LIMIT = 500  # examples per task the published numbers scored (the original's --limit)
 
 
 def _limit_words(study: Study) -> str:

@@ -1,4 +1,4 @@
-"""lm-eval tasks with the original study's prompts (shared/reference/SEED_FACTS.md, section 1).
+"""lm-eval tasks with the original study's prompts (docs/prefill.md, "The `original` task set").
 
 The ``original`` task set: hellaswag, piqa, arc_easy, arc_challenge and winogrande on the hub
 datasets lm-eval's own tasks use, validation split, with the original's prompt formats
