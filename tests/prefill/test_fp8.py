@@ -35,7 +35,7 @@ from ablation.models import (
 from ablation.prefill.scoring import score_continuations
 from tests.conftest import build_model, random_requests
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 BLOCK = (16, 16)  # divides every projection of the miniature, so each one has several blocks
 PROJECTIONS_PER_LAYER = 7  # q, k, v, o, gate, up, down
 FINETUNE = dict(

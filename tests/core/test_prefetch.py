@@ -17,7 +17,7 @@ from ablation.prefetch import pinned_revision
 from ablation.prefill.study import ORIGINAL_TASKS, hub_tasks
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def hub_cache_with(model_dir: Path, cache: Path, repo_id: str) -> Path:

@@ -13,7 +13,7 @@ from ablation.config import ConfigError, check_config_files, finetune_settings, 
 from ablation.prefill.seed_sweep import seed_results_dir, seed_study_config, sweep_seeds
 from ablation.tracking import DEFAULT_TRACKERS
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 CONFIGS = [REPOSITORY / "config.yaml", REPOSITORY / "presets" / "ministral-3b.yaml", REPOSITORY / "tests" / "configs" / "micro.yaml"]
 
 

@@ -9,7 +9,7 @@ import pytest
 from ablation.bridge.original_runs import parse_config_block
 from ablation.bridge.parity import DIFFERS, NO_COUNTERPART, SAME, load_run, main, parity_rows
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 ORIGINAL_PRESET = REPOSITORY / "presets" / "latentwire-original.yaml"
 LEGACY_LOG = REPOSITORY.parent / "shared" / "legacy" / "prompt_softonly_phase2_swap_20251119_001243" / "phase2_swap_all_fix" / "train.log"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 PROFILE = REPOSITORY / "profiles" / "slurm"
 MICRO_CONFIG = REPOSITORY / "tests" / "configs" / "micro.yaml"
 PRESET = REPOSITORY / "presets" / "ministral-3b.yaml"

@@ -20,7 +20,7 @@ from ablation.bridge.answers import (
 from ablation.bridge.data import EvalExample, majority_accuracy, majority_answer
 from ablation.bridge.run_format import SIDES, history_row, samples_step
 
-LEGACY_RUN = Path(__file__).resolve().parents[2] / "shared" / "legacy" / "prompt_softonly_phase2_swap_20251119_001243"
+LEGACY_RUN = Path(__file__).resolve().parents[3] / "shared" / "legacy" / "prompt_softonly_phase2_swap_20251119_001243"
 
 
 @pytest.mark.parametrize(

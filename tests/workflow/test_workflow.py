@@ -19,7 +19,7 @@ from ablation.layout import tuning_paths
 from ablation.prefill.report.tuning import load_results
 from ablation.prefill.tuning import choose_trial
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 MICRO_CONFIG = REPOSITORY / "tests" / "configs" / "micro.yaml"
 PRESET = REPOSITORY / "presets" / "ministral-3b.yaml"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_workflow import REPOSITORY, planned_jobs, snakemake
+from tests.workflow.test_workflow import REPOSITORY, planned_jobs, snakemake
 
 MICRO_BRIDGE = REPOSITORY / "tests" / "configs" / "micro_bridge.yaml"
 TINY_DEFAULT = REPOSITORY / "config.yaml"
@@ -113,7 +113,7 @@ def test_one_study_as_a_target_plans_only_its_jobs(tmp_path):
 def test_the_latentwire_preset_requests_its_gpus_from_slurm(tmp_path):
     import yaml
 
-    from tests.test_cluster_slurm import preset_dry_run, sbatch_flags
+    from tests.workflow.test_cluster_slurm import preset_dry_run, sbatch_flags
 
     preset_path = REPOSITORY / "presets" / "latentwire-gsm8k.yaml"
     preset = yaml.safe_load(preset_path.read_text())

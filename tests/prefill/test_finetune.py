@@ -379,7 +379,7 @@ KILLED_RUN = """
 import os, signal, sys
 from transformers import TrainerCallback
 import ablation.prefill.finetune.run as run_module
-from tests.test_finetune import finetune
+from tests.prefill.test_finetune import finetune
 
 class KillAfterCheckpoint(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
@@ -393,7 +393,7 @@ finetune(__import__("pathlib").Path(sys.argv[1]), __import__("pathlib").Path(sys
 
 
 def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(micro_world, tmp_path):
-    repository = Path(__file__).resolve().parent.parent
+    repository = Path(__file__).resolve().parents[2]
     killed = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(micro_world), str(tmp_path / "killed")],
                             cwd=repository, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]
@@ -413,7 +413,7 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(micro_wor
 
 def test_a_killed_run_resumes_only_under_its_own_settings_and_a_finished_run_retrains(micro_world, tmp_path):
     """The issue's scenario: kill, change the learning rate, rerun: a fresh run, whose summary says why."""
-    repository = Path(__file__).resolve().parent.parent
+    repository = Path(__file__).resolve().parents[2]
     killed = subprocess.run([sys.executable, "-c", textwrap.dedent(KILLED_RUN), str(micro_world), str(tmp_path / "run")],
                             cwd=repository, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-2000:]

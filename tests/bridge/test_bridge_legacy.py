@@ -12,7 +12,7 @@ from ablation.bridge.answers import INVALID
 from ablation.bridge.original_runs import LegacyImportError, import_legacy_run, tolerance
 from ablation.bridge.run_format import HISTORY_FIELDS, SIDES, SUMMARY_FIELDS
 
-LEGACY_RUN = Path(__file__).resolve().parents[2] / "shared" / "legacy" / "prompt_softonly_phase2_swap_20251119_001243"
+LEGACY_RUN = Path(__file__).resolve().parents[3] / "shared" / "legacy" / "prompt_softonly_phase2_swap_20251119_001243"
 
 GOLDS = ("18", "3", "1234", "-5")  # four questions per evaluation: accuracies are quarters
 EVALS = {0: (3, 2, 0), 2: (3, 2, 2), 4: (3, 2, 1), "final": (3, 2, 2)}  # step -> correct (source, target, bridged)

@@ -11,7 +11,7 @@ import yaml
 from ablation.config import validate_config
 from ablation.prefill.parity import PRESET, main, parity_rows
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def test_the_real_preset_passes(capsys):

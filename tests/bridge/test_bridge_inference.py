@@ -28,8 +28,8 @@ from ablation.bridge.benchmark import (
 from ablation.bridge.training import run_bridge
 from ablation.bridge.settings import inference_run
 from ablation.config import ConfigError, validate_config
-from tests.test_bridge_training import EMBEDDED, EVAL, baselines, job, models  # noqa: F401 - baselines is a fixture
-from tests.test_workflow import REPOSITORY, planned_jobs, snakemake
+from tests.bridge.test_bridge_training import EMBEDDED, EVAL, baselines, job, models  # noqa: F401 - baselines is a fixture
+from tests.workflow.test_workflow import REPOSITORY, planned_jobs, snakemake
 
 K = 4  # the micro run's soft tokens
 MICRO_BRIDGE = REPOSITORY / "tests" / "configs" / "micro_bridge.yaml"

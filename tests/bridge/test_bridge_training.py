@@ -28,7 +28,7 @@ from ablation.bridge.settings import schema_run_defaults
 from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
 from ablation.config import load_schema
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 EMBEDDED = {"path": "embedded", "name": None, "revision": None, "train_split": "train", "eval_split": "test"}
 EVAL = {"samples": 8, "batch_size": 4, "max_new_tokens": 10, "few_shot": 0, "few_shot_seed": 42}
 MICRO_RUN = {
