@@ -29,7 +29,7 @@ from ablation.bridge.training import run_bridge
 from ablation.bridge.settings import inference_run
 from ablation.config import ConfigError, validate_config
 from tests.bridge.test_bridge_training import EMBEDDED, EVAL, baselines, job, models  # noqa: F401 - baselines is a fixture
-from tests.workflow.test_workflow import REPOSITORY, planned_jobs, snakemake
+from tests.helpers import REPOSITORY, planned_jobs, snakemake
 
 K = 4  # the micro run's soft tokens
 MICRO_BRIDGE = REPOSITORY / "tests" / "configs" / "micro_bridge.yaml"

@@ -321,7 +321,7 @@ PAPER_PRESET = REPOSITORY / "presets" / "latentwire-paper.yaml"
 
 @pytest.mark.workflow
 def test_the_paper_preset_plans_imports_and_only_the_missing_runs_without_the_data(tmp_path):
-    from tests.workflow.test_workflow import planned_jobs, snakemake
+    from tests.helpers import planned_jobs, snakemake
 
     preset = yaml.safe_load(PAPER_PRESET.read_text())
     legacy = {entry["name"]: entry for entry in preset["bridge"]["legacy"]}
@@ -335,7 +335,7 @@ def test_the_paper_preset_plans_imports_and_only_the_missing_runs_without_the_da
 @pytest.mark.workflow
 def test_the_import_rule_imports_a_legacy_dir_and_fails_cleanly_on_a_bad_one(tmp_path):
     from tests.bridge.test_bridge_legacy import write_run as write_legacy_run
-    from tests.workflow.test_workflow import snakemake
+    from tests.helpers import snakemake
 
     write_legacy_run(tmp_path / "preserved" / "run_1")
     broken = write_legacy_run(tmp_path / "preserved" / "run_2") / "exp" / "eval_samples_step_2.jsonl"

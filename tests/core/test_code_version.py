@@ -11,7 +11,7 @@ import pytest
 from ablation.code_version import library_code_sha256, library_modules
 from ablation.prefill.report import build_report
 from ablation.prefill.report.study import check_one_library_code
-from tests.prefill.test_report_helpers import RUNS, synthetic_study, write_study_files
+from tests.prefill.study_files import RUNS, synthetic_study, write_study_files
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SCRIPTS = REPOSITORY / "workflow" / "scripts"

@@ -18,7 +18,7 @@ from ablation.prefill.freeform.run import build_task_set, generate_freeform, par
 from ablation.prefill.freeform.tasks import hub_translation_items, original_items, read_items, tiny_items
 from ablation.io import read_jsonl
 from tests.conftest import VOCAB, build_model
-from tests.workflow.test_workflow import planned_jobs, snakemake
+from tests.helpers import planned_jobs, snakemake
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 EOS = 2

@@ -18,7 +18,7 @@ from ablation.prefill.freeform.judge import JudgeClient, JudgeError, JudgeSettin
 from ablation.prefill.freeform.report import scores_table
 from ablation.prefill.freeform.run import judge_rows
 from ablation.io import atomic_write_jsonl, read_jsonl
-from tests.workflow.test_workflow import snakemake
+from tests.helpers import snakemake
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 API_KEY = "sk-test-never-written-0123456789"

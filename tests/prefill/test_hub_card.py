@@ -8,7 +8,7 @@ from huggingface_hub import ModelCard
 
 from ablation.prefill.finetune.hub import run_card
 from ablation.layout import eval_metrics_path
-from tests.prefill.test_report_helpers import ACCS, make_metrics
+from tests.prefill.study_files import ACCS, make_metrics
 
 
 def finished_summary(model: dict) -> dict:

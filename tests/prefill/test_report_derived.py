@@ -7,7 +7,7 @@ import math
 import pytest
 
 from ablation.prefill.report import Study, ablation_damage, derived_by_run, derived_numbers, macro_stderr, original_metrics
-from tests.prefill.test_report_helpers import REAL_TASKS, TINY_TASKS, make_metrics
+from tests.prefill.study_files import REAL_TASKS, TINY_TASKS, make_metrics
 
 # The original's published macros and per-task accs (SEED_FACTS section 1, seeds 000/001).
 S1_MACRO, S2_MACRO, S4_MACRO, SIDE_MACRO = 0.6950568562, 0.3558976000, 0.4086983278, 0.6199344482

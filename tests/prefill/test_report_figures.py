@@ -14,7 +14,7 @@ from ablation.prefill.report import (
     recovery_ratio_figure,
     write_figures,
 )
-from tests.prefill.test_report_helpers import synthetic_study, write_study_files
+from tests.prefill.study_files import synthetic_study, write_study_files
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -10,7 +10,7 @@ import pytest
 from ablation.prefill.report import FinetuneRun, Study, load_study, results_markdown, write_results_page
 from ablation.prefill.report.results_page import recovery_answer, survival_answer
 from ablation.prefill.study import ORIGINAL_TASKS
-from tests.prefill.test_report_helpers import make_metrics, synthetic_study, write_study_files
+from tests.prefill.study_files import make_metrics, synthetic_study, write_study_files
 
 LINK = re.compile(r"\]\(([^)]+)\)")
 

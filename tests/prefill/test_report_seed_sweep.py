@@ -20,7 +20,7 @@ from ablation.prefill.report.seed_sweep import (
     sweep_table,
     values_by_quantity,
 )
-from tests.prefill.test_report_helpers import ACCS, RUNS, make_metrics, write_study_files
+from tests.prefill.study_files import ACCS, RUNS, make_metrics, write_study_files
 
 # Each seed shifts the ablated evaluations by its own amount, so drops and recoveries differ by seed.
 SHIFTS = {11: 0.00, 12: -0.03, 13: 0.02}

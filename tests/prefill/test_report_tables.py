@@ -19,7 +19,7 @@ from ablation.prefill.report import (
 )
 from ablation.prefill.report.tables import PREFILL_STYLE
 from ablation.writers import latex_escape, latex_table
-from tests.prefill.test_report_helpers import RUNS, synthetic_study, write_study_files
+from tests.prefill.study_files import RUNS, synthetic_study, write_study_files
 
 
 @pytest.fixture

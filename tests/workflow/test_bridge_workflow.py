@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflow.test_workflow import REPOSITORY, planned_jobs, snakemake
+from tests.helpers import REPOSITORY, planned_jobs, snakemake
 
 MICRO_BRIDGE = REPOSITORY / "tests" / "configs" / "micro_bridge.yaml"
 TINY_DEFAULT = REPOSITORY / "config.yaml"

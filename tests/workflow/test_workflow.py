@@ -18,22 +18,11 @@ from ablation.code_version import library_code_sha256, library_modules
 from ablation.layout import tuning_paths
 from ablation.prefill.report.tuning import load_results
 from ablation.prefill.tuning import choose_trial
+from tests.helpers import PRESET, REPOSITORY, SNAKEMAKE, planned_jobs, snakemake
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 MICRO_CONFIG = REPOSITORY / "tests" / "configs" / "micro.yaml"
-PRESET = REPOSITORY / "presets" / "ministral-3b.yaml"
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir: Path, configfile: Path, *args: str, repository: Path = REPOSITORY) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run(
-        [str(SNAKEMAKE), "-s", str(repository / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(configfile), "--cores", "2", *args],
-        capture_output=True, text=True, env=environment, timeout=1200,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +31,6 @@ def micro_run(tmp_path_factory):
     result = snakemake(workdir, MICRO_CONFIG)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
-
-
-def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """The 'Job stats' table of a dry run, as rule -> count (without the total)."""
-    lines = (result.stdout + result.stderr).splitlines()
-    start = lines.index("Job stats:") + 3
-    jobs = {}
-    for line in lines[start:]:
-        rule, count = line.split()
-        if rule == "total":
-            return jobs
-        jobs[rule] = int(count)
-    raise AssertionError("no total line in the job stats")
 
 
 def write_config(path: Path, change) -> Path:
