@@ -1,7 +1,8 @@
 """Two ablation studies of LLMs, one workflow: config in, evaluations, trainings, tables and figures out.
 
-The prefill-mask ablation (rules/world, eval, finetune, report) and the cross-model latent bridge
-(rules/bridge_*); config key `studies` picks which run.
+Shared rules in rules/ (config, paths, prefetch) and rules/world/ (the tiny world both studies use),
+then the prefill-mask ablation's (rules/prefill/) and the cross-model latent bridge's (rules/bridge/);
+config key `studies` picks which run.
 """
 
 from snakemake.utils import min_version
@@ -20,23 +21,23 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/bridge_common.smk"
-include: "rules/freeform_common.smk"
-include: "rules/tuning_common.smk"
-include: "rules/world.smk"
-include: "rules/bridge_world.smk"
+include: "rules/bridge/common.smk"
+include: "rules/prefill/freeform_common.smk"
+include: "rules/prefill/tuning_common.smk"
+include: "rules/world/world.smk"
+include: "rules/bridge/world.smk"
 include: "rules/prefetch.smk"
-include: "rules/eval.smk"
-include: "rules/finetune.smk"
-include: "rules/freeform.smk"
-include: "rules/report.smk"
-include: "rules/tuning.smk"
-include: "rules/bridge.smk"
-include: "rules/bridge_report.smk"
+include: "rules/prefill/eval.smk"
+include: "rules/prefill/finetune.smk"
+include: "rules/prefill/freeform.smk"
+include: "rules/prefill/report.smk"
+include: "rules/prefill/tuning.smk"
+include: "rules/bridge/runs.smk"
+include: "rules/bridge/report.smk"
 
 
 # A seed sweep (config key `seeds`): every seed other than this config's own runs the prefill
-# study's rules again as a module, on a copy of the config set to that seed (ablation.seed_sweep).
+# study's rules again as a module, on a copy of the config set to that seed (ablation.prefill.seed_sweep).
 for sweep_seed in SWEEP_SEEDS:
     if is_own_seed(config, sweep_seed):
         continue

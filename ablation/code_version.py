@@ -6,7 +6,7 @@ to a module a job imports, directly or through other modules, makes that job's o
 and ``snakemake -n`` lists it with "params have changed". The import graph is read statically
 (every import statement, also those inside functions), and each module is hashed from its syntax
 tree without docstrings, so comments, docstrings and formatting change nothing. A package that
-ships data files (``ablation.original_tasks``: task YAML and the helpers it names) counts whole.
+ships data files (``ablation.prefill.original.tasks``: task YAML and the helpers it names) counts whole.
 """
 
 from __future__ import annotations

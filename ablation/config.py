@@ -10,16 +10,13 @@ import copy
 import functools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from ablation.bridge.roles import report_problems
-from ablation.bridge.settings import embedded_model_name, run_problems, run_settings
-from ablation.references import is_local_reference, local_file_problem, local_model_problem
-from ablation.seed_sweep import sweep_problems
-from ablation.study import resolve_tasks
+from ablation.references import embedded_model_name, is_local_reference
 from ablation.tracking import tracking_problems
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -113,31 +110,26 @@ def _resolve_ref(schema: dict, ref: str) -> dict:
     return node
 
 
+# Each study adds the checks only it knows (``register_study_checks``, called when its package is
+# imported), so this module imports no study. A check takes (config, schema) and returns
+# "config key '...': ..." problems; its budget check (``budgets``) runs only once no check found any.
+STUDY_CHECKS: dict[str, tuple[Callable[[dict, dict], list[str]], Callable[[dict, dict], list[str]]]] = {}
+
+
+def register_study_checks(
+    study: str, checks: Callable[[dict, dict], list[str]], budgets: Callable[[dict, dict], list[str]]
+) -> None:
+    """Have ``validate_config`` run a study's cross-key ``checks`` and its token ``budgets``."""
+    STUDY_CHECKS[study] = (checks, budgets)
+
+
 def cross_key_problems(config: dict, schema: dict) -> list[str]:
     """Problems no schema can see: values that must agree with other keys."""
-    problems = []
-    if "bridge" in config["studies"]:
-        problems += run_problems(config["bridge"], schema, config["seed"]) + report_problems(config["bridge"])
-    try:
-        resolve_tasks(config["eval"]["task_set"], config["eval"]["tasks"])
-    except ValueError as error:
-        problems.append(f"config key 'eval.tasks': {error}")
-    runs = config["finetune"]["runs"]
-    replaying = [run for run in runs if finetune_settings(config, run)["replay_fraction"] > 0]
-    if replaying and config["finetune"]["replay_corpus"] is None and config["finetune"]["dataset"] != "embedded":
-        problems.append(
-            f"config key 'finetune.replay_corpus': run(s) {', '.join(replaying)} replay pre-training text, "
-            "but only the 'embedded' dataset has a corpus of its own; name a text file"
-        )
-    problems += sweep_problems(config) + tracking_problems(config)
-    problems += local_path_problems(config)
+    problems = [problem for checks, _ in STUDY_CHECKS.values() for problem in checks(config, schema)]
+    problems += tracking_problems(config)
     problems += shape_problems(config)
     if not problems:  # the budgets read the models' settings, which must be sound first
-        problems += token_budget_problems(config, schema)
-    if config["planner"] is not None and config["planner"]["run"] not in runs:
-        problems.append(
-            f"config key 'planner.run': {config['planner']['run']!r} is not a fine-tune run; configured: {', '.join(runs) or 'none'}"
-        )
+        problems += [problem for _, budgets in STUDY_CHECKS.values() for problem in budgets(config, schema)]
     return problems
 
 
@@ -196,59 +188,6 @@ def context_window(config: dict, model_id: str) -> int | None:
     model_config = json.loads(config_file.read_text())
     window = model_config.get("max_position_embeddings") or (model_config.get("text_config") or {}).get("max_position_embeddings")
     return window if isinstance(window, int) else None
-
-
-def token_budget_problems(config: dict, schema: dict) -> list[str]:
-    """Token budgets that exceed the context window of the model that must hold them."""
-    problems = []
-    if "prefill_mask" in config["studies"]:
-        window = context_window(config, config["model"]["id"])
-        for run in config["finetune"]["runs"] if window else ():
-            budget = finetune_settings(config, run)["max_seq_len"]
-            if budget > window:
-                problems.append(f"config key 'finetune.runs.{run}.max_seq_len': {budget} tokens exceed the model's context window of {window}")
-    if "bridge" in config["studies"]:
-        for run in config["bridge"]["runs"]:
-            try:
-                settings = run_settings(config["bridge"], run, schema, config["seed"])
-            except ValueError:
-                continue  # run_problems names it
-            for role in ("source", "target"):
-                model = config["bridge"]["models"].get(settings[role])
-                window = context_window(config, model["id"]) if model else None
-                if window and settings["max_prompt_tokens"] > window:
-                    problems.append(f"config key 'bridge.runs.{run}.max_prompt_tokens': {settings['max_prompt_tokens']} tokens exceed the "
-                                    f"{role} model {settings[role]!r}'s context window of {window}")
-    return problems
-
-
-def local_path_problems(config: dict) -> list[str]:
-    """Local models, data and files the config names that are missing or lack what they need,
-    found before any job (a path-looking value is never taken for a hub id)."""
-    problems = {}
-    prefill, bridge = "prefill_mask" in config["studies"], "bridge" in config["studies"]
-    model_id = config["model"]["id"]
-    if prefill and model_id != "embedded" and is_local_reference(model_id):
-        problems["model.id"] = local_model_problem(model_id)
-    if bridge:
-        for name, model in config["bridge"]["models"].items():
-            if embedded_model_name(model["id"]) is None and is_local_reference(model["id"]):
-                problems[f"bridge.models.{name}.id"] = local_model_problem(model["id"])
-        for name, source in config["bridge"]["datasets"].items():
-            if source["path"] != "embedded" and is_local_reference(source["path"]):
-                splits = [str(Path(source["path"]) / f"{source[split]}.jsonl") for split in ("train_split", "eval_split")]
-                problems[f"bridge.datasets.{name}.path"] = next(filter(None, (local_file_problem(split, "split file") for split in splits)), None)
-    finetune = config["finetune"]
-    if prefill and finetune["runs"]:
-        dataset = finetune["dataset"]
-        if dataset != "embedded" and (is_local_reference(dataset) or dataset.endswith(".jsonl")):
-            problems["finetune.dataset"] = local_file_problem(dataset, "instruction data file")
-        if finetune["replay_corpus"] is not None:
-            problems["finetune.replay_corpus"] = local_file_problem(finetune["replay_corpus"], "replay corpus")
-    freeform = config["freeform"]
-    if prefill and freeform["activate"] and freeform["task_set"] == "real" and freeform.get("tasks_file"):
-        problems["freeform.tasks_file"] = local_file_problem(freeform["tasks_file"], "task file")
-    return [f"config key '{key}': {problem}" for key, problem in problems.items() if problem]
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:

@@ -1,7 +1,9 @@
-"""Atomic file output: a killed job leaves either the old file or none, never a half-written one."""
+"""Atomic file output (a killed job leaves either the old file or none, never a half-written one),
+JSON reading that names a corrupt file, and the one settings hash and file hash every job shares."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -85,3 +87,23 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 except json.JSONDecodeError as error:
                     raise CorruptFileError(path, f"line {number}: not a JSON object ({error.msg})") from error
     return rows
+
+
+def settings_sha256(settings) -> str:
+    """Stable hash of JSON-like settings: equal settings, equal hash, whatever the key order."""
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def update_digest(digest, path: str | Path) -> None:
+    """Feed a file's bytes to a hashlib ``digest``, in blocks (model weights do not fit in memory twice)."""
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes: the one file hash of provenance records and resume claims."""
+    digest = hashlib.sha256()
+    update_digest(digest, path)
+    return digest.hexdigest()

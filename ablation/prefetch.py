@@ -10,6 +10,7 @@ HF_HUB_OFFLINE=1 and HF_DATASETS_OFFLINE=1 (``ablation.jobs.start_job``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from ablation.io import atomic_write_json, read_json
@@ -27,15 +28,6 @@ def prefetch_model(model_id: str, revision: str | None) -> dict:
     snapshot = Path(snapshot_download(model_id, revision=revision))
     log.info("model %s at %s is cached in %s", model_id, revision, snapshot)
     return {"id": model_id, "revision": revision, "resolved_commit": snapshot.name}
-
-
-def prefetch_tasks(tasks: list[str]) -> list[str]:
-    """Build each lm-eval task once, which downloads its dataset into the cache."""
-    from ablation.task_sets import task_manager, validation_task_spec
-
-    manager = task_manager(None)
-    manager.load([validation_task_spec(manager, task) for task in tasks])
-    return list(tasks)
 
 
 def prefetch_dataset(dataset: str) -> str:
@@ -59,15 +51,22 @@ def prefetch(
     revision: str | None,
     tasks: list[str],
     finetune_dataset: str | None,
+    fetch_tasks: Callable[[list[str]], None] | None = None,
     out_path: str | Path,
     bridge_models: dict[str, dict] | None = None,
     bridge_datasets: list[dict] | None = None,
 ) -> dict:
     """Fetch the prefill study's model, task and fine-tuning datasets, and the bridge's hub models
-    and datasets; write what was pinned to ``out_path``."""
+    and datasets; write what was pinned to ``out_path``. ``fetch_tasks`` (the prefill study's
+    ``ablation.prefill.task_sets.fetch_task_datasets``) downloads ``tasks``' datasets."""
+    if tasks and fetch_tasks is None:
+        raise ValueError(f"tasks {', '.join(tasks)} to prefetch, but no fetch_tasks to fetch their datasets")
+    model = prefetch_model(model_id, revision) if model_id else None
+    if tasks:
+        fetch_tasks(tasks)
     record = {
-        "model": prefetch_model(model_id, revision) if model_id else None,
-        "tasks": prefetch_tasks(tasks) if tasks else [],
+        "model": model,
+        "tasks": list(tasks),
         "finetune_dataset": prefetch_dataset(finetune_dataset) if finetune_dataset else None,
         "bridge_models": {name: prefetch_model(m["id"], m["revision"]) for name, m in (bridge_models or {}).items()},
         "bridge_datasets": [prefetch_hub_dataset(d["path"], d["name"], d["revision"]) for d in bridge_datasets or []],

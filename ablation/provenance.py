@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import subprocess
@@ -12,6 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ablation.code_version import entry_point_code_sha256
+from ablation.io import settings_sha256, update_digest
 from ablation.references import is_local_reference
 
 TRACKED_LIBRARIES = ("torch", "transformers", "tokenizers", "datasets", "lm_eval", "accelerate", "snakemake")
@@ -98,8 +98,7 @@ def code_commit(repository: Path = REPOSITORY) -> str:
 
 def config_hash(config: dict) -> str:
     """Stable hash of a (validated) config: same settings, same hash."""
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return settings_sha256(config)
 
 
 def directory_hash(directory: str | Path) -> str:
@@ -109,9 +108,7 @@ def directory_hash(directory: str | Path) -> str:
     # hidden files (e.g. .snakemake_timestamp) are bookkeeping, not model content
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")):
         digest.update(str(path.relative_to(directory)).encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_digest(digest, path)
     return digest.hexdigest()
 
 

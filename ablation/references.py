@@ -1,4 +1,4 @@
-"""Whether a model id names a directory on disk or a hub repository: light enough for the Snakefile,
+"""Whether a model id names a directory on disk, one of the tiny world's models or a hub repository: light enough for the Snakefile,
 which asks it while the DAG is built (``ablation.models`` imports torch and transformers)."""
 
 from __future__ import annotations
@@ -7,6 +7,12 @@ from pathlib import Path
 
 
 PATH_PREFIXES = ("/", "./", "../", "~")
+EMBEDDED_PREFIX = "embedded:"  # a model id naming one of the tiny world's models
+
+
+def embedded_model_name(model_id: str) -> str | None:
+    """``embedded:bridge_model`` -> ``bridge_model``; None for a hub id or a path."""
+    return model_id.removeprefix(EMBEDDED_PREFIX) if model_id.startswith(EMBEDDED_PREFIX) else None
 
 
 def is_local_reference(model_id: str) -> bool:

@@ -15,8 +15,6 @@ samples, its TensorBoard events), so a restarted run's outputs are all its own.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -25,20 +23,6 @@ from pathlib import Path
 from ablation.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
-
-
-def settings_sha256(settings) -> str:
-    """Stable hash of JSON-like settings: equal settings, equal hash, whatever the key order."""
-    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def record_path(checkpoint: Path) -> Path:

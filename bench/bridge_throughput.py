@@ -48,7 +48,7 @@ from ablation.bridge.frozen_cache import INDEX_FILE, build_source_states, open_s
 from ablation.bridge.generation import Hygiene, generate_from_text  # noqa: E402
 from ablation.bridge.prompts import answer_text, task_prompt  # noqa: E402
 from ablation.bridge.settings import embedded_model_name, resolve_runs, source_state_key, source_state_name, trained_run_of  # noqa: E402
-from ablation.bridge.train import Bridge, batch_indices  # noqa: E402
+from ablation.bridge.model import Bridge, batch_indices  # noqa: E402
 from ablation.config import load_schema, validate_config  # noqa: E402
 from ablation.layout import bridge_run_dir, bridge_world_dir, embedded_model_dir  # noqa: E402
 

@@ -26,11 +26,11 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import lm_eval  # noqa: E402
 import torch  # noqa: E402
 
-from ablation.lm_eval_model import MaskedHFLM  # noqa: E402
+from ablation.prefill.lm_eval_model import MaskedHFLM  # noqa: E402
 from ablation.models import load_causal_lm, load_tokenizer  # noqa: E402
-from ablation.reference import OriginalScorerLM  # noqa: E402
-from ablation.task_sets import task_manager  # noqa: E402
-from ablation.study import TINY_TASKS  # noqa: E402
+from ablation.prefill.original.scorer import OriginalScorerLM  # noqa: E402
+from ablation.prefill.task_sets import task_manager  # noqa: E402
+from ablation.prefill.study import TINY_TASKS  # noqa: E402
 
 
 def timed_run(model, world: Path, limit: int | None) -> dict:

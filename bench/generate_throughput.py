@@ -24,9 +24,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from ablation.freeform.generation import DecodingSettings, generate  # noqa: E402
-from ablation.freeform.run import eos_token_ids  # noqa: E402
-from ablation.freeform.tasks import tiny_items  # noqa: E402
+from ablation.prefill.freeform.generation import DecodingSettings, generate  # noqa: E402
+from ablation.prefill.freeform.run import eos_token_ids  # noqa: E402
+from ablation.prefill.freeform.tasks import tiny_items  # noqa: E402
 from ablation.models import load_causal_lm, load_tokenizer  # noqa: E402
 
 

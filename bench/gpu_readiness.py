@@ -42,12 +42,12 @@ from transformers import Mistral3Config, Mistral3ForConditionalGeneration  # noq
 from transformers.models.ministral3 import Ministral3Config, Ministral3ForCausalLM  # noqa: E402
 from transformers.models.pixtral import PixtralVisionConfig  # noqa: E402
 
-from ablation.finetune import FinetuneSettings, run_finetune  # noqa: E402
-from ablation.finetune.data import IGNORE_INDEX  # noqa: E402
-from ablation.finetune.training_mask import masked_model_inputs  # noqa: E402
+from ablation.prefill.finetune import FinetuneSettings, run_finetune  # noqa: E402
+from ablation.prefill.finetune.data import IGNORE_INDEX  # noqa: E402
+from ablation.prefill.finetune.training_mask import masked_model_inputs  # noqa: E402
 from ablation.models import FP8_DTYPE, load_causal_lm, load_tokenizer, native_fp8_problem, save_fp8_checkpoint  # noqa: E402
-from ablation.scoring import ScoringRequest, score_continuations  # noqa: E402
-from ablation.study import MASK_MODES  # noqa: E402
+from ablation.prefill.scoring import ScoringRequest, score_continuations  # noqa: E402
+from ablation.prefill.study import MASK_MODES  # noqa: E402
 from ablation.world import build_world_data, train_tokenizer  # noqa: E402
 from train_throughput import PEAK_BF16_TFLOPS  # noqa: E402  (bench/ is the script's directory)
 

@@ -24,10 +24,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from ablation.finetune.data import DataPreparation, PromptAwareCollator, load_instruction_splits, tokenize_records  # noqa: E402
-from ablation.finetune.training_mask import masked_model_inputs  # noqa: E402
+from ablation.prefill.finetune.data import DataPreparation, PromptAwareCollator, load_instruction_splits, tokenize_records  # noqa: E402
+from ablation.prefill.finetune.training_mask import masked_model_inputs  # noqa: E402
 from ablation.models import load_causal_lm, load_tokenizer  # noqa: E402
-from ablation.reference import dense_loop_prefix_lm_mask  # noqa: E402
+from ablation.prefill.original.scorer import dense_loop_prefix_lm_mask  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0, "RTX 3090": 71.0}
 

@@ -13,8 +13,9 @@ from ablation.layout import (
     study_paths,
     sweep_study_paths,
 )
-from ablation.seed_sweep import is_own_seed, seed_results_dir, seed_study_config, sweep_seeds
-from ablation.study import MASK_MODES, hub_tasks
+from ablation.prefill.seed_sweep import is_own_seed, seed_results_dir, seed_study_config, sweep_seeds
+from ablation.prefill.study import MASK_MODES, hub_tasks
+import ablation.bridge  # registers the bridge's config checks; ablation.prefill's are by the imports above
 
 check_config_files(workflow.overwrite_configfiles)
 validate_config(config)
@@ -50,6 +51,20 @@ def library_code(script):
     """A rule's ``library_code`` params value: the hash of the ablation modules its script imports
     (ablation.code_version), so a change to them reruns the rule's jobs and nothing else."""
     return library_code_sha256(Path(workflow.basedir) / "workflow" / "scripts" / script)
+
+
+def prefetch_inputs():
+    """The prefetch record, as an input of every GPU job when something comes from the hub (the job
+    then runs offline). Asked while inputs are built, after every rule file is included, so the
+    bridge's hub lists (rules/bridge/common.smk) are defined whatever the include order."""
+    hub = [
+        prefetched_model(),
+        prefetched_tasks(),
+        prefetched_finetune_dataset(),
+        bridge_hub_models(),
+        bridge_hub_datasets(),
+    ]
+    return {"prefetch": PREFETCH_RECORD} if any(hub) else {}
 
 
 def prefetched_model():
@@ -112,7 +127,7 @@ def scheduler_resources(kind):
 
 def eval_inputs(wildcards):
     """Files an evaluation needs: a locally built or fine-tuned model and the tiny tasks, when used."""
-    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
+    inputs = prefetch_inputs()
     if wildcards.model != "base" or EMBEDDED_MODEL:
         inputs["model"] = model_reference(wildcards.model)
     elif LOCAL_BASE_MODEL:
@@ -125,7 +140,7 @@ def eval_inputs(wildcards):
 def eval_job_params(model_id, revision):
     """The evaluation script's params; ``model_id`` and ``revision`` map a job's wildcards to its model."""
     return {
-        "library_code": library_code("eval_model.py"),
+        "library_code": library_code("prefill/eval_model.py"),
         "model_id": model_id,
         "revision": revision,
         "model": config["model"],
@@ -140,7 +155,7 @@ def finetune_inputs(wildcards):
 
 def finetune_job_inputs(settings):
     """A fine-tune needs its base model and instruction data: built by the workflow, or prefetched."""
-    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
+    inputs = prefetch_inputs()
     if EMBEDDED_MODEL:
         inputs["base_model"] = WORLD / "base_model"
     elif LOCAL_BASE_MODEL:
@@ -155,7 +170,7 @@ def finetune_job_inputs(settings):
 def finetune_job_params(settings):
     """The fine-tune script's params; ``settings`` maps a job's wildcards to its run's settings."""
     return {
-        "library_code": library_code("finetune.py"),
+        "library_code": library_code("prefill/finetune.py"),
         "settings": settings,
         "base_model_id": model_reference("base"),
         "base_model_revision": model_revision("base"),

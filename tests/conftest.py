@@ -20,7 +20,8 @@ from transformers import (
 from transformers.models.ministral3 import Ministral3Config
 from transformers.models.pixtral import PixtralVisionConfig
 
-from ablation.scoring import ScoringRequest
+import ablation.bridge  # noqa: F401  (validation as the workflow runs it: both studies' checks registered)
+from ablation.prefill.scoring import ScoringRequest
 
 VOCAB = 64
 SHAPE = dict(
@@ -105,7 +106,8 @@ MICRO_BRIDGE_MODEL = {**MICRO_MODEL, "hidden_size": 24, "intermediate_size": 48}
 @pytest.fixture(scope="session")
 def micro_bridge_world(micro_world, tmp_path_factory):
     """The micro world plus its bridge tasks and a barely trained Llama-architecture second LM (about a second)."""
-    from ablation.world import build_bridge_world_data, pretrain_bridge_model, train_tokenizer
+    from ablation.bridge.world_data import build_bridge_world_data
+    from ablation.world import pretrain_bridge_model, train_tokenizer
 
     bridge = tmp_path_factory.mktemp("micro_bridge_world")
     build_bridge_world_data(bridge, **MICRO_BRIDGE_WORLD)

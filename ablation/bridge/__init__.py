@@ -1,6 +1,8 @@
 """The cross-model latent-bridge study: a trained translator turns a source LM's hidden states
-into soft tokens for a target LM (seeds 003/004, shared/reference/BRIDGE_FACTS.md).
+into soft tokens for a target LM (the seeds' Phase 1/2 runs, see docs/glossary.md).
 
-Shares model loading, provenance, atomic io, config validation, jobs and the report helpers
-with the prefill-mask study; everything specific to the bridge lives in this package.
+Uses the core's model loading, provenance, atomic io, config validation, jobs and report writers;
+everything specific to the bridge lives in this package.
 """
+
+from ablation.bridge import config_checks  # noqa: F401  (registers the study's config checks)

@@ -9,6 +9,6 @@ if sys.argv[1:2] == ["parity"]:
 
     sys.exit(main(sys.argv[2:]))
 
-from ablation.bridge.run import run_bridge
+from ablation.bridge.training import run_bridge
 
 run_bridge(**json.loads(open(sys.argv[1]).read()))

@@ -1,10 +1,10 @@
-"""Answer extraction and QA scoring for the bridge study (BRIDGE_FACTS "Prompts and scoring").
+"""Answer extraction and QA scoring for the bridge study, as the original scored them.
 
 GSM8K follows the original exactly: the number after ``#### `` (OpenAI grade-school-math's
 regex), commas removed, ``[invalid]`` without a marker and no fallback to the last number.
 Extracted strings are compared as strings, also as the original did, so a trailing period is
-kept: ``#### 18.`` extracts ``18.``, which does not equal ``18``. The preserved legacy run
-(``shared/legacy``) confirms it: its step-500 bridged accuracy (0.005) is reproduced only when
+kept: ``#### 18.`` extracts ``18.``, which does not equal ``18``. A preserved run of the
+original confirms it: its step-500 bridged accuracy (0.005) is reproduced only when
 the ``2.`` the model wrote for the gold ``2`` counts as wrong.
 
 HotpotQA uses the official evaluation's normalisation, exact match and token F1 (SQuAD v1.1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ablation.bridge.run import run_bridge
+from ablation.bridge.training import run_bridge
 from ablation.bridge.run_format import SUMMARY_FILE
 from ablation.io import atomic_write_json, read_json
 from ablation.launch import accelerate_launch

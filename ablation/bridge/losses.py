@@ -1,4 +1,4 @@
-"""The bridge's training losses (BRIDGE_FACTS "Losses"), each a pure function of tensors.
+"""The bridge's training losses (docs/bridge.md, "Config and pieces"), each a pure function of tensors.
 
 Positions are given explicitly: ``answer_positions[b, j]`` is the index, in row b's logits, of
 the position that predicts answer token j (−1 past the row's answer), so the bridged sequence

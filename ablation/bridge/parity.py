@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ablation.bridge.legacy import LegacyImportError, parse_config_block
+from ablation.bridge.original_runs import LegacyImportError, parse_config_block
 from ablation.bridge.settings import run_settings
 from ablation.config import load_schema, validate_config
 

@@ -1,5 +1,5 @@
 """The texts the bridge study shows its models: training and evaluation prompts, and what the
-target reads after the soft tokens (BRIDGE_FACTS "Prompts and scoring").
+target reads after the soft tokens (docs/bridge.md, "Config and pieces").
 
 Pure string functions with no heavy imports: the tiny world renders its pre-training corpus
 through them too, so the tiny LMs learn exactly the formats the study prompts with.

@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 
+from ablation.references import EMBEDDED_PREFIX, embedded_model_name
+
 TRANSLATORS = ("cross", "dit")
 PROMPT_MODES = ("soft_only", "soft_plus_text")
 RUN_META_KEYS = ("base", "description")  # name a run's lineage and purpose, not its experiment
-EMBEDDED_PREFIX = "embedded:"  # a model id naming one of the tiny world's models
 EMBEDDED_MODELS = ("base_model", "bridge_model")
 
 
@@ -104,11 +105,6 @@ def inference_run(bridge: dict, resolved: dict[str, dict] | None = None) -> str 
     if bridge["inference"]["run"]:
         return bridge["inference"]["run"]
     return next((run for run in bridge["runs"] if resolved is None or resolved[run]["soft_tokens"] > 0), None)
-
-
-def embedded_model_name(model_id: str) -> str | None:
-    """``embedded:bridge_model`` -> ``bridge_model``; None for a hub id or a path."""
-    return model_id.removeprefix(EMBEDDED_PREFIX) if model_id.startswith(EMBEDDED_PREFIX) else None
 
 
 def run_problems(bridge: dict, schema: dict, seed: int) -> list[str]:

@@ -1,5 +1,5 @@
 """The bridge's trainable part: translators from a frozen source LM's hidden states to ``K`` soft
-tokens in a frozen target LM's input-embedding space (BRIDGE_FACTS "Translators").
+tokens in a frozen target LM's input-embedding space (docs/bridge.md, "Config and pieces").
 
 - ``cross``, :class:`CrossAttentionTranslator`: ``K`` learned queries (orthogonal init) in a
   bottleneck width read the projected source states through ``depth`` blocks of tanh-gated

@@ -4,20 +4,18 @@ It generates a pre-training corpus, five benchmark-shaped zero-shot tasks and
 an instruction set from one small world, trains a byte-level BPE tokenizer and
 pre-trains a tiny Mistral-architecture model on CPU, so the whole ablation
 workflow can run end to end without downloading anything.  For the latent
-bridge it also generates GSM8K- and HotpotQA-shaped tasks and pre-trains a
-second, Llama-architecture LM on them.
+bridge it also generates GSM8K- and HotpotQA-shaped rows (arithmetic, two-hop
+questions), which `ablation.bridge.world_data` renders in the bridge's prompts,
+and pre-trains a second, Llama-architecture LM on them.
 """
 
-from .bridge_data import BRIDGE_WORLD_DEFAULTS, build_bridge_world_data
 from .data import build_dev_tasks, build_world_data
 from .pretrain import pretrain_base_model, pretrain_bridge_model
 from .tasks import TINY_TASKS
 from .tokenizer import train_tokenizer
 
 __all__ = [
-    "BRIDGE_WORLD_DEFAULTS",
     "TINY_TASKS",
-    "build_bridge_world_data",
     "build_dev_tasks",
     "build_world_data",
     "pretrain_base_model",

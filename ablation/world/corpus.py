@@ -30,6 +30,9 @@ from .world import (
     tool_np,
 )
 
+# Between documents of a corpus whose documents contain blank lines (the bridge's prompts): two
+# blank lines, which no document contains; pre-training packs each document as its own sequence.
+DOCUMENT_SEPARATOR = "\n\n\n"
 GEOGRAPHY = (
     "{c} is a city in {k}.",
     "The city of {c} lies in {k}.",

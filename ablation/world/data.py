@@ -68,7 +68,7 @@ def build_dev_tasks(
 ) -> dict[str, int]:
     """Write the development split's tasks (`write_dev_tasks`) into `tasks_dir`, atomically.
 
-    Fine-tune settings are chosen on it (`ablation.tuning`), never on
+    Fine-tune settings are chosen on it (`ablation.prefill.tuning`), never on
     the evaluation items.  Returns the item count of each task.
     """
     require_positive(eval_examples_per_task=eval_examples_per_task, dev_examples_per_task=dev_examples_per_task)

@@ -36,7 +36,7 @@ from transformers import (
 )
 
 from ablation.io import atomic_directory
-from .bridge_data import DOCUMENT_SEPARATOR
+from .corpus import DOCUMENT_SEPARATOR
 from .validation import require_int, require_positive, require_positive_number
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def pretrain_bridge_model(
     model: dict,
     training: dict,
 ) -> dict:
-    """Pre-train the latent bridge's Llama-architecture target on the bridge corpus (see `bridge_data`)."""
+    """Pre-train the latent bridge's Llama-architecture target on the bridge corpus (see `ablation.bridge.world_data`)."""
     return pretrain_base_model(
         corpus_path,
         tokenizer_dir,

@@ -40,8 +40,6 @@ from pathlib import Path
 
 import yaml
 
-from ablation.study import TINY_TASKS
-
 from . import lexicon, moves, routes
 from .world import GOAL_QUESTIONS, World, all_goals, goal_question, neutral_sentences, solution, tool_for
 
@@ -178,6 +176,8 @@ GENERATORS: dict[str, Callable[[World, random.Random, int, ItemSplit], list[dict
     "tiny_arc_challenge": arc_challenge_items,
     "tiny_winogrande": winogrande_items,
 }
+# The tasks the world generates, in the order of the prefill study's real tasks they stand for.
+TINY_TASKS = tuple(GENERATORS)
 
 
 def task_config(name: str, data_file: Path) -> dict:

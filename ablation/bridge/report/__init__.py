@@ -3,7 +3,7 @@ the inference benchmark, expected vs observed, figures and ``results/bridge/RESU
 
 Built from the run summaries (trained, reused or imported from the original code) and the
 inference benchmark's summary, whichever of them exist; table and figure writing is shared with
-the prefill-mask report (``ablation.report.tables``, ``ablation.report.figures``).
+the prefill-mask report (``ablation.prefill.report.tables``, ``ablation.prefill.report.figures``).
 """
 
 from ablation.bridge.report.build import build_bridge_report

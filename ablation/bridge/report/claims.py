@@ -2,7 +2,7 @@
 
 Each claim is a list of tests ("parts"), each an interval checked against a threshold; the
 intervals are 95% paired intervals (two evaluations on the same questions: the paired bootstrap
-of ``ablation.bridge.stats``, or the benchmark's own comparison), never a difference of two points.
+of ``ablation.stats``, or the benchmark's own comparison), never a difference of two points.
 A part passes when the whole interval is on the claimed side of the threshold, fails when the
 whole interval is on the other side (or touches the threshold), is inconclusive when it straddles
 it, and is missing when its run or benchmark has not been run (or two runs share no question).

@@ -26,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 from ablation.bridge.report.study import NOT_YET_RUN, BridgeRun, BridgeStudy
 from ablation.bridge.report.tables import BASELINES, soft_tokens_label
 from ablation.bridge.run_format import FINAL_STEP
-from ablation.report.figures import LABEL_BOX, STOP_MARKER, STYLE, save_figure
+from ablation.writers import LABEL_BOX, STOP_MARKER, STYLE, save_figure
 
 SIDE_STYLES = {  # Okabe-Ito, as the prefill figures
     "bridged": dict(color="#009E73", marker="o", markersize=4, linewidth=1.8),

@@ -16,8 +16,7 @@ from ablation.bridge.report.study import NOT_YET_RUN, BridgeRun, BridgeStudy
 from ablation.bridge.report.tables import BRIDGE_STYLE
 from ablation.io import atomic_write_text
 from ablation.layout import BRIDGE_ABLATION_TABLE
-from ablation.report.results_page import artifacts_section, figures_section
-from ablation.report.tables import markdown_table
+from ablation.writers import artifacts_section, figures_section, markdown_table
 
 
 def _table(table: pd.DataFrame) -> str:

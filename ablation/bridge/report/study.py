@@ -7,7 +7,7 @@ History and per-question samples are read from beside each summary. A role whose
 input is reported as not yet run; nothing here needs every run to exist.
 
 Paired comparisons pair the questions two evaluations share (same index and question text) and
-take ``ablation.bridge.stats``' paired bootstrap, the benchmark's own interval.
+take ``ablation.stats``' paired bootstrap, the benchmark's own interval.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ablation.bridge.answers import score_extracted
 from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, samples_filename
-from ablation.bridge.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap_difference
+from ablation.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap_difference
 from ablation.io import read_json, read_jsonl
 from ablation.layout import BRIDGE_INFERENCE_PREFIX, BRIDGE_RUN_PREFIX
 

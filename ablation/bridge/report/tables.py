@@ -28,8 +28,7 @@ from ablation.bridge.parity import DIFFERS, NO_COUNTERPART, SAME, parity_rows
 from ablation.bridge.report.claims import Claim
 from ablation.bridge.report.study import ALL_TOKENS, NOT_YET_RUN, BridgeRun, BridgeStudy, paired_difference
 from ablation.layout import BRIDGE_ABLATION_TABLE
-from ablation.report.results_page import duration
-from ablation.report.tables import TableStyle, write_table
+from ablation.writers import TableStyle, duration, write_table
 
 BASELINES = ("source_alone", "target_alone", "latent", "token_budget", "cascade")
 TOLERANCE = 0.0005  # half a unit of the seed's three printed decimals

@@ -1,0 +1,252 @@
+"""A translator between two frozen LMs: its losses on a training batch, and its bridged generation.
+
+Only the translator has parameters that train; the source and target come frozen from
+``frozen.load_frozen``. The run loop around it (optimizer, evaluation schedule, early stopping,
+checkpoints) is ``ablation.bridge.training``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from ablation.bridge import losses as L
+from ablation.bridge.batches import (
+    answer_positions,
+    bridged_inputs,
+    generation_inputs,
+    lead_text,
+    prompt_token_ids,
+    tokenize_source,
+    tokenize_target,
+)
+from ablation.bridge.data import EvalExample
+from ablation.bridge.frozen import FrozenLM, hidden_states
+from ablation.bridge.generation import Hygiene, generate_from_embeds
+from ablation.bridge.prompts import answer_text, training_prompt
+from ablation.bridge.translators import build_translator, decay_parameter_groups
+
+log = logging.getLogger(__name__)
+
+LOSS_NAMES = ("total", "nll", "kl", "info_nce", "prompt_alignment", "format", "decode", "flow")
+EVAL_SEED = 2024  # evaluations sample under their own RNG, so they never shift the training stream
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the run stops without writing a summary."""
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """Learning-rate multiplier: linear warm-up, then cosine decay to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def warmup_linear(warmup_steps: int, total_steps: int):
+    """Learning-rate multiplier of transformers' ``linear`` schedule (the original's): warm-up from
+    0, then linear decay to zero at ``total_steps``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+LR_SCHEDULES = {"cosine": warmup_cosine, "linear": warmup_linear}
+
+
+def lr_schedule(name: str, warmup_steps: int, total_steps: int):
+    """The multiplier of the schedule a run's ``lr_schedule`` names."""
+    if name not in LR_SCHEDULES:
+        raise ValueError(f"bridge run setting 'lr_schedule': {name!r} is not allowed; allowed: {', '.join(LR_SCHEDULES)}")
+    return LR_SCHEDULES[name](warmup_steps, total_steps)
+
+
+def optimizer_and_schedule(translator: torch.nn.Module, settings: dict):
+    """AdamW over the translator's parameter groups (``adam_betas``, gates at ``gate_lr_multiplier`` × lr) and its ``lr_schedule``."""
+    s = settings
+    groups = decay_parameter_groups(translator, s["weight_decay"], s["lr"], s["gate_lr_multiplier"])
+    optimizer = torch.optim.AdamW(groups, lr=s["lr"], betas=tuple(s["adam_betas"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(s["lr_schedule"], s["warmup_steps"], s["train_steps"]))
+    return optimizer, scheduler
+
+
+def batch_indices(step: int, batch_size: int, rows: int, seed: int) -> list[int]:
+    """Rows of ``step``'s global batch: a seeded permutation per epoch, so a resumed run sees the same data."""
+    per_epoch = rows // batch_size
+    epoch, position = divmod(step, per_epoch)
+    order = torch.randperm(rows, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return order[position * batch_size : (position + 1) * batch_size].tolist()
+
+
+class Bridge:
+    """A translator between a frozen source and target, with the run's losses and its evaluation."""
+
+    def __init__(self, source: FrozenLM, target: FrozenLM, settings: dict, dataset: str, shots: list[dict] | None = None):
+        """``shots``: the evaluation's few-shot examples, which a run with ``train_prompt: eval`` trains on too."""
+        self.source, self.target, self.settings, self.dataset = source, target, settings, dataset
+        self.shots = shots or []
+        self.source_states = None  # a frozen_cache.SourceStates to read instead of running the source
+        self.translator = build_translator(
+            settings,
+            source_dim=source.width,
+            target_dim=target.width,
+            target_embedding=target.embeddings.weight.detach(),
+            source_max_length=source.tokenizer.model_max_length,
+        ).to(target.model.device)
+        marker_ids = target.tokenizer("####", add_special_tokens=False)["input_ids"]
+        self.marker_ids = set(marker_ids)
+
+    # ---------------------------------------------------------------- translation
+    def soft_tokens(self, translator, prompts: list[str], teacher_texts: list[str] | None = None):
+        """Translate the source's reading of ``prompts``; a DiT trains against the target's embeddings of ``teacher_texts``."""
+        s = self.settings
+        device = self.target.model.device
+        cached = self.source_states.batch(prompts, device) if self.source_states is not None else None
+        if cached is not None:  # read once per cache key (ablation.bridge.frozen_cache)
+            states, source_mask = cached
+        else:
+            source_batch = tokenize_source(self.source.tokenizer, prompts, s["max_prompt_tokens"]).to(device)
+            states = hidden_states(self.source, source_batch, s["source_layer"])  # [B, S, Ds]
+            source_mask = source_batch["attention_mask"]
+        teacher = teacher_mask = None
+        if teacher_texts is not None and s["translator"] == "dit":
+            k = self.translator.soft_tokens  # K, with soft_tokens -1 resolved
+            ids, teacher_mask = prompt_token_ids(self.target.tokenizer, teacher_texts, k)
+            teacher = self.target.embeddings(ids.to(device)).detach()  # [B, <=K, Dt]
+            teacher, teacher_mask = _pad_to(teacher, teacher_mask.to(device), k)
+        return translator(states.float(), source_mask.bool(), teacher=teacher, teacher_mask=teacher_mask)
+
+    # ---------------------------------------------------------------- training
+    def training_prompt(self, row: dict) -> str:
+        """What the source reads in training (``prompts.training_prompt``)."""
+        return training_prompt(self.dataset, row, self.settings["train_prompt"], self.shots)
+
+    def losses(self, translator, rows: list[dict], step: int) -> dict[str, torch.Tensor]:
+        """Every loss of one batch, weighted into ``total``; losses not active at ``step`` are zero."""
+        s, dataset = self.settings, self.dataset
+        device = self.target.model.device
+        prompts = [self.training_prompt(row) for row in rows]
+        answers = [answer_text(dataset, row) for row in rows]
+        teacher_texts = answers if s["dit_teacher"] == "answer" else prompts
+        output = self.soft_tokens(translator, prompts, teacher_texts)
+        soft = output.soft_tokens.to(self.target.model.dtype)  # [B, K, Dt]
+        k = soft.size(1)
+        zero = soft.sum() * 0.0
+        values = dict.fromkeys(LOSS_NAMES[1:], zero)
+        flow_only = s["translator"] == "dit" and step < s["dit_flow_warmup_steps"]
+        if output.flow_loss is not None:
+            values["flow"] = output.flow_loss
+        if not flow_only:
+            # the original trained on [soft tokens][BOS answer]: no lead text (train_layout answer_alone)
+            leads = [lead_text(dataset, prompt, s["prompt_mode"]) if s["train_layout"] == "lead" else "" for prompt in prompts]
+            target_batch = tokenize_target(
+                self.target.tokenizer,
+                leads,
+                answers,
+                max_lead_tokens=s["max_prompt_tokens"],
+                max_answer_tokens=s["max_answer_tokens"],
+                answer_eos=s["train_answer_eos"],
+            )
+            inputs, attention, labels = bridged_inputs(soft, self.target.embeddings, target_batch)
+            logits = self.target.model(inputs_embeds=inputs, attention_mask=attention).logits  # [B, K+T, V]
+            values["nll"] = L.token_nll(logits, labels)
+            values["format"] = L.marker_nll(logits, labels, torch.cat([torch.zeros(len(rows), k, dtype=torch.bool), target_batch.marker], 1).to(device))
+            bridged_positions = answer_positions(target_batch, k, s["kl_tokens"]).to(device)
+            self.format_miss_rate = L.format_miss_rate(logits, bridged_positions, self.marker_ids)
+            prompt_ids, prompt_mask = prompt_token_ids(self.target.tokenizer, prompts, s["max_prompt_tokens"])
+            prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+            prompt_embeds = self.target.embeddings(prompt_ids)  # [B, P, Dt]
+            if s["kl_weight"] > 0 and step >= s["warmup_steps"]:
+                baseline_leads = prompts if s["kl_baseline"] == "text_prompt" else [""] * len(rows)  # answer_alone: the original's
+                baseline_batch = tokenize_target(
+                    self.target.tokenizer, baseline_leads, answers, max_lead_tokens=s["max_prompt_tokens"],
+                    max_answer_tokens=s["max_answer_tokens"], answer_eos=s["train_answer_eos"],
+                )  # fmt: skip
+                with torch.no_grad():
+                    baseline_logits = self.target.model(
+                        input_ids=baseline_batch.ids.to(device), attention_mask=baseline_batch.attention.to(device)
+                    ).logits
+                values["kl"] = L.kl_to_baseline(
+                    logits, bridged_positions, baseline_logits, answer_positions(baseline_batch, 0, s["kl_tokens"]).to(device),
+                    reduction=s["kl_reduction"],
+                )
+            if s["info_nce_weight"] > 0 and step >= s["warmup_steps"] // 2:
+                values["info_nce"] = L.info_nce(soft, prompt_embeds, prompt_mask, s["info_nce_temperature"])
+            if s["prompt_alignment_weight"] > 0:
+                values["prompt_alignment"] = L.prompt_alignment(soft, prompt_embeds, prompt_mask, s["prompt_alignment_reduction"])
+            if s["decode_loss_weight"] > 0 and step % s["decode_interval"] == 0:
+                decode_batch = tokenize_target(self.target.tokenizer, [""] * len(rows), [" " + p for p in prompts],
+                                               max_lead_tokens=1, max_answer_tokens=s["max_prompt_tokens"])
+                decode_inputs, decode_attention, decode_labels = bridged_inputs(soft, self.target.embeddings, decode_batch)
+                decode_logits = self.target.model(inputs_embeds=decode_inputs, attention_mask=decode_attention).logits
+                values["decode"] = L.token_nll(decode_logits, decode_labels)
+        weights = {
+            "nll": s["nll_weight"], "kl": s["kl_weight"], "info_nce": s["info_nce_weight"],
+            "prompt_alignment": s["prompt_alignment_weight"], "format": s["format_loss_weight"],
+            "decode": s["decode_loss_weight"], "flow": s["dit_loss_weight"],
+        }  # fmt: skip
+        if flow_only:
+            weights = {name: (1.0 if name == "flow" else 0.0) for name in weights}
+        values["total"] = sum(weights[name] * values[name] for name in weights)
+        return values
+
+    # ---------------------------------------------------------------- evaluation
+    def translate(self, translator, examples: list[EvalExample], *, batch_size: int) -> list[torch.Tensor]:
+        """The soft tokens of ``examples``, one [B, K, D] tensor per batch; the DiT samples from a fixed seed."""
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(EVAL_SEED)
+            return [
+                self.soft_tokens(translator, [example.prompt for example in examples[start : start + batch_size]]).soft_tokens
+                for start in range(0, len(examples), batch_size)
+            ]
+
+    def generate(
+        self, translator, examples: list[EvalExample], *, batch_size: int, max_new_tokens: int, hygiene: Hygiene | None = None,
+        measure_cache: bool = False,
+    ) -> list:
+        """Bridged greedy answers to ``examples``, translation included (what the inference benchmark times)."""
+        soft_batches = self.translate(translator, examples, batch_size=batch_size)
+        return self.generate_from_soft(soft_batches, examples, max_new_tokens=max_new_tokens, hygiene=hygiene, measure_cache=measure_cache)
+
+    def generate_from_soft(
+        self, soft_batches: list[torch.Tensor], examples: list[EvalExample], *, max_new_tokens: int, hygiene: Hygiene | None = None,
+        measure_cache: bool = False,
+    ) -> list:
+        """Greedy answers to ``examples`` from their soft tokens (``translate``'s batches), under the run's hygiene (or ``hygiene``)."""
+        s = self.settings
+        hygiene = hygiene or Hygiene(s["repetition_penalty"], s["stop_after_answer"])
+        generations = []
+        start = 0
+        with torch.no_grad():
+            for soft in soft_batches:
+                prompts = [example.prompt for example in examples[start : start + soft.size(0)]]
+                start += soft.size(0)
+                leads = [lead_text(self.dataset, prompt, s["prompt_mode"]) for prompt in prompts]
+                inputs, attention = generation_inputs(soft, self.target.embeddings, self.target.tokenizer, leads, s["max_prompt_tokens"])
+                generations += generate_from_embeds(
+                    self.target.model, self.target.tokenizer, inputs.to(self.target.model.dtype), attention,
+                    dataset=self.dataset, hygiene=hygiene, max_new_tokens=max_new_tokens, measure_cache=measure_cache,
+                )  # fmt: skip
+        return generations
+
+
+def _pad_to(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad [B, T, D] tokens and their [B, T] mask with zeros to ``length`` positions."""
+    missing = length - tokens.size(1)
+    if missing <= 0:
+        return tokens[:, :length], mask[:, :length]
+    return (
+        torch.nn.functional.pad(tokens, (0, 0, 0, missing)),
+        torch.nn.functional.pad(mask, (0, missing)),
+    )

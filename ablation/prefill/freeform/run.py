@@ -1,0 +1,215 @@
+"""The free-form stages' library entry points: build the task set, generate under a mask, score.
+
+Generation saves each finished batch to a partial file beside its output, claimed (ablation.resume)
+with a hash of the model, mask, task set, prompt format and decoding settings: a job that fails or
+is killed keeps what it generated, and a rerun with the same settings generates only the rest (any
+other rerun deletes the partial file and starts afresh). ``generations.jsonl`` itself appears atomically
+once every item has a response.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ablation.stats import bootstrap_mean_ci
+from ablation.prefill.freeform.generation import DecodingSettings, check_generation_mode, generate
+from ablation.prefill.freeform.metrics import JUDGE_METRIC, score
+from ablation.prefill.freeform.tasks import FreeformItem, build_items, read_items, write_items
+from ablation.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from ablation.models import load_causal_lm, load_tokenizer, resolve_device
+from ablation.provenance import provenance
+from ablation.io import file_sha256, settings_sha256
+from ablation.resume import claim_checkpoint
+
+log = logging.getLogger(__name__)
+PROMPT_FORMATS = ("auto", "chat", "plain")
+
+
+def build_task_set(freeform: dict, world_seed: int, output: str | Path) -> int:
+    items = build_items(freeform, world_seed)
+    write_items(items, output)
+    log.info("wrote %d free-form items", len(items))
+    return len(items)
+
+
+def uses_chat_template(tokenizer, prompt_format: str) -> bool:
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"config key 'freeform.prompt_format': {prompt_format!r} is not allowed; allowed: {', '.join(PROMPT_FORMATS)}")
+    if prompt_format == "chat" and not tokenizer.chat_template:
+        raise ValueError("config key 'freeform.prompt_format' is 'chat' but the model's tokenizer has no chat template")
+    return prompt_format == "chat" or (prompt_format == "auto" and bool(tokenizer.chat_template))
+
+
+def encode_prompt(tokenizer, prompt: str, chat: bool) -> list[int]:
+    """The prompt's token ids: one user turn with the generation prompt (chat), or the text with the BOS."""
+    if chat:
+        encoded = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=True)
+        return list(encoded["input_ids"])
+    return tokenizer(prompt)["input_ids"]
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """The response up to the first stop string, without surrounding whitespace."""
+    text = text.lstrip()
+    cuts = [text.find(marker) for marker in stop if marker in text]
+    return (text[: min(cuts)] if cuts else text).strip()
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    configured = model.generation_config.eos_token_id
+    configured = configured if isinstance(configured, list) else [configured]
+    ids = {token for token in [*configured, tokenizer.eos_token_id] if token is not None}
+    if not ids:
+        raise ValueError("the model and its tokenizer define no EOS token; generation could not stop")
+    return sorted(ids)
+
+
+def settings_key(model_identity: dict, mask: str, tasks_sha256: str, prompt_format: str, decoding: DecodingSettings) -> str:
+    """What makes a saved row reusable: same model weights, mask, task set, prompt format and decoding."""
+    return settings_sha256([model_identity, mask, tasks_sha256, prompt_format, asdict(decoding)])
+
+
+def _append_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def partial_path(output: Path) -> Path:
+    return output.parent / f".{output.name}.partial"
+
+
+def generate_freeform(
+    *,
+    model_id: str,
+    mask: str,
+    tasks_path: str | Path,
+    output: str | Path,
+    config: dict,
+    revision: str | None = None,
+) -> list[dict]:
+    """Generate a response to every item of ``tasks_path`` under ``mask`` and write ``generations.jsonl``."""
+    started = time.perf_counter()
+    check_generation_mode(mask)
+    output = Path(output)
+    freeform, model_settings = config["freeform"], config["model"]
+    decoding = DecodingSettings(
+        max_new_tokens=freeform["max_new_tokens"],
+        do_sample=freeform["do_sample"],
+        temperature=freeform["temperature"],
+        top_p=freeform["top_p"],
+        seed=config["seed"],
+    )
+    items = read_items(tasks_path)
+    model = load_causal_lm(
+        model_id,
+        revision=revision,
+        dtype=model_settings["dtype"],
+        attn_implementation=model_settings["attn_implementation"],
+        device=resolve_device(model_settings["device"]),
+        quantized_weights=model_settings["eval_weights"],
+    )
+    tokenizer = load_tokenizer(model_id, revision)
+    chat = uses_chat_template(tokenizer, freeform["prompt_format"])
+    stamp = provenance(model_id=model_id, revision=revision, mask=mask, config=config, seed=config["seed"], wall_seconds=0.0, weights=model.weights_provenance)
+    key = settings_key(stamp["model"], mask, file_sha256(tasks_path), "chat" if chat else "plain", decoding)
+
+    partial = partial_path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    claim = claim_checkpoint(partial, key, job=f"free-form generation {model_id} under {mask}")
+    saved = {row["id"]: row for row in (read_jsonl(partial) if claim.resumable and partial.exists() else [])}
+    if saved:
+        claim.resumed(f"{len(saved)} rows")
+    stamp["resume"] = claim.summary()
+    pending = [item for item in items if item.id not in saved]
+    log.info("%s under %s: %d items, %d already generated, %s prompts", model_id, mask, len(items), len(items) - len(pending), "chat" if chat else "plain")
+
+    def save_batch(indices: list[int], generations) -> None:
+        rows = [response_row(pending[index], generation, tokenizer, mask, key) for index, generation in zip(indices, generations)]
+        _append_rows(partial, rows)
+        saved.update((row["id"], row) for row in rows)
+
+    pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_ids(model, tokenizer)[0]
+    generate(
+        model,
+        [encode_prompt(tokenizer, item.prompt, chat) for item in pending],
+        mode=mask,
+        settings=decoding,
+        eos_token_ids=eos_token_ids(model, tokenizer),
+        pad_token_id=pad_token_id,
+        batch_size=freeform["batch_size"],
+        on_batch=save_batch,
+    )
+    stamp["wall_seconds"] = round(time.perf_counter() - started, 3)
+    rows = [{**saved[item.id], "provenance": stamp} for item in items]
+    atomic_write_jsonl(output, rows)
+    claim.finish()
+    empty = sum(not row["response"] for row in rows)
+    log.info("wrote %d generations (%d empty) in %.1f s", len(rows), empty, stamp["wall_seconds"])
+    return rows
+
+
+def response_row(item: FreeformItem, generation, tokenizer, mask: str, key: str) -> dict:
+    text = tokenizer.decode(list(generation.tokens), skip_special_tokens=True)
+    return {
+        "id": item.id,
+        "task": item.task,
+        "prompt": item.prompt,
+        "reference": item.reference,
+        "metrics": list(item.metrics),
+        "response": cut_at_stop(text, item.stop),
+        "tokens": len(generation.tokens),
+        "stopped_on_eos": generation.finished,
+        "seconds": round(generation.batch_seconds, 4),  # the wall time of the whole batch
+        "batch_rows": generation.batch_rows,
+        "mask": mask,
+        "settings_sha256": key,
+    }
+
+
+def judge_rows(model: str, mask: str, judgments: list[dict], *, resamples: int) -> list[dict]:
+    """Per task, the judge's mean score (1–5) over the items it scored; failures are counted, not averaged in."""
+    rows = []
+    for task in sorted({judgment["task"] for judgment in judgments}):
+        task_judgments = [judgment for judgment in judgments if judgment["task"] == task]
+        scores = [judgment["score"] for judgment in task_judgments if judgment["score"] is not None]
+        interval = bootstrap_mean_ci(scores, resamples=resamples) if scores else {"mean": None, "ci95": None}
+        rows.append({
+            "model": model, "mask": mask, "task": task, "metric": JUDGE_METRIC, "value": interval["mean"], "ci95": interval["ci95"],
+            "n": len(scores), "judge_failures": len(task_judgments) - len(scores), "empty_responses": None,
+        })  # fmt: skip
+    return rows
+
+
+def score_generations(
+    generations: dict[tuple[str, str], str | Path],
+    output: str | Path,
+    *,
+    resamples: int,
+    judgments: dict[tuple[str, str], str | Path] | None = None,
+) -> dict:
+    """Per (model, mask) and task: each reference metric, and the judge's score when judged, with 95% intervals.
+
+    ``generations`` (and ``judgments``) map (model, mask) to a generations.jsonl (a judgments.jsonl).
+    """
+    rows = []
+    for (model, mask), path in generations.items():
+        records = read_jsonl(path)
+        for task in sorted({record["task"] for record in records}):
+            task_records = [record for record in records if record["task"] == task]
+            responses = [record["response"] for record in task_records]
+            references = [record["reference"] for record in task_records]
+            base = {"model": model, "mask": mask, "task": task, "empty_responses": sum(not response for response in responses)}
+            for metric in task_records[0]["metrics"]:
+                rows.append({**base, "metric": metric, **score(metric, responses, references, resamples=resamples)})
+        if judgments:
+            rows += judge_rows(model, mask, read_jsonl(judgments[(model, mask)]), resamples=resamples)
+    summary = {"rows": rows, "configurations": [list(key) for key in generations], "judged": bool(judgments)}
+    atomic_write_json(output, summary)
+    return summary

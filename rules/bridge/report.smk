@@ -1,0 +1,63 @@
+"""The bridge study's report: preserved runs of the original code imported into the run format, then
+tables, figures and results/bridge/RESULTS.md from every run's summary and the inference benchmark."""
+
+
+wildcard_constraints:
+    legacy_run="|".join(BRIDGE_LEGACY) or "(?!)",
+
+
+rule import_legacy_run:
+    """A preserved run as a run of ours. Its folder is a param, not an input: the workflow plans (and
+    dry-runs) without the preserved data, and the import stops with an error naming a folder that is absent."""
+    output:
+        summary=bridge_legacy_dir(RESULTS, "{legacy_run}") / "summary.json",
+        history=bridge_legacy_dir(RESULTS, "{legacy_run}") / "history.jsonl",
+    log:
+        LOGS / "import_legacy_run/{legacy_run}.log",
+    params:
+        library_code=library_code("bridge/import_legacy_run.py"),
+        entry=lambda wildcards: BRIDGE_LEGACY[wildcards.legacy_run],
+    localrule: True
+    conda:
+        "../../envs/ablation.yaml"
+    script:
+        "../../workflow/scripts/bridge/import_legacy_run.py"
+
+
+rule report_bridge:
+    input:
+        **bridge_report_inputs(),
+    output:
+        tables=report(
+            update(BRIDGE_REPORT_FILES["tables"]),
+            caption="../../workflow/report/bridge_tables.rst",
+            category="Latent bridge",
+            subcategory="Tables",
+        ),
+        figures=report(
+            update(BRIDGE_REPORT_FILES["figures"]),
+            caption="../../workflow/report/bridge_figures.rst",
+            category="Latent bridge",
+            subcategory="Figures",
+        ),
+        page=report(
+            update(BRIDGE_REPORT_FILES["page"][0]),
+            caption="../../workflow/report/bridge_results_page.rst",
+            category="Latent bridge",
+            subcategory="Results",
+        ),
+    log:
+        LOGS / "report_bridge/report.log",
+    params:
+        library_code=library_code("bridge/report_bridge.py"),
+        roles=role_runs(BRIDGE),
+        descriptions=run_descriptions(BRIDGE),
+        report=BRIDGE["report"],
+        experiment=config["experiment"],
+        reproductions=reproductions(BRIDGE),
+        parity_config={"bridge": {"models": BRIDGE["models"], "eval": BRIDGE["eval"]}},
+    localrule: True
+    conda:
+        "../../envs/ablation.yaml"
+    script:
+        "../../workflow/scripts/bridge/report_bridge.py"

@@ -1,0 +1,51 @@
+"""The embedded tiny world: synthetic corpus and tasks, tokenizer and a pre-trained tiny model."""
+
+
+rule build_world_data:
+    output:
+        corpus=WORLD / "corpus.txt",
+        tasks=directory(TINY_TASKS_DIR),
+        instructions=WORLD / "instructions.jsonl",
+    log:
+        LOGS / "build_world_data/world.log",
+    params:
+        library_code=library_code("world/build_world_data.py"),
+        world=config["world"],
+    conda:
+        "../../envs/ablation.yaml"
+    script:
+        "../../workflow/scripts/world/build_world_data.py"
+
+
+rule train_tokenizer:
+    input:
+        corpus=rules.build_world_data.output.corpus,
+    output:
+        tokenizer=directory(WORLD / "tokenizer"),
+    log:
+        LOGS / "train_tokenizer/world.log",
+    params:
+        library_code=library_code("world/train_tokenizer.py"),
+        vocab_size=config["world"]["vocab_size"],
+    conda:
+        "../../envs/ablation.yaml"
+    script:
+        "../../workflow/scripts/world/train_tokenizer.py"
+
+
+rule pretrain_base_model:
+    input:
+        corpus=rules.build_world_data.output.corpus,
+        tokenizer=rules.train_tokenizer.output.tokenizer,
+    output:
+        model=directory(WORLD / "base_model"),
+    log:
+        LOGS / "pretrain_base_model/world.log",
+    params:
+        library_code=library_code("world/pretrain_base_model.py"),
+        world=config["world"],
+    threads: 2
+    conda:
+        "../../envs/ablation.yaml"
+    script:
+        "../../workflow/scripts/world/pretrain_base_model.py"

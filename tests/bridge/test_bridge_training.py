@@ -1,0 +1,475 @@
+"""The bridge's losses, training loop and evaluation on micro models: what trains, what stays frozen,
+what a killed run resumes to, and the errors bad input gets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from ablation.bridge import losses as L
+from ablation.bridge.baselines import BASELINE_HYGIENE, evaluate_alone
+from ablation.bridge.batches import generation_inputs, lead_text
+from ablation.bridge.data import eval_examples, load_rows, majority_accuracy, majority_answer
+from ablation.bridge.frozen import load_frozen
+from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, opening_ids, trim_to_answer
+from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
+from ablation.bridge.training import latest_checkpoint, run_bridge
+from ablation.bridge.settings import schema_run_defaults
+from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
+from ablation.config import load_schema
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+EMBEDDED = {"path": "embedded", "name": None, "revision": None, "train_split": "train", "eval_split": "test"}
+EVAL = {"samples": 8, "batch_size": 4, "max_new_tokens": 10, "few_shot": 0, "few_shot_seed": 42}
+MICRO_RUN = {
+    "source": "src", "target": "tgt", "translator": "cross", "soft_tokens": 4, "depth": 1, "bottleneck": 16, "heads": 2,
+    "dit_dim": 16, "dit_depth": 1, "dit_heads": 2, "train_steps": 4, "warmup_steps": 2, "eval_every": 2,
+    "checkpoint_every": 2, "per_device_batch": 4, "max_prompt_tokens": 128, "max_answer_tokens": 64, "seed": 3,
+    "precision": "fp32", "description": "",
+}  # fmt: skip
+
+
+def settings(**changes) -> dict:
+    return {**schema_run_defaults(load_schema()), **MICRO_RUN, **changes}
+
+
+def models(world) -> dict:
+    return {
+        "src": {"id": str(world["source"]), "revision": None, "dtype": "float32"},
+        "tgt": {"id": str(world["target"]), "revision": None, "dtype": "float32"},
+    }
+
+
+@pytest.fixture(scope="module")
+def baselines(micro_bridge_world, tmp_path_factory):
+    """Source-alone and target-alone answers on the micro GSM8K eval set."""
+    out = tmp_path_factory.mktemp("baselines")
+    paths = {}
+    for role, name in (("source", "src"), ("target", "tgt")):
+        evaluate_alone(
+            model_name=name, model=models(micro_bridge_world)[name], dataset="gsm8k", dataset_source=EMBEDDED,
+            embedded_data_dir=micro_bridge_world["data"], eval_settings=EVAL, metrics_path=out / f"{name}.json",
+            samples_path=out / f"{name}.jsonl", config={}, seed=1, device="cpu",
+        )  # fmt: skip
+        paths[role] = str(out / f"{name}.jsonl")
+    return paths
+
+
+def job(world, baselines, run_dir, **changes) -> dict:
+    return dict(
+        run="micro", settings=settings(**changes), models=models(world), dataset_source=EMBEDDED,
+        embedded_data_dir=str(world["data"]), eval_settings=EVAL, baseline_samples=baselines,
+        source_metrics=str(Path(baselines["source"]).with_suffix(".json")), run_dir=str(run_dir), config={}, device="cpu",
+    )  # fmt: skip
+
+
+def frozen_pair(world):
+    spec = models(world)
+    return [load_frozen(name, spec[name]["id"], None, dtype="float32", device="cpu") for name in ("src", "tgt")]
+
+
+# ---------------------------------------------------------------- losses
+def test_losses_vanish_where_they_should():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    positions = torch.tensor([[2, 3, -1], [1, 2, 3]])
+    assert L.kl_to_baseline(logits, positions, logits.clone(), positions).abs() < 1e-6
+    assert L.kl_to_baseline(logits, positions, torch.randn(2, 6, 11), positions) > 0.01
+    embeds = torch.randn(3, 5, 8)
+    mask = torch.ones(3, 5, dtype=torch.long)
+    assert L.prompt_alignment(embeds[:, :4], embeds, mask) == 0
+    assert L.prompt_alignment(embeds[:, :4] + 1, embeds, mask) == pytest.approx(1.0)
+    no_labels = torch.full((2, 6), L.IGNORE)
+    assert L.token_nll(logits.requires_grad_(), no_labels) == 0
+    # in-batch contrast: aligned rows score far lower than shuffled ones
+    aligned = L.info_nce(embeds * 5, embeds * 5, mask, temperature=0.07)
+    shuffled = L.info_nce(embeds[[1, 2, 0]] * 5, embeds * 5, mask, temperature=0.07)
+    assert torch.isfinite(aligned) and aligned < shuffled
+
+
+def test_the_kl_and_prompt_alignment_reductions_on_a_fixed_batch():
+    torch.manual_seed(0)
+    bridged, baseline = torch.randn(2, 6, 11), torch.randn(2, 6, 11)
+    positions = torch.tensor([[2, 3, -1], [1, 2, 3]])  # 5 compared positions over a batch of 2
+    per_position = torch.stack([
+        F.kl_div(F.log_softmax(bridged[b, p], -1), F.log_softmax(baseline[b, p], -1), log_target=True, reduction="sum")
+        for b, p in ((0, 2), (0, 3), (1, 1), (1, 2), (1, 3))
+    ])  # fmt: skip
+    assert L.kl_to_baseline(bridged, positions, baseline, positions) == pytest.approx(per_position.mean().item(), rel=1e-5)
+    batchmean = L.kl_to_baseline(bridged, positions, baseline, positions, reduction="batchmean")
+    assert batchmean == pytest.approx(per_position.sum().item() / 2, rel=1e-5)  # the original: summed, over the batch
+    soft, prompt = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    squared = ((soft - prompt[:, :3]) ** 2 * mask[:, :3, None]).sum()
+    assert L.prompt_alignment(soft, prompt, mask) == pytest.approx(squared.item() / (5 * 8), rel=1e-5)
+    assert L.prompt_alignment(soft, prompt, mask, "sum_hidden") == pytest.approx(squared.item() / 5, rel=1e-5)
+    with pytest.raises(ValueError, match="'kl_reduction': 'sum' is not allowed"):
+        L.kl_to_baseline(bridged, positions, baseline, positions, reduction="sum")
+
+
+def test_the_schedules_at_a_few_steps():
+    cosine, linear = lr_schedule("cosine", 10, 110), lr_schedule("linear", 10, 110)
+    assert [round(cosine(step), 4) for step in (0, 9, 10, 60, 110)] == [0.1, 1.0, 1.0, 0.5, 0.0]
+    # transformers' linear schedule, the original's: from 0 during the warm-up, then straight down to 0
+    assert [round(linear(step), 4) for step in (0, 5, 10, 35, 60, 110, 120)] == [0.0, 0.5, 1.0, 0.75, 0.5, 0.0, 0.0]
+    with pytest.raises(ValueError, match="'lr_schedule': 'step' is not allowed; allowed: cosine, linear"):
+        lr_schedule("step", 10, 110)
+
+
+def test_the_original_optimiser_has_its_betas_and_a_gate_group_at_three_times_lr(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    ours = Bridge(source, target, settings(), "gsm8k").translator
+    optimizer, scheduler = optimizer_and_schedule(ours, settings(lr=1e-3))
+    assert [group["betas"] for group in optimizer.param_groups] == [(0.9, 0.999)] * 3
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([1e-3 / 2] * 3)  # warm-up step 0 of 2
+    optimizer, scheduler = optimizer_and_schedule(ours, settings(lr=1e-3, adam_betas=[0.9, 0.98], gate_lr_multiplier=3.0, lr_schedule="linear"))
+    assert [group["betas"] for group in optimizer.param_groups] == [(0.9, 0.98)] * 3
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [0.01, 0.0, 0.0]
+    for _ in range(3):
+        optimizer.step()
+        scheduler.step()
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.5e-3, 0.5e-3, 1.5e-3])  # step 3 of 4, linear
+    gates = {id(p) for p in optimizer.param_groups[2]["params"]}
+    assert gates == {id(p) for name, p in ours.named_parameters() if name.endswith("_gate")} and gates
+
+
+def test_the_original_training_layout_and_kl_baseline_change_only_what_they_name(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
+
+    def losses(**changes):
+        torch.manual_seed(0)
+        bridge = Bridge(source, target, settings(kl_weight=1.0, warmup_steps=0, **changes), "gsm8k")
+        return {name: float(value.detach()) for name, value in bridge.losses(bridge.translator, rows, step=1).items()}
+
+    ours = losses()
+    answer_alone = losses(kl_baseline="answer_alone")
+    assert answer_alone["kl"] != pytest.approx(ours["kl"]) and answer_alone["nll"] == ours["nll"]
+    batchmean = losses(kl_reduction="batchmean")
+    assert batchmean["kl"] > ours["kl"] and batchmean["nll"] == ours["nll"]
+    layout = losses(train_layout="answer_alone", train_answer_eos=False)
+    assert layout["nll"] != pytest.approx(ours["nll"]) and layout["info_nce"] == ours["info_nce"]
+    no_eos = losses(train_answer_eos=False)
+    assert no_eos["nll"] != pytest.approx(ours["nll"]) and no_eos["prompt_alignment"] == ours["prompt_alignment"]
+    assert losses(prompt_alignment_reduction="sum_hidden")["prompt_alignment"] > ours["prompt_alignment"]
+
+
+@pytest.mark.parametrize("translator", ["cross", "dit"])
+def test_soft_tokens_minus_one_trains_and_evaluates_at_the_capped_tokenizer_length(micro_bridge_world, translator):
+    """The original's -1: K = the source tokenizer's model_max_length capped at soft_tokens_cap, for every prompt."""
+    source, target = frozen_pair(micro_bridge_world)
+    run = settings(translator=translator, soft_tokens=-1, soft_tokens_cap=48, warmup_steps=0, kl_weight=1.0)
+    bridge = Bridge(source, target, run, "gsm8k")
+    rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
+    values = bridge.losses(bridge.translator, rows, step=1)
+    assert all(torch.isfinite(value) for value in values.values())
+    examples = eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), rows, EVAL)
+    soft = bridge.translate(bridge.translator.eval(), examples[:2], batch_size=2)[0]
+    assert source.tokenizer.model_max_length > 48 and soft.shape[1] == 48
+
+
+def test_the_original_trains_on_the_evaluation_prompt(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    train_rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])
+    shots = train_rows[:2]
+    row = train_rows[5]
+    assert Bridge(source, target, settings(), "gsm8k", shots).training_prompt(row) == task_prompt("gsm8k", row)
+    fewshot = Bridge(source, target, settings(train_prompt="eval"), "gsm8k", shots).training_prompt(row)
+    assert fewshot.startswith("Answer the following questions") and shots[1]["question"] in fewshot and row["question"] in fewshot
+
+
+def test_the_marker_loss_reads_only_the_final_line_and_carries_a_gradient():
+    logits = torch.randn(1, 5, 7, requires_grad=True)
+    labels = torch.tensor([[L.IGNORE, 1, 2, 3, 4]])
+    marker = torch.tensor([[False, False, False, True, True]])
+    loss = L.marker_nll(logits, labels, marker)
+    expected = F.cross_entropy(logits[0, 2:4], labels[0, 3:5])
+    assert loss.item() == pytest.approx(expected.item())
+    loss.backward()
+    assert logits.grad[0, :2].abs().sum() == 0 and logits.grad[0, 2:4].abs().sum() > 0
+
+
+@pytest.mark.parametrize("translator", ["cross", "dit"])
+def test_every_loss_is_finite_and_its_gradient_reaches_only_the_translator(micro_bridge_world, translator):
+    source, target = frozen_pair(micro_bridge_world)
+    run = settings(translator=translator, kl_weight=0.5, info_nce_weight=0.5, prompt_alignment_weight=0.5,
+                   format_loss_weight=0.5, decode_loss_weight=0.5, decode_interval=1, warmup_steps=0)  # fmt: skip
+    bridge = Bridge(source, target, run, "gsm8k")
+    rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
+    values = bridge.losses(bridge.translator, rows, step=5)
+    active = ["nll", "kl", "info_nce", "prompt_alignment", "format", "decode"] + (["flow"] if translator == "dit" else [])
+    for name in active:
+        assert torch.isfinite(values[name]) and values[name] > 0, name
+    values["total"].backward()
+    assert all(p.grad is None for p in [*source.model.parameters(), *target.model.parameters()])
+    # every translator parameter is in the graph; zero-initialised gates pass no gradient behind them until they open
+    assert all(p.grad is not None for p in bridge.translator.parameters())
+    optimizer = torch.optim.Adam(bridge.translator.parameters(), lr=1e-2)
+    for _ in range(3):  # output projection, then the gates, then what is behind them
+        optimizer.step()
+        optimizer.zero_grad()
+        bridge.losses(bridge.translator, rows, step=5)["total"].backward()
+    assert all(p.grad.abs().sum() > 0 for p in bridge.translator.parameters())
+
+
+def test_losses_wait_for_their_start_step(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    bridge = Bridge(source, target, settings(kl_weight=1.0, info_nce_weight=1.0, warmup_steps=10), "gsm8k")
+    rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
+    early = bridge.losses(bridge.translator, rows, step=4)
+    assert early["kl"] == 0 and early["info_nce"] == 0  # KL after the warm-up, InfoNCE after half of it
+    middle = bridge.losses(bridge.translator, rows, step=5)
+    assert middle["kl"] == 0 and middle["info_nce"] > 0
+
+
+# ---------------------------------------------------------------- generation
+def test_batched_generation_equals_one_prompt_at_a_time(micro_bridge_world):
+    _, target = frozen_pair(micro_bridge_world)
+    rows = load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"])[:5]
+    prompts = [row["question"] for row in rows]
+    hygiene = Hygiene(repetition_penalty=1.0, stop_after_answer=False)
+    batched = generate_from_text(target.model, target.tokenizer, prompts, dataset="gsm8k", hygiene=hygiene, max_new_tokens=8, batch_size=5)
+    single = generate_from_text(target.model, target.tokenizer, prompts, dataset="gsm8k", hygiene=hygiene, max_new_tokens=8, batch_size=1)
+    assert [g.text for g in batched] == [g.text for g in single]
+    assert [g.input_tokens for g in batched] == [g.input_tokens for g in single]
+
+
+def test_the_soft_slot_reference_is_the_target_reading_its_own_question_embeddings(micro_bridge_world):
+    """The text pass the baselines make equals the bridged layout with a translator that emitted the
+    target's own embeddings of the question: the reference means what the report says it means."""
+    _, target = frozen_pair(micro_bridge_world)
+    for row in load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"])[:3]:
+        slot_prompt = soft_slot_prompt("gsm8k", row, target.tokenizer.decode(opening_ids(target.tokenizer)))
+        (as_text,) = generate_from_text(target.model, target.tokenizer, [slot_prompt], dataset="gsm8k",
+                                        hygiene=BASELINE_HYGIENE, max_new_tokens=10, batch_size=1, add_special_tokens=False)  # fmt: skip
+        question_ids = target.tokenizer(soft_question("gsm8k", row), add_special_tokens=False, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            soft = target.embeddings(question_ids)  # [1, Q, D]
+            lead = lead_text("gsm8k", task_prompt("gsm8k", row), "soft_only")
+            inputs, attention = generation_inputs(soft, target.embeddings, target.tokenizer, [lead], 128)
+        (as_soft,) = generate_from_embeds(target.model, target.tokenizer, inputs, attention, dataset="gsm8k",
+                                          hygiene=BASELINE_HYGIENE, max_new_tokens=10)  # fmt: skip
+        assert as_text.input_tokens == inputs.shape[1]
+        assert as_text.text == as_soft.text
+
+
+def test_the_baselines_record_the_soft_slot_reference(micro_bridge_world, baselines):
+    samples = [json.loads(line) for line in Path(baselines["target"]).read_text().splitlines()]
+    metrics = json.loads(Path(baselines["target"]).with_suffix(".json").read_text())
+    assert metrics["soft_slot_accuracy"] == sum(sample["soft_slot_correct"] for sample in samples) / len(samples)
+    assert all(sample["soft_slot_full"] for sample in samples)
+
+
+def test_the_answer_line_ends_a_generation():
+    assert trim_to_answer(" 3 + 4 = 7.\n#### 7\nQ: next question", "gsm8k") == " 3 + 4 = 7.\n#### 7\n"
+    assert trim_to_answer(" Tarn\nQuestion: more", "hotpotqa") == " Tarn\n"
+    assert trim_to_answer(" no marker yet", "gsm8k") == " no marker yet"
+
+
+# ---------------------------------------------------------------- runs
+def test_a_run_trains_only_the_translator_and_writes_its_files(micro_bridge_world, baselines, tmp_path):
+    source, target = frozen_pair(micro_bridge_world)
+    before = {name: p.clone() for name, p in [*source.model.named_parameters(), *target.model.named_parameters()]}
+    summary = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run"))
+    source, target = frozen_pair(micro_bridge_world)  # reloaded from disk: the run saved nothing over them
+    after = dict([*source.model.named_parameters(), *target.model.named_parameters()])
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    names = {path.name for path in (tmp_path / "run").iterdir()}
+    assert names == {"summary.json", "history.jsonl", "loss_history.csv", "translator.pt", "live_log.csv", "tensorboard",
+                     "eval_samples_step_0.jsonl", "eval_samples_step_2.jsonl", "eval_samples_step_4.jsonl", "eval_samples_step_final.jsonl"}
+    # the live curves: every step's losses and every evaluation's accuracies, as CSV and TensorBoard events
+    live = list(csv.DictReader((tmp_path / "run" / "live_log.csv").open()))
+    assert [int(row["step"]) for row in live if row["metric"] == "train/total"] == [1, 2, 3, 4]
+    assert [int(row["step"]) for row in live if row["metric"] == "eval/bridged_acc"] == [0, 2, 4]
+    assert [float(row["value"]) for row in live if row["metric"] == "final/bridged_acc"] == [summary["final_bridged_acc"]]
+    assert list((tmp_path / "run" / "tensorboard" / "micro").glob("events.out.tfevents.*"))
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in history] == [0, 2, 4, "final"]
+    assert set(history[1]["losses"]) >= {"nll", "kl", "info_nce", "total"}
+    assert history[0]["soft_token_spread"] < 1e-6  # closed gates at step 0: the source is not read yet
+    assert summary["final_soft_token_spread"] == history[-1]["soft_token_spread"] > 0.0
+    assert summary["trained_steps"] == 4 and summary["stop_reason"].startswith("max_steps")
+    assert summary["compression"] == pytest.approx(summary["mean_prompt_tokens"]["target"] / 4)
+    assert summary["provenance"]["source_model"]["local_dir_sha256"]
+    target_metrics = json.loads(Path(baselines["target"]).with_suffix(".json").read_text())
+    assert summary["target_soft_slot_acc"] == target_metrics["soft_slot_accuracy"]
+    source_metrics = json.loads(Path(baselines["source"]).with_suffix(".json").read_text())
+    last_layer = len(source_metrics["legibility"]) - 1  # the run reads source_layer -1
+    assert summary["source_legibility"] == {"layer": last_layer, **source_metrics["legibility"][str(last_layer)]}
+    train_rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])
+    examples = eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), train_rows, EVAL)
+    assert summary["majority_answer"] == majority_answer("gsm8k", train_rows)
+    assert summary["majority_acc"] == majority_accuracy("gsm8k", summary["majority_answer"], examples)
+    sample = json.loads((tmp_path / "run" / "eval_samples_step_2.jsonl").read_text().splitlines()[0])
+    assert list(sample) == ["eval_step", "index", "question", "gold_full_text", "gold_extracted", "source_full",
+                            "source_extracted", "target_full", "target_extracted", "bridged_full", "bridged_extracted"]
+
+
+def test_early_stopping_keeps_and_reloads_the_best_translator(micro_bridge_world, baselines, tmp_path):
+    summary = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", train_steps=8, eval_every=1, early_stop_patience=1))
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert summary["stop_reason"].startswith("early_stop: no new best bridged accuracy for 1 evaluations")
+    assert summary["trained_steps"] < 8
+    # the final evaluation reads the kept translator: the best one, at the earliest best step
+    assert summary["final_bridged_acc"] == summary["peak_bridged_acc"] == max(row["bridged_acc"] for row in history)
+
+
+def test_the_final_evaluation_reads_the_weights_final_weights_names(micro_bridge_world, baselines, tmp_path):
+    """'best' reloads a copy of the best translator; 'last' (the original's in effect) evaluates the last weights."""
+    changes = dict(train_steps=6, eval_every=1, early_stop_patience=10, lr=3e-2)
+    answers, summaries = {}, {}
+    for choice in ("best", "last"):
+        summaries[choice] = run_bridge(**job(micro_bridge_world, baselines, tmp_path / choice, final_weights=choice, **changes))
+        peak = summaries[choice]["peak_step"]
+        answers[choice] = {step: [row["bridged_full"] for row in map(json.loads, (tmp_path / choice / f"eval_samples_step_{step}.jsonl").read_text().splitlines())]
+                           for step in (peak, 6, "final")}  # fmt: skip
+        assert summaries[choice]["settings"]["final_weights"] == choice
+    best_peak, last_peak = summaries["best"]["peak_step"], summaries["last"]["peak_step"]
+    assert answers["best"]["final"] == answers["best"][best_peak]
+    assert answers["last"]["final"] == answers["last"][6]
+    assert last_peak != 6 and answers["last"][last_peak] != answers["last"][6]  # the last evaluation is not the best one
+    assert summaries["last"]["notes"] and "last weights" in summaries["last"]["notes"][0] and not summaries["best"]["notes"]
+
+
+RUN_JOB = "import json, sys; from ablation.bridge.training import run_bridge; run_bridge(**json.load(open(sys.argv[1])))"
+
+
+def test_a_killed_run_resumes_to_the_same_translator(micro_bridge_world, baselines, tmp_path):
+    """SIGKILL after the first checkpoint, re-run: the translator equals an uninterrupted run's."""
+    changes = dict(translator="dit", train_steps=16, eval_every=8, checkpoint_every=4, dit_dropout=0.2, early_stop_patience=0, lr=1e-2)
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
+
+    def start(run_dir):
+        job_file = tmp_path / f"{run_dir.name}.json"
+        job_file.write_text(json.dumps(job(micro_bridge_world, baselines, run_dir, **changes)))
+        return subprocess.Popen([sys.executable, "-c", RUN_JOB, str(job_file)], env=environment, stderr=subprocess.PIPE)
+
+    killed = start(tmp_path / "killed")
+    checkpoints = tmp_path / "killed" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while latest_checkpoint(checkpoints) is None and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    checkpoint = latest_checkpoint(checkpoints)
+    assert checkpoint is not None and not (tmp_path / "killed" / "summary.json").exists()
+    # accelerate's state: the translator, and the RNG streams of every process (CUDA's on a GPU)
+    assert (checkpoint / "random_states_0.pkl").exists() and (checkpoint / "training_state.pt").exists()
+    at_kill = load_file(checkpoint / "model.safetensors")
+    for process in (start(tmp_path / "killed"), start(tmp_path / "uninterrupted")):
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr.decode()[-2000:]
+    resumed = torch.load(tmp_path / "killed" / "translator.pt", weights_only=False)["state_dict"]
+    reference = torch.load(tmp_path / "uninterrupted" / "translator.pt", weights_only=False)["state_dict"]
+    assert all(torch.allclose(resumed[name], reference[name], atol=1e-6) for name in reference)
+    assert any(not torch.equal(resumed[name], at_kill[name]) for name in resumed)  # it trained on after the kill
+    resumed_summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert resumed_summary["final_bridged_acc"] == json.loads((tmp_path / "uninterrupted" / "summary.json").read_text())["final_bridged_acc"]
+    assert not (tmp_path / "killed" / "checkpoints").exists()
+    # the live log drops what the killed run logged after its checkpoint, so the resumed one matches
+    logged = [[(row["step"], row["metric"]) for row in csv.DictReader((tmp_path / run / "live_log.csv").open())] for run in ("killed", "uninterrupted")]
+    assert logged[0] == logged[1]
+    assert resumed_summary["resume"]["resumes"] == 1 and resumed_summary["resume"]["restarted_because"] is None
+
+
+def test_a_killed_run_with_changed_settings_starts_afresh(micro_bridge_world, baselines, tmp_path):
+    """The issue's scenario: kill after a checkpoint, change the learning rate, rerun: trained from step 0
+    at the new rate, as an uninterrupted run at that rate, with none of the first attempt's samples."""
+    changes = dict(train_steps=8, eval_every=2, checkpoint_every=4, early_stop_patience=0, lr=1e-2)
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
+    job_file = tmp_path / "killed.json"
+    job_file.write_text(json.dumps(job(micro_bridge_world, baselines, tmp_path / "run", **changes)))
+    killed = subprocess.Popen([sys.executable, "-c", RUN_JOB, str(job_file)], env=environment, stderr=subprocess.PIPE)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while latest_checkpoint(checkpoints) is None and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert latest_checkpoint(checkpoints) is not None
+    (tmp_path / "run" / "eval_samples_step_5.jsonl").write_text("{}\n")  # as if the first attempt got further
+    rerun = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", **{**changes, "lr": 3e-3}))
+    fresh = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "fresh", **{**changes, "lr": 3e-3}))
+    assert rerun["resume"]["resumes"] == 0 and "settings or inputs changed" in rerun["resume"]["restarted_because"]
+    def losses(run_dir):  # every step's losses and learning rate, without the wall time
+        with open(run_dir / "loss_history.csv") as handle:
+            return [{key: value for key, value in row.items() if key != "seconds"} for row in csv.DictReader(handle)]
+
+    assert losses(tmp_path / "run") == losses(tmp_path / "fresh") and len(losses(tmp_path / "run")) == 8
+    assert float(losses(tmp_path / "run")[1]["lr"]) <= 3e-3  # the new rate's schedule, not the killed run's
+    assert rerun["final_bridged_acc"] == fresh["final_bridged_acc"] and rerun["trained_steps"] == 8
+    samples = sorted(path.name for path in (tmp_path / "run").glob("eval_samples_step_*.jsonl"))
+    assert samples == sorted(path.name for path in (tmp_path / "fresh").glob("eval_samples_step_*.jsonl"))
+
+
+# ---------------------------------------------------------------- bad input
+def test_a_non_finite_loss_stops_the_run_without_a_summary(micro_bridge_world, baselines, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    poisoned = tmp_path / "poisoned"
+    model = AutoModelForCausalLM.from_pretrained(micro_bridge_world["target"])
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model.save_pretrained(poisoned)
+    AutoTokenizer.from_pretrained(micro_bridge_world["target"]).save_pretrained(poisoned)
+    bad = job(micro_bridge_world, baselines, tmp_path / "run")
+    bad["models"]["tgt"]["id"] = str(poisoned)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 0"):
+        run_bridge(**bad)
+    assert not (tmp_path / "run" / "summary.json").exists() and not (tmp_path / "run" / "translator.pt").exists()
+
+
+def test_a_target_that_is_not_a_causal_lm_is_named(micro_bridge_world, baselines, tmp_path):
+    from transformers import DistilBertConfig, DistilBertModel
+
+    encoder = tmp_path / "encoder"
+    DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32)).save_pretrained(encoder)
+    bad = job(micro_bridge_world, baselines, tmp_path / "run")
+    bad["models"]["tgt"]["id"] = str(encoder)
+    with pytest.raises(ValueError, match="config key 'bridge.models.tgt.id': model type 'distilbert'.*is not a causal language model"):
+        run_bridge(**bad)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_dataset_without_the_needed_fields_is_named(tmp_path):
+    (tmp_path / "train.jsonl").write_text(json.dumps({"question": "2 + 2?", "solution": "#### 4"}) + "\n")
+    with pytest.raises(ValueError, match="config key 'bridge.datasets.gsm8k': split 'train' lacks the field\\(s\\) answer"):
+        load_rows("gsm8k", {**EMBEDDED, "path": str(tmp_path)}, "train")
+
+
+def test_baselines_from_another_eval_set_are_refused(micro_bridge_world, baselines, tmp_path):
+    other = tmp_path / "other.jsonl"
+    rows = [json.loads(line) for line in Path(baselines["target"]).read_text().splitlines()]
+    rows[1]["prompt"] = "a different question"
+    other.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(ValueError, match="target-alone samples .* were generated for another eval set"):
+        run_bridge(**job(micro_bridge_world, {**baselines, "target": str(other)}, tmp_path / "run"))
+
+
+def test_two_processes_train_the_same_global_batch(micro_bridge_world, baselines, tmp_path):
+    """accelerate launch with 2 processes (gloo on CPU), half the batch each, gradients synchronised:
+    the translator lands near one process's on the whole batch, far from one process's on a half."""
+    from ablation.bridge.launch import launch_bridge
+
+    runs = {"one": (4, 1), "two": (2, 2), "half": (2, 1)}  # per-device batch, processes
+    summaries = {name: launch_bridge(job(micro_bridge_world, baselines, tmp_path / name, per_device_batch=batch, lr=1e-2, early_stop_patience=0), processes=processes)
+                 for name, (batch, processes) in runs.items()}  # fmt: skip
+    assert summaries["two"]["trained_steps"] == summaries["one"]["trained_steps"] == 4
+    weights = {name: torch.load(tmp_path / name / "translator.pt", weights_only=False)["state_dict"] for name in runs}
+
+    def distance(a, b):
+        return sum(float((weights[a][key] - weights[b][key]).abs().sum()) for key in weights[a])
+
+    # DDP averages the halves' mean losses, one process takes the mean over all answer tokens: close, not equal
+    assert distance("two", "one") < 0.5 * distance("two", "half")
