@@ -57,7 +57,7 @@ def test_the_real_preset_runs_its_stages_on_an_fp8_mistral3_miniature(micro_worl
     result = snakemake(workdir, configfile)
     assert result.returncode == 0, result.stderr[-4000:]
     assert planned_jobs(result) == {
-        "prefetch": 1, "build_world_data": 1, "eval_model": 5, "finetune": 1, "report_results": 1, "all": 1,
+        "prefetch": 1, "build_world_data": 1, "eval_model": 6, "finetune": 1, "report_results": 1, "all": 1,
     }
 
     results = workdir / config["results_dir"]
@@ -72,7 +72,7 @@ def test_the_real_preset_runs_its_stages_on_an_fp8_mistral3_miniature(micro_worl
     assert summary["provenance"]["weights"] == loaded_fp8
     final = load_file(results / "finetune" / RUN / "final" / "model.safetensors")
     assert {tensor.dtype for tensor in final.values()} == {torch.bfloat16}
-    for mask in ("prefill_bidir", "causal"):
+    for mask in ("prefill_bidir", "causal", "full_bidir"):  # Stage 4, the side effect, the published Stage 4's mask
         metrics = json.loads((results / "eval" / RUN / mask / "metrics.json").read_text())
         assert metrics["provenance"]["weights"]["checkpoint_quantization"] is None
     assert RUN in (results / "RESULTS.md").read_text()

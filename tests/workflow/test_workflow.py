@@ -72,7 +72,7 @@ def test_every_result_records_its_hardware_library_code_and_lm_evals_record(micr
     scripts = REPOSITORY / "workflow" / "scripts"
     stamped = {path: "prefill/eval_model.py" for path in results.glob("eval/*/*/metrics.json")}
     stamped.update({path: "prefill/finetune.py" for path in results.glob("finetune/*/summary.json")})
-    assert len(stamped) == 9
+    assert len(stamped) == 11  # 9 evaluations (Stage 4 under full_bidir too) and 2 fine-tunes
     for path, script in stamped.items():
         provenance = json.loads(path.read_text())["provenance"]
         assert provenance["library_code_sha256"] == library_code_sha256(scripts / script), path
@@ -122,7 +122,7 @@ def test_a_library_change_reruns_exactly_the_jobs_that_import_it(micro_run, tmp_
     result = snakemake(micro_run, MICRO_CONFIG, "--dry-run", repository=copy)
     scripts = {rule: f"{group}/{rule}.py" for group, rule in (("world", "build_world_data"), ("world", "train_tokenizer"), ("world", "pretrain_base_model"), ("prefill", "finetune"), ("prefill", "report_results"))}
     importers = [rule for rule, script in scripts.items() if "ablation.prefill.scoring" in library_modules(copy / "workflow" / "scripts" / script, copy / "ablation")]
-    assert params_changed_jobs(result) == {"eval_model": 7, **{rule: planned_jobs(result)[rule] for rule in importers}}
+    assert params_changed_jobs(result) == {"eval_model": 9, **{rule: planned_jobs(result)[rule] for rule in importers}}
     assert "eval_model" in planned_jobs(result) and "report_results" in planned_jobs(result)
 
 
