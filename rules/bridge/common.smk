@@ -138,7 +138,11 @@ def bridge_source_state_inputs(run):
 def bridge_source_state_build_inputs(wildcards):
     settings = BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]
     inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
-    return {**inputs, "model": bridge_model_inputs(settings["source"]), "data": bridge_dataset_inputs(settings["dataset"])}
+    return {
+        **inputs,
+        "model": bridge_model_inputs(settings["source"]),
+        "data": bridge_dataset_inputs(settings["dataset"]),
+    }
 
 
 def bridge_inference_inputs(wildcards):

@@ -49,8 +49,12 @@ rule bridge_source_states:
         library_code=library_code("bridge/build_bridge_source_states.py"),
         settings=lambda wildcards: BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]],
         key=lambda wildcards: BRIDGE_SOURCE_STATE_KEYS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]],
-        model=lambda wildcards: bridge_job_model(BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]["source"]),
-        dataset_source=lambda wildcards: BRIDGE["datasets"][BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]["dataset"]],
+        model=lambda wildcards: bridge_job_model(
+            BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]["source"]
+        ),
+        dataset_source=lambda wildcards: BRIDGE["datasets"][
+            BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]["dataset"]
+        ],
         embedded_data_dir=BRIDGE_WORLD,
         eval=BRIDGE["eval"],
         max_gb=BRIDGE["source_state_cache"]["max_gb"],
