@@ -137,7 +137,7 @@ def bridge_source_state_inputs(run):
 
 def bridge_source_state_build_inputs(wildcards):
     settings = BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]
-    inputs = {"prefetch": PREFETCH_RECORD} if PREFETCH else {}
+    inputs = prefetch_inputs()
     return {
         **inputs,
         "model": bridge_model_inputs(settings["source"]),
