@@ -27,15 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ablation.bridge.translators import (
-    DIT_POOLS,
     FFN_MULTIPLIER,
     NORM_EPS,
     RMSMatch,
     TranslatorOutput,
-    _check_choice,
     _check_heads,
-    _check_positive_int,
-    _check_soft_tokens,
+    check_dit_settings,
     masked_mean,
 )
 
@@ -135,10 +132,7 @@ class OriginalDiTTranslator(nn.Module):
         rms_detach: bool = False,
     ):
         super().__init__()
-        _check_soft_tokens(soft_tokens)
-        _check_positive_int("dit_depth", dit_depth)
-        _check_heads("dit_heads", dit_heads, "dit_dim", dit_dim)
-        _check_choice("dit_pool", dit_pool, DIT_POOLS)
+        check_dit_settings(soft_tokens, dit_dim, dit_depth, dit_heads, dit_pool, dit_steps_train, dit_steps_eval, dit_dropout, dit_cfg, dit_drop_cond)
         self.soft_tokens = soft_tokens
         self.target_dim = target_embedding.shape[-1]
         self.dit_steps_train, self.dit_steps_eval = dit_steps_train, dit_steps_eval

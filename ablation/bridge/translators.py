@@ -290,6 +290,20 @@ class DiTBlock(nn.Module):
         return tokens + gate_mlp * self.mlp(modulate(self.mlp_norm(tokens), shift_mlp, scale_mlp))
 
 
+def check_dit_settings(soft_tokens, dit_dim, dit_depth, dit_heads, dit_pool, dit_steps_train, dit_steps_eval, dit_dropout, dit_cfg, dit_drop_cond) -> None:
+    """The checks every DiT variant's settings pass (ours and the original's)."""
+    _check_soft_tokens(soft_tokens)
+    _check_positive_int("dit_depth", dit_depth)
+    _check_heads("dit_heads", dit_heads, "dit_dim", dit_dim)
+    _check_choice("dit_pool", dit_pool, DIT_POOLS)
+    _check_positive_int("dit_steps_train", dit_steps_train)
+    _check_positive_int("dit_steps_eval", dit_steps_eval)
+    _check_fraction("dit_dropout", dit_dropout)
+    _check_fraction("dit_drop_cond", dit_drop_cond)
+    if isinstance(dit_cfg, bool) or not isinstance(dit_cfg, (int, float)) or dit_cfg < 0:
+        raise _setting_error("dit_cfg", dit_cfg, "is not allowed; must be a number >= 0")
+
+
 class DiTTranslator(nn.Module):
     """``dit``: a rectified flow from noise to the target's embeddings of a teacher text.
 
@@ -331,16 +345,7 @@ class DiTTranslator(nn.Module):
         rms_detach: bool = False,
     ):
         super().__init__()
-        _check_soft_tokens(soft_tokens)
-        _check_positive_int("dit_depth", dit_depth)
-        _check_heads("dit_heads", dit_heads, "dit_dim", dit_dim)
-        _check_choice("dit_pool", dit_pool, DIT_POOLS)
-        _check_positive_int("dit_steps_train", dit_steps_train)
-        _check_positive_int("dit_steps_eval", dit_steps_eval)
-        _check_fraction("dit_dropout", dit_dropout)
-        _check_fraction("dit_drop_cond", dit_drop_cond)
-        if isinstance(dit_cfg, bool) or not isinstance(dit_cfg, (int, float)) or dit_cfg < 0:
-            raise _setting_error("dit_cfg", dit_cfg, "is not allowed; must be a number >= 0")
+        check_dit_settings(soft_tokens, dit_dim, dit_depth, dit_heads, dit_pool, dit_steps_train, dit_steps_eval, dit_dropout, dit_cfg, dit_drop_cond)
         if dit_cfg > 0 and dit_drop_cond == 0:
             raise _setting_error("dit_cfg", dit_cfg, "needs dit_drop_cond > 0: without it the unconditional velocity never trains")
         self.soft_tokens = soft_tokens
