@@ -147,12 +147,11 @@ def build_source_states(
 class SourceStates:
     """A finished cache opened for reading: the padded states and mask of a batch of prompts, memory-mapped."""
 
-    def __init__(self, index_path: str | Path, *, expected_key: dict):
-        index_path = Path(index_path)
-        self.index = read_json(index_path)
-        if self.index["key"] != expected_key:
-            raise ValueError(f"source-state cache {index_path} was built for {self.index['key']}, not this run's {expected_key}")
-        self.directory = index_path.parent
+    def __init__(self, index: dict, directory: Path, *, expected_key: dict):
+        """``index``: the cache's ``index.json``, already read by ``open_source_states``."""
+        self.index, self.directory = index, directory
+        if index["key"] != expected_key:
+            raise ValueError(f"source-state cache {directory / INDEX_FILE} was built for {index['key']}, not this run's {expected_key}")
         self.files = {name: safe_open(str(self.directory / name), framework="pt") for name in self.index["shards"]}
 
     def batch(self, prompts: list[str], device) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -177,7 +176,7 @@ def open_source_states(index_path: str | Path | None, expected_key: dict) -> Sou
         log.warning("source-state cache not used: %s", index["reason"])
         return None
     log.info("reading the source's states from %s (%d prompts, %.1f MB)", Path(index_path).parent, index["prompts"], index["stored_bytes"] / 1e6)
-    return SourceStates(index_path, expected_key=expected_key)
+    return SourceStates(index, Path(index_path).parent, expected_key=expected_key)
 
 
 def source_state_prompts(settings: dict, dataset_source: dict, embedded_data_dir, eval_settings: dict) -> list[str]:
