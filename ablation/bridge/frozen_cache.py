@@ -48,10 +48,14 @@ def stored_dtype(model_dtype: str, precision: str, device: str) -> str:
     return "bfloat16" if precision == "bf16" and device != "cpu" else model_dtype
 
 
-def estimate_bytes(tokenizer, width: int, prompts: list[str], max_tokens: int, dtype: str) -> int:
-    """Bytes the states of ``prompts`` take: tokens after truncation × the source's width × the element size."""
-    tokens = sum(len(ids) for ids in tokenizer(prompts, truncation=True, max_length=max_tokens)["input_ids"])
-    return tokens * width * DTYPES[dtype].itemsize
+def token_lengths(tokenizer, prompts: list[str], max_tokens: int) -> list[int]:
+    """Each prompt's token count after truncation to ``max_tokens``."""
+    return [len(ids) for ids in tokenizer(prompts, truncation=True, max_length=max_tokens)["input_ids"]]
+
+
+def estimate_bytes(lengths: list[int], width: int, dtype: str) -> int:
+    """Bytes the states take: tokens after truncation × the source's width × the element size."""
+    return sum(lengths) * width * DTYPES[dtype].itemsize
 
 
 def over_cap(estimate: int, max_bytes: int) -> str | None:
@@ -106,7 +110,8 @@ def build_source_states(
     out_dir = Path(out_dir)
     started = time.perf_counter()
     prompts = list(dict.fromkeys(prompts))
-    estimate = estimate_bytes(source.tokenizer, source.width, prompts, max_tokens, dtype)
+    lengths = token_lengths(source.tokenizer, prompts, max_tokens)
+    estimate = estimate_bytes(lengths, source.width, dtype)
     if over_cap(estimate, max_bytes):
         return write_fallback(out_dir, key=key, dtype=dtype, width=source.width, prompts=len(prompts), estimate=estimate,
                               max_bytes=max_bytes, stamp=stamp)  # fmt: skip
@@ -125,8 +130,7 @@ def build_source_states(
         pending.clear()
 
     pending_bytes = 0
-    lengths = source.tokenizer(prompts, truncation=True, max_length=max_tokens)["input_ids"]
-    by_length = [prompt for _, prompt in sorted(zip(map(len, lengths), prompts), key=lambda pair: pair[0])]  # little padding
+    by_length = [prompt for _, prompt in sorted(zip(lengths, prompts), key=lambda pair: pair[0])]  # little padding
     for start in range(0, len(by_length), batch_size):
         chunk = by_length[start : start + batch_size]
         batch = tokenize_source(source.tokenizer, chunk, max_tokens).to(source.model.device)
@@ -211,7 +215,7 @@ def build_run_source_states(
     # estimated from the tokenizer and the config's width, so a cache past its cap never loads the model
     tokenizer = prepare_tokenizer(load_tokenizer(model["id"], revision=model["revision"]))
     width = AutoConfig.from_pretrained(model["id"], revision=model["revision"]).get_text_config().hidden_size
-    estimate = estimate_bytes(tokenizer, width, prompts, settings["max_prompt_tokens"], dtype)
+    estimate = estimate_bytes(token_lengths(tokenizer, prompts, settings["max_prompt_tokens"]), width, dtype)
     max_bytes = int(max_gb * 1e9)
     if over_cap(estimate, max_bytes):
         return write_fallback(Path(index_path).parent, key=key, dtype=dtype, width=width, prompts=len(prompts), estimate=estimate,
