@@ -61,3 +61,35 @@ rule report_bridge:
         "../../envs/ablation.yaml"
     script:
         "../../workflow/scripts/bridge/report_bridge.py"
+
+
+rule paper_bridge_figure:
+    input:
+        RESULTS / "bridge" / "figures" / "{name}.pdf",
+    output:
+        "paper/figures/{name}.pdf",
+    log:
+        LOGS / "paper/figure_{name}.log",
+    wildcard_constraints:
+        name="bridge_\\w+",
+    localrule: True
+    conda:
+        "../../envs/ablation.yaml"
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
+rule paper_bridge_table:
+    input:
+        RESULTS / "bridge" / "tables" / "{name}.tex",
+    output:
+        "paper/tables/{name}.tex",
+    log:
+        LOGS / "paper/table_{name}.log",
+    wildcard_constraints:
+        name="bridge_\\w+",
+    localrule: True
+    conda:
+        "../../envs/ablation.yaml"
+    shell:
+        "cp {input} {output} 2> {log}"

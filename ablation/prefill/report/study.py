@@ -34,10 +34,12 @@ from ablation.layout import (  # noqa: F401 - re-exported: the report's conditio
     FINETUNE_PREFIX,
     FULL_BIDIR,
     FULL_BIDIR_AFTER_FT_PREFIX,
+    LOSS_HISTORY_FILE,
     SIDE_EFFECT_PREFIX,
     STAGE1,
     STAGE2,
     STAGE4_PREFIX,
+    SUMMARY_FILE,
     study_paths,
 )
 
@@ -225,7 +227,7 @@ def load_loss_history(path: str | Path) -> pd.DataFrame:
 
 
 def _summary_file(path: Path) -> Path:
-    return path / "summary.json" if path.is_dir() else path
+    return path / SUMMARY_FILE if path.is_dir() else path
 
 
 def _parse_key(key: str) -> tuple[str, str | None]:
@@ -273,7 +275,7 @@ def load_study(
         if kind == FINETUNE_PREFIX:
             summary_path = _summary_file(path)
             entry["summary"] = read_json(summary_path)
-            history = summary_path.parent / "loss_history.csv"
+            history = summary_path.parent / LOSS_HISTORY_FILE
             entry["loss_history"] = load_loss_history(history) if history.exists() else None
             sources[key] = summary_path
         else:
