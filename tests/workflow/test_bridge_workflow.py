@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import REPOSITORY, planned_jobs, snakemake
+from tests.workflow.slurm import preset_dry_run, sbatch_flags
 
 MICRO_BRIDGE = REPOSITORY / "tests" / "configs" / "micro_bridge.yaml"
 TINY_DEFAULT = REPOSITORY / "config.yaml"
@@ -116,10 +117,6 @@ def test_one_study_as_a_target_plans_only_its_jobs(tmp_path):
 
 
 def test_the_latentwire_preset_requests_its_gpus_from_slurm(tmp_path):
-    import yaml
-
-    from tests.workflow.test_cluster_slurm import preset_dry_run, sbatch_flags
-
     preset_path = REPOSITORY / "presets" / "latentwire-gsm8k.yaml"
     preset = yaml.safe_load(preset_path.read_text())
     jobs = preset_dry_run(tmp_path, preset_path)
