@@ -109,3 +109,21 @@ def test_the_bridge_section_is_ignored_when_its_study_is_off():
     config["studies"] = ["prefill_mask"]
     config["bridge"]["runs"] = {"r": {"target": "gpt"}}
     validate_config(config)
+
+
+def test_the_original_settings_overlay_changes_only_its_named_keys_against_1a_and_3a():
+    config = yaml.safe_load(open("config.yaml"))
+    overlay = yaml.safe_load(open("presets/tiny-bridge-original-settings.yaml"))
+    config["bridge"]["runs"].update(overlay["bridge"]["runs"])  # how snakemake merges the two --configfile files
+    config = validate_config(config)
+    runs = resolve_runs(config["bridge"], load_schema(), config["seed"])
+    original = {"prompt_mode": "soft_plus_text", "soft_tokens": -1, "final_weights": "last"}
+    expected = {"1a_soft_plus_text": ("1a", ["prompt_mode"]), "1a_k_prompt": ("1a", ["soft_tokens"]),
+                "1a_final_last": ("1a", ["final_weights"]), "1a_original_settings": ("1a", list(original)),
+                "3a_original_settings": ("3a", list(original))}  # fmt: skip
+    assert set(overlay["bridge"]) == {"runs"} and set(overlay["bridge"]["runs"]) == set(expected)
+    for run, (base, keys) in expected.items():
+        changed = {key for key in runs[run] if key != "description" and runs[run][key] != runs[base][key]}
+        assert changed == set(keys), run
+        assert all(runs[run][key] == original[key] for key in keys) and runs[run]["description"]
+    assert set(trained_run_of(runs).values()) >= set(expected)  # each is its own experiment, none reused
