@@ -65,6 +65,17 @@ def test_the_benchmark_reads_a_run_with_a_fixed_k():
         validate_config(config_with(runs=runs, inference={"run": "all_tokens"}))
 
 
+def test_the_benchmark_refuses_a_task_shown_or_scored_as_another():
+    runs = {"first": {}, "hotpot": {"dataset": "hotpotqa"}}  # the benchmark reads the first run by default
+    original = {"path": "embedded", "eval_split": "validation", "prompts": "gsm8k", "scoring": "gsm8k"}
+    config = validate_config(config_with(runs=runs, datasets={**MICRO_BRIDGE["bridge"]["datasets"], "hotpotqa": original}))
+    assert config["bridge"]["datasets"]["gsm8k"] | {"prompts": "own", "scoring": "own"} == config["bridge"]["datasets"]["gsm8k"]
+    with pytest.raises(ConfigError, match="'bridge.datasets.hotpotqa': the inference benchmark .of run 'hotpot'. reads a task in its own"):
+        validate_config(config_with(runs=runs, datasets={"hotpotqa": original}, inference={"run": "hotpot"}))
+    with pytest.raises(ConfigError, match="'bridge.datasets.hotpotqa.scoring': 'f1' is not allowed; allowed: own, gsm8k"):
+        validate_config(config_with(datasets={"hotpotqa": {**original, "scoring": "f1"}}))
+
+
 @pytest.mark.parametrize(
     ("runs", "message"),
     [
