@@ -385,3 +385,6 @@ def test_a_hotpotqa_run_under_the_gsm8k_rule_is_reported_as_not_scorable(tmp_pat
     assert set(study.runs["3a"].scores("final").values()) == {0.0}  # an [invalid] never matches, not even the gold's
     claims = evaluate_claims(study)
     assert UNSCORABLE in bridge_results_markdown(study, bridge_tables(study, claims), claims, tmp_path)
+    generalises = next(claim for claim in claims if claim.key == "generalises_beyond_math")
+    assert generalises.verdict == "not yet run" and {part.outcome for part in generalises.parts} == {"missing"}  # never a failure
+    assert all("3a: not scorable" in part.numbers for part in generalises.parts)
