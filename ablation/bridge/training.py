@@ -43,7 +43,17 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, broadcast_object_list, set_seed
 
 from ablation.bridge.answers import extract_answer
-from ablation.bridge.data import EvalExample, eval_examples, few_shots, load_rows, majority_accuracy, majority_answer
+from ablation.bridge.data import (
+    EvalExample,
+    eval_examples,
+    few_shots,
+    load_rows,
+    majority_accuracy,
+    majority_answer,
+    prompt_task,
+    scoring_task,
+    unscorable_note,
+)
 from ablation.bridge.frozen import load_frozen
 from ablation.bridge.frozen_cache import open_source_states
 from ablation.bridge.run_format import (
@@ -171,6 +181,7 @@ def run_bridge(
     run_dir = Path(run_dir)
     s = settings
     dataset = s["dataset"]
+    shown_as, scored_as = prompt_task(dataset, dataset_source), scoring_task(dataset, dataset_source)
     on_cpu = device == "cpu"
     accelerator = Accelerator(
         cpu=on_cpu,
@@ -186,14 +197,15 @@ def run_bridge(
         for role in ("source", "target")
     }  # fmt: skip
     train_rows = load_rows(dataset, dataset_source, dataset_source["train_split"], embedded_data_dir)
-    examples = eval_examples(dataset, load_rows(dataset, dataset_source, dataset_source["eval_split"], embedded_data_dir), train_rows, eval_settings)
+    eval_rows = load_rows(dataset, dataset_source, dataset_source["eval_split"], embedded_data_dir)
+    examples = eval_examples(dataset, eval_rows, train_rows, eval_settings, dataset_source)
     global_batch = s["per_device_batch"] * accelerator.num_processes
     if global_batch > len(train_rows):
         raise ValueError(f"bridge run setting 'per_device_batch': a batch of {global_batch} exceeds the {len(train_rows)} training rows")
     baselines = {role: read_baseline(baseline_samples[role], examples, role) for role in ("source", "target")}
     legibility = source_legibility(read_json(source_metrics), s["source_layer"])
 
-    bridge = Bridge(frozen["source"], frozen["target"], s, dataset, few_shots(dataset, train_rows, eval_settings))
+    bridge = Bridge(frozen["source"], frozen["target"], s, shown_as, few_shots(shown_as, train_rows, eval_settings))
     if source_states is not None:
         bridge.source_states = open_source_states(source_states["index"], source_states["key"])
     optimizer, scheduler = optimizer_and_schedule(bridge.translator, s)
@@ -241,9 +253,9 @@ def run_bridge(
         soft_batches = bridge.translate(unwrapped, examples, batch_size=eval_settings["batch_size"])
         generations = bridge.generate_from_soft(soft_batches, examples, max_new_tokens=eval_settings["max_new_tokens"])
         unwrapped.train()
-        samples = sample_rows(step, examples, baselines["source"], baselines["target"], generations, dataset)
+        samples = sample_rows(step, examples, baselines["source"], baselines["target"], generations, scored_as)
         atomic_write_jsonl(run_dir / samples_filename(step), samples)
-        row = history_row(step, samples, dataset)
+        row = history_row(step, samples, scored_as)
         row["soft_token_spread"] = soft_token_spread(torch.cat(soft_batches))
         row["mean_soft_tokens"] = bridge.translator.soft_tokens  # K, with soft_tokens -1 resolved
         log.info("[Eval] Step %s | Source-alone acc: %.3f | Target-alone acc: %.3f | Bridged acc: %.3f | Soft-token spread: %.3f",
@@ -305,7 +317,8 @@ def run_bridge(
     atomic_write_jsonl(run_dir / HISTORY_FILE, state["history"])
     atomic_write_text(run_dir / LOSS_HISTORY_FILE, _loss_csv(state["loss_rows"]))
     summary = _summary(run, s, state, final, examples, frozen, config, time.perf_counter() - started)
-    summary.update(references(dataset, train_rows, examples, baselines["target"]))
+    summary.update(references(scored_as, train_rows, examples, baselines["target"]), prompts=shown_as, scoring=scored_as)
+    summary["notes"] += unscorable_note(dataset, scored_as)
     summary["source_legibility"] = legibility
     summary["resume"] = claim.summary()
     atomic_write_json(run_dir / SUMMARY_FILE, summary)

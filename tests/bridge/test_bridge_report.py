@@ -362,3 +362,29 @@ def test_the_import_rule_imports_a_legacy_dir_and_fails_cleanly_on_a_bad_one(tmp
     for name in ("gone", "broken"):  # nothing written for a run that failed
         assert not (legacy / name).exists() or not any((legacy / name).iterdir())
     assert not [path for path in legacy.iterdir() if path.name.startswith(".")]  # no staging directory left
+
+
+def test_a_hotpotqa_run_under_the_gsm8k_rule_is_reported_as_not_scorable(tmp_path):
+    from ablation.bridge.answers import INVALID
+    from ablation.bridge.data import UNSCORABLE, unscorable_note
+    from ablation.bridge.report.page import bridge_results_markdown
+    from ablation.bridge.report.tables import bridge_tables
+
+    study_paths = dict(study_of(tmp_path / "in", SUPPORTING_RUNS).sources)
+    run_dir = tmp_path / "in" / "runs" / "3a"
+    for samples in run_dir.glob("eval_samples_step_*.jsonl"):  # as the original's rule extracts them: no gold has a number
+        rows = [json.loads(line) for line in samples.read_text().splitlines()]
+        rows = [{**row, **{key: INVALID for key in row if key.endswith("_extracted")}} for row in rows]
+        samples.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(scoring="gsm8k", notes=unscorable_note("hotpotqa", "gsm8k"))
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    study = load_bridge_study(study_paths, roles=dict(REPORT["roles"]), report=REPORT, experiment="synthetic")
+    table = runs_table(study).set_index("role")
+    assert "not scorable" in table.loc["3a", "note"] and "not scorable" not in table.loc["1a", "note"]
+    assert set(study.runs["3a"].scores("final").values()) == {0.0}  # an [invalid] never matches, not even the gold's
+    claims = evaluate_claims(study)
+    assert UNSCORABLE in bridge_results_markdown(study, bridge_tables(study, claims), claims, tmp_path)
+    generalises = next(claim for claim in claims if claim.key == "generalises_beyond_math")
+    assert generalises.verdict == "not yet run" and {part.outcome for part in generalises.parts} == {"missing"}  # never a failure
+    assert all("3a: not scorable" in part.numbers for part in generalises.parts)
