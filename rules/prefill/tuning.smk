@@ -11,8 +11,8 @@ rule tune_finetune:
     input:
         unpack(tuning_inputs),
     output:
-        tables=tuning_files(RESULTS)["tables"],
-        choice=tuning_files(RESULTS)["choice"][0],
+        tables=update(tuning_files(RESULTS)["tables"]),
+        choice=update(tuning_files(RESULTS)["choice"][0]),
     log:
         LOGS / "tuning/choice.log",
     params:
