@@ -56,6 +56,7 @@ rule report_bridge:
         experiment=config["experiment"],
         reproductions=reproductions(BRIDGE),
         parity_config={"bridge": {"models": BRIDGE["models"], "eval": BRIDGE["eval"]}},
+        allow_mixed_code=config["report"]["allow_mixed_code"],
     localrule: True
     conda:
         "../../envs/ablation.yaml"

@@ -267,6 +267,19 @@ def test_the_report_writes_tables_figures_and_the_page(tmp_path):
     assert r"\begin{tabular}" in tex and "−" not in tex and "Δ" not in tex
 
 
+def test_the_report_refuses_trained_runs_made_by_different_code_unless_allowed(tmp_path):
+    study_paths = dict(study_of(tmp_path / "in", SUPPORTING_RUNS).sources)
+    for key, code in ((BRIDGE_RUN_PREFIX + "1a", "1" * 64), (BRIDGE_RUN_PREFIX + "1b", "2" * 64)):
+        summary = json.loads(Path(study_paths[key]).read_text())
+        summary["provenance"]["library_code_sha256"] = code
+        Path(study_paths[key]).write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match=r"trained runs were made by different library code .*222222222222: 1b"):
+        build_bridge_report(study_paths, tmp_path / "bridge", roles=REPORT["roles"], report=REPORT)
+    assert not (tmp_path / "bridge").exists()
+    written = build_bridge_report(study_paths, tmp_path / "bridge", roles=REPORT["roles"], report=REPORT, allow_mixed_code=True)
+    assert tmp_path / "bridge" / "RESULTS.md" in written
+
+
 def test_figures_are_drawn_when_nothing_has_run(tmp_path):
     written = build_bridge_report({}, tmp_path / "bridge", roles=REPORT["roles"], report=REPORT)
     assert all(path.stat().st_size > (1000 if path.suffix in (".pdf", ".png") else 0) for path in written)

@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablation.io import CorruptFileError, read_json
+from ablation.provenance import check_one_library_code as check_one_library_code_of
 from ablation.layout import (  # noqa: F401 - re-exported: the report's condition keys and layout
     FINETUNE_PREFIX,
     FULL_BIDIR,
@@ -296,20 +297,7 @@ def load_study(
 
 
 def check_one_library_code(study: Study, allow_mixed: bool = False) -> dict[str, list[str]]:
-    """The study's evaluations grouped by the library code that made them (``provenance.library_code_sha256``).
-
-    Evaluations made by different code (old results kept with ``--rerun-triggers mtime input``)
-    are not comparable side by side: ValueError naming which, unless ``allow_mixed``
-    (config ``report.allow_mixed_code``). Files from before the hash was recorded group as "unrecorded".
-    """
-    groups: dict[str, list[str]] = {}
-    for condition in study.conditions():
-        code = (condition.metrics.get("provenance") or {}).get("library_code_sha256") or "unrecorded"
-        groups.setdefault(code, []).append(condition.key)
-    if len(groups) > 1 and not allow_mixed:
-        listing = "; ".join(f"{code[:12]}: {', '.join(keys)}" for code, keys in groups.items())
-        raise ValueError(
-            f"the evaluations were made by different library code ({listing}); rerun the outdated ones "
-            "(a plain `snakemake` does), or set report.allow_mixed_code: true to tabulate them together"
-        )
-    return groups
+    """The study's evaluations grouped by the library code that made them; ValueError when they differ,
+    unless ``allow_mixed`` (``ablation.provenance.check_one_library_code``)."""
+    stamps = {condition.key: condition.metrics.get("provenance") for condition in study.conditions()}
+    return check_one_library_code_of(stamps, allow_mixed=allow_mixed, what="evaluations")
