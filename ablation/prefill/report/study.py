@@ -163,44 +163,24 @@ class Study:
             for key, metrics, label, short in base
             if metrics is not None
         ]
+        after_finetune = (  # key prefix, label and short label of a run's evaluation, in report order
+            (STAGE4_PREFIX, "Stage 4 ablated (prefill_bidir), after FT {}", "Stage 4: {}"),
+            (FULL_BIDIR_AFTER_FT_PREFIX, "Stage 4 full_bidir (original patch), after FT {}", "Stage 4 full_bidir: {}"),
+            (SIDE_EFFECT_PREFIX, "Side effect: FT {}, evaluated causal", "side effect: {}, causal"),
+        )
         conditions += [
             Condition(
-                STAGE4_PREFIX + run.name,
-                f"Stage 4 ablated (prefill_bidir), after FT {run.label}",
-                f"Stage 4: {run.label}",
+                prefix + run.name,
+                label.format(run.label),
+                short.format(run.label),
                 run.name,
-                "prefill_bidir",
-                run.ablated,
-                run.name,
-            )
-            for run in self.runs
-            if run.ablated is not None
-        ]
-        conditions += [
-            Condition(
-                FULL_BIDIR_AFTER_FT_PREFIX + run.name,
-                f"Stage 4 full_bidir (original patch), after FT {run.label}",
-                f"Stage 4 full_bidir: {run.label}",
-                run.name,
-                "full_bidir",
-                run.full_bidir,
+                RUN_EVAL_MASKS[prefix],
+                getattr(run, RUN_EVAL_FIELDS[prefix]),
                 run.name,
             )
+            for prefix, label, short in after_finetune
             for run in self.runs
-            if run.full_bidir is not None
-        ]
-        conditions += [
-            Condition(
-                SIDE_EFFECT_PREFIX + run.name,
-                f"Side effect: FT {run.label}, evaluated causal",
-                f"side effect: {run.label}, causal",
-                run.name,
-                "causal",
-                run.causal,
-                run.name,
-            )
-            for run in self.runs
-            if run.causal is not None
+            if getattr(run, RUN_EVAL_FIELDS[prefix]) is not None
         ]
         return conditions
 
