@@ -69,7 +69,7 @@ def test_empty_responses_and_overlong_records_are_skipped_and_counted(micro_worl
 
 
 def original_encoding(record: dict, tokenizer, max_seq_len: int) -> tuple[list[int], list[int]] | None:
-    """The original's encoding, written out plainly (SEED_FACTS "Verified against the original code")."""
+    """The original's encoding, written out plainly (docs/prefill.md, "Fine-tuning")."""
     instruction, input_text, output = (record[name].strip() for name in ("instruction", "input", "output"))
     if input_text:
         prompt = f"### Instruction:\n{instruction}\n\n### Input:\n{input_text}\n\n### Response:\n"
@@ -226,7 +226,7 @@ def plateau_rule(mode: str) -> EvalLossPlateauStop:
     return EvalLossPlateauStop(patience=4, min_delta=0.003, min_steps=600, mode=mode, record=StopRecord())
 
 
-# Seed 001's Stage 5 run: eval losses at 200, 300 and 400 as logged (SEED_FACTS); from 500 on an
+# Seed 001's Stage 5 run: eval losses at 200, 300 and 400 as its log shows them; from 500 on an
 # invented continuation that keeps improving a little at 700, then levels off.
 SEED_001_EVALS = {200: 1.118, 300: 1.372, 400: 1.400}
 CONTINUATION = {500: 1.405, 600: 1.390, 700: 1.380, 800: 1.379, 900: 1.381, 1000: 1.378, 1100: 1.380, 1200: 1.379}

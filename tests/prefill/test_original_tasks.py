@@ -51,7 +51,7 @@ ROWS = {
     ],
 }
 
-# What the original fed its scorer for those rows (SEED_FACTS, section 1): prompt, choices, gold.
+# What the original fed its scorer for those rows (its logged rows): prompt, choices, gold.
 EXPECTED = {
     "hellaswag": [
         ("Baking cookies: A woman puts flour in a bowl. she", [" adds two eggs.", " paints the wall.", " drives away.", " sings a song."], 0),

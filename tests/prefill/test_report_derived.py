@@ -9,7 +9,7 @@ import pytest
 from ablation.prefill.report import Study, ablation_damage, derived_by_run, derived_numbers, macro_stderr, original_metrics
 from tests.prefill.study_files import REAL_TASKS, TINY_TASKS, make_metrics
 
-# The original's published macros and per-task accs (SEED_FACTS section 1, seeds 000/001).
+# The original's published macros and per-task accs (the seeds 000/001 status pages; docs/prefill.md).
 S1_MACRO, S2_MACRO, S4_MACRO, SIDE_MACRO = 0.6950568562, 0.3558976000, 0.4086983278, 0.6199344482
 S1_TASKS = (0.622, 0.788, 0.814, 0.585284, 0.666)
 S2_TASKS = (0.242, 0.534, 0.238, 0.247492, 0.518)
