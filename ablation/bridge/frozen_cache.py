@@ -7,10 +7,10 @@ shards (one tensor of [tokens, width] per prompt, named by the prompt's SHA-256)
 written last; a run opens them memory-mapped (``SourceStates``) instead of running the source.
 
 KL baselines: the KL compares the bridged answer with the frozen target reading the answer after
-its baseline lead (``kl_baseline``); ``build_kl_baselines`` stores the target's exact
-log-probabilities over the whole vocabulary at the first ``kl_tokens`` answer positions of every
-training row ([positions, vocab] per row, named by the SHA-256 of lead and answer), read by
-``KLBaselines``. Exact, not top-k: at 7B scale a row is 20 × 32k–128k × 2 bytes (1.3–5 MB), and a
+its baseline lead (``kl_baseline``); ``build_kl_baselines`` stores the target's logits over the
+whole vocabulary at the first ``kl_tokens`` answer positions of every training row, as the forward
+gave them ([positions, vocab] per row, named by the SHA-256 of lead and answer), read by
+``KLBaselines`` and log-softmaxed as in the step. Exact, not top-k: at 7B scale a row is 20 × 32k–128k × 2 bytes (1.3–5 MB), and a
 cache past the cap is simply not built.
 
 Either size is estimated from the token count before anything is written: past ``max_bytes`` the
@@ -39,7 +39,7 @@ from safetensors.torch import save_file
 
 from ablation.bridge.batches import answer_positions, kl_baseline_batch, tokenize_source
 from ablation.bridge.frozen import FrozenLM, hidden_states
-from ablation.bridge.losses import baseline_log_probs
+from ablation.bridge.losses import gather_positions
 from ablation.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -192,8 +192,8 @@ def build_kl_baselines(
     batch_size: int,
     stamp: dict | None = None,
 ) -> dict:
-    """Write the target's log-probabilities at the first ``kl_tokens`` answer positions after each
-    (lead, answer) pair, exact over the whole vocabulary, into ``out_dir``; return the index.
+    """Write the target's logits at the first ``kl_tokens`` answer positions after each (lead,
+    answer) pair, over the whole vocabulary, into ``out_dir``; return the index.
     Written like ``build_source_states``: shards first, the index last; past ``max_bytes`` only a
     fallback index."""
     out_dir = Path(out_dir)
@@ -216,9 +216,9 @@ def build_kl_baselines(
             batch = kl_baseline_batch(target.tokenizer, [lead for lead, _ in chunk], [answer for _, answer in chunk], settings)
             with torch.no_grad():
                 logits = target.model(input_ids=batch.ids.to(device), attention_mask=batch.attention.to(device)).logits
-            log_probs, valid = baseline_log_probs(logits, answer_positions(batch, 0, settings["kl_tokens"]).to(device))
+            at_answer, valid = gather_positions(logits, answer_positions(batch, 0, settings["kl_tokens"]).to(device))
             for row, (lead, answer) in enumerate(chunk):
-                yield baseline_name(lead, answer), log_probs[row, : int(valid[row].sum())].to(DTYPES[dtype])
+                yield baseline_name(lead, answer), at_answer[row, : int(valid[row].sum())].to(DTYPES[dtype])
 
     return _write_shards(out_dir, rows(), index, started, stamp)
 
@@ -264,22 +264,22 @@ class SourceStates(CachedTensors):
 
 
 class KLBaselines(CachedTensors):
-    """The frozen target's log-probabilities at the first answer positions of its KL baseline."""
+    """The frozen target's logits at the first answer positions of its KL baseline."""
 
     what = "the KL baselines"
 
     def batch(self, leads: list[str], answers: list[str], count: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """[B, count, V] log-probabilities (zeros past each answer) and the [B, count] valid mask,
-        what ``losses.baseline_log_probs`` gives in the step; None when a row is not cached."""
+        """[B, count, V] logits (zeros past each answer) and the [B, count] valid mask, what
+        ``losses.gather_positions`` gives in the step; None when a row is not cached."""
         rows = self.rows([baseline_name(lead, answer) for lead, answer in zip(leads, answers)])
         if rows is None:
             return None
-        log_probs = torch.zeros(len(rows), count, rows[0].size(-1), dtype=torch.float32)
+        logits = torch.zeros(len(rows), count, rows[0].size(-1), dtype=rows[0].dtype)
         valid = torch.zeros(len(rows), count, dtype=torch.bool)
         for b, row in enumerate(rows):
-            log_probs[b, : row.size(0)] = row.float()
+            logits[b, : row.size(0)] = row
             valid[b, : row.size(0)] = True
-        return log_probs.to(device), valid.to(device)
+        return logits.to(device), valid.to(device)
 
 
 def open_cache(index_path: str | Path | None, expected_key: dict, kind: type[CachedTensors]) -> CachedTensors | None:

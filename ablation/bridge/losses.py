@@ -46,14 +46,15 @@ def kl_to_baseline(
     ``token_mean`` averages over the compared positions; ``batchmean`` (the original's) sums over
     positions and vocabulary and divides by the batch size, so it grows with the positions compared.
     """
-    return kl_to_log_probs(bridged_logits, bridged_positions, *baseline_log_probs(baseline_logits, baseline_positions), reduction)
+    baseline = baseline_log_probs(*gather_positions(baseline_logits, baseline_positions))
+    return kl_to_log_probs(bridged_logits, bridged_positions, *baseline, reduction)
 
 
-def baseline_log_probs(baseline_logits: torch.Tensor, baseline_positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """What the KL reads of the baseline: its float32 log-probabilities at ``baseline_positions``
-    ([B, J, V], zero where invalid) and the valid mask [B, J]; what the KL-baseline cache stores."""
-    baseline, valid = gather_positions(baseline_logits.float().detach(), baseline_positions)
-    return F.log_softmax(baseline, -1).masked_fill(~valid.unsqueeze(-1), 0.0), valid
+def baseline_log_probs(logits: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The KL's baseline distributions from the target's logits at the compared positions [B, J, V]
+    (gathered in the step, or read from the KL-baseline cache, which stores them as the forward gave
+    them): float32 log-probabilities, zero where ``valid`` [B, J] is False, and ``valid``."""
+    return F.log_softmax(logits.detach().float(), -1).masked_fill(~valid.unsqueeze(-1), 0.0), valid
 
 
 def kl_to_log_probs(

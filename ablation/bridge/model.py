@@ -195,15 +195,16 @@ class Bridge:
 
     def kl_baseline(self, leads: list[str], answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The frozen target's log-probabilities at the first ``kl_tokens`` answer positions after
-        ``leads`` and their valid mask: read from the KL-baseline cache, else computed here."""
+        ``leads`` and their valid mask, from its logits there: read from the KL-baseline cache, else
+        computed here."""
         s, device = self.settings, self.target.model.device
-        cached = self.kl_baselines.batch(leads, answers, s["kl_tokens"], device) if self.kl_baselines is not None else None
-        if cached is not None:
-            return cached
-        batch = kl_baseline_batch(self.target.tokenizer, leads, answers, s)
-        with torch.no_grad():
-            logits = self.target.model(input_ids=batch.ids.to(device), attention_mask=batch.attention.to(device)).logits
-        return L.baseline_log_probs(logits, answer_positions(batch, 0, s["kl_tokens"]).to(device))
+        at_answer = self.kl_baselines.batch(leads, answers, s["kl_tokens"], device) if self.kl_baselines is not None else None
+        if at_answer is None:
+            batch = kl_baseline_batch(self.target.tokenizer, leads, answers, s)
+            with torch.no_grad():
+                logits = self.target.model(input_ids=batch.ids.to(device), attention_mask=batch.attention.to(device)).logits
+            at_answer = L.gather_positions(logits, answer_positions(batch, 0, s["kl_tokens"]).to(device))
+        return L.baseline_log_probs(*at_answer)
 
     # ---------------------------------------------------------------- evaluation
     def translate(self, translator, examples: list[EvalExample], *, batch_size: int) -> list[torch.Tensor]:

@@ -78,7 +78,7 @@ def test_cached_states_equal_the_on_the_fly_states(micro_bridge_world, tmp_path)
 
 @pytest.mark.parametrize("kl_baseline", ["text_prompt", "answer_alone"])
 def test_cached_kl_baselines_equal_the_on_the_fly_ones(micro_bridge_world, tmp_path, kl_baseline):
-    """The cache stores the target's exact distributions: the KL loss read from it equals the step's to float tolerance."""
+    """The cache stores the target's logits at the compared positions: the KL loss read from it equals the step's to float tolerance."""
     index, key = build_kl(micro_bridge_world, tmp_path / "kl", kl_baseline=kl_baseline)
     leads, answers = kl_baseline_rows(settings(kl_baseline=kl_baseline), EMBEDDED, str(micro_bridge_world["data"]), EVAL)
     assert index["cached"] and index["prompts"] == len(set(zip(leads, answers)))
