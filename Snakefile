@@ -21,6 +21,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/prefill/common.smk"
 include: "rules/bridge/common.smk"
 include: "rules/prefill/freeform_common.smk"
 include: "rules/prefill/tuning_common.smk"
@@ -66,3 +67,11 @@ rule prefill_mask:
     input:
         prefill_outputs(),
         freeform_outputs(),
+
+
+rule paper:
+    """The LaTeX tables and PDF figures of both studies' reports, copied into paper/ (``snakemake paper``)."""
+    input:
+        paper_outputs(REPORT_FILES) if PREFILL_ACTIVE else [],
+        paper_outputs(BRIDGE_REPORT_FILES) if BRIDGE_ACTIVE else [],
+    localrule: True

@@ -18,10 +18,21 @@ SIDE_EFFECT_PREFIX = "side_effect_"  # eval(<run>, causal): the fine-tune withou
 FULL_BIDIR_AFTER_FT_PREFIX = "full_bidir_after_ft_"
 FINETUNE_PREFIX = "finetune_"  # <run>'s summary.json
 
+# The files an evaluation writes into its directory, and those a fine-tune writes into its own.
+METRICS_FILE = "metrics.json"
+SAMPLES_FILE = "samples.jsonl"
+FINAL_MODEL_DIR = "final"
+SUMMARY_FILE = "summary.json"
+LOSS_HISTORY_FILE = "loss_history.csv"
+
+
+def eval_dir(results_dir: str | Path, model: str, mask: str) -> Path:
+    """``model`` is ``base`` or a fine-tune run's name."""
+    return Path(results_dir) / "eval" / model / mask
+
 
 def eval_metrics_path(results_dir: str | Path, model: str, mask: str) -> Path:
-    """``model`` is ``base`` or a fine-tune run's name."""
-    return Path(results_dir) / "eval" / model / mask / "metrics.json"
+    return eval_dir(results_dir, model, mask) / METRICS_FILE
 
 
 def finetune_dir(results_dir: str | Path, run: str) -> Path:
@@ -52,7 +63,7 @@ def study_paths(
         if full_bidir_after_ft:
             paths[FULL_BIDIR_AFTER_FT_PREFIX + run] = eval_metrics_path(results_dir, run, "full_bidir")
         if finetune:
-            paths[FINETUNE_PREFIX + run] = finetune_dir(results_dir, run) / "summary.json"
+            paths[FINETUNE_PREFIX + run] = finetune_dir(results_dir, run) / SUMMARY_FILE
     return paths
 
 
@@ -103,21 +114,26 @@ def tuning_dir(results_dir: str | Path) -> Path:
     return Path(results_dir) / "tuning"
 
 
-def tuning_base_eval_path(results_dir: str | Path, mask: str) -> Path:
-    return tuning_dir(results_dir) / "base" / mask / "metrics.json"
+def tuning_base_eval_dir(results_dir: str | Path, mask: str) -> Path:
+    return tuning_dir(results_dir) / "base" / mask
 
 
-def tuning_eval_path(results_dir: str | Path, trial: str, run: str, mask: str) -> Path:
-    return tuning_dir(results_dir) / trial / run / "dev_eval" / mask / "metrics.json"
+def tuning_finetune_dir(results_dir: str | Path, trial: str, run: str) -> Path:
+    return tuning_dir(results_dir) / trial / run
+
+
+def tuning_eval_dir(results_dir: str | Path, trial: str, run: str, mask: str) -> Path:
+    return tuning_finetune_dir(results_dir, trial, run) / "dev_eval" / mask
 
 
 def tuning_paths(results_dir: str | Path, trials: Iterable[str], runs: Iterable[str]) -> dict[str, Path]:
     """The tuning report's input key -> dev evaluation: the base model's and every grid point's fine-tunes'."""
-    paths = {TUNING_BASE_KEY.format(mask=mask): tuning_base_eval_path(results_dir, mask) for mask in TUNING_MASKS}
+    paths = {TUNING_BASE_KEY.format(mask=mask): tuning_base_eval_dir(results_dir, mask) / METRICS_FILE for mask in TUNING_MASKS}
     for trial in trials:
         for run in runs:
             for mask in TUNING_MASKS:
-                paths[TUNING_TRIAL_KEY.format(trial=trial, run=run, mask=mask)] = tuning_eval_path(results_dir, trial, run, mask)
+                key = TUNING_TRIAL_KEY.format(trial=trial, run=run, mask=mask)
+                paths[key] = tuning_eval_dir(results_dir, trial, run, mask) / METRICS_FILE
     return paths
 
 

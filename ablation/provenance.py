@@ -6,6 +6,7 @@ import hashlib
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -164,3 +165,27 @@ def provenance(
     if tokenization is not None:
         stamp["tokenization"] = tokenization
     return stamp
+
+
+UNRECORDED_CODE = "unrecorded"  # results stamped before the library code's hash was recorded
+
+
+def check_one_library_code(
+    stamps: Mapping[str, Mapping | None], *, allow_mixed: bool = False, what: str = "results"
+) -> dict[str, list[str]]:
+    """Named results grouped by the library code that made them (``provenance.library_code_sha256``).
+
+    Results of one kind made by different code (old ones kept with ``--rerun-triggers mtime input``)
+    are not comparable side by side: ValueError naming which, unless ``allow_mixed`` (config
+    ``report.allow_mixed_code``). ``stamps``: name -> that result's provenance stamp.
+    """
+    groups: dict[str, list[str]] = {}
+    for name, stamp in stamps.items():
+        groups.setdefault((stamp or {}).get("library_code_sha256") or UNRECORDED_CODE, []).append(name)
+    if len(groups) > 1 and not allow_mixed:
+        listing = "; ".join(f"{code[:12]}: {', '.join(names)}" for code, names in groups.items())
+        raise ValueError(
+            f"the {what} were made by different library code ({listing}); rerun the outdated ones "
+            "(a plain `snakemake` does), or set report.allow_mixed_code: true to tabulate them together"
+        )
+    return groups

@@ -46,7 +46,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from ablation.bridge.batches import lead_text, tokenize_target  # noqa: E402
-from ablation.bridge.data import eval_examples, load_rows  # noqa: E402
+from ablation.bridge.data import eval_examples, load_rows, prompt_task  # noqa: E402
 from ablation.bridge.frozen import load_frozen  # noqa: E402
 from ablation.bridge.frozen_cache import (  # noqa: E402
     INDEX_FILE,
@@ -196,7 +196,8 @@ def main() -> None:
     source_data = bridge_config["datasets"][s["dataset"]]
     data_dir = bridge_world_dir(results)
     train_rows = load_rows(s["dataset"], source_data, source_data["train_split"], data_dir)
-    examples = eval_examples(s["dataset"], load_rows(s["dataset"], source_data, source_data["eval_split"], data_dir), train_rows, bridge_config["eval"])
+    eval_rows = load_rows(s["dataset"], source_data, source_data["eval_split"], data_dir)
+    examples = eval_examples(s["dataset"], eval_rows, train_rows, bridge_config["eval"], source_data)
     trained = bridge_run_dir(results, trained_run_of(runs)[run]) / "translator.pt"
     evals_per_run = s["train_steps"] // s["eval_every"] + 2
     prompts = list(dict.fromkeys(source_state_prompts(s, source_data, data_dir, bridge_config["eval"])))
@@ -218,7 +219,7 @@ def main() -> None:
     for device, dtype in settings:
         frozen = [load_frozen(s[role], model_path(s[role]), bridge_config["models"][s[role]]["revision"], dtype=dtype, device=device)
                   for role in ("source", "target")]  # fmt: skip
-        bridge = Bridge(*frozen, s, s["dataset"])
+        bridge = Bridge(*frozen, s, prompt_task(s["dataset"], source_data))
         if trained.exists():  # a trained translator generates answers of realistic length
             bridge.translator.load_state_dict(torch.load(trained, map_location=device, weights_only=False)["state_dict"])
         bridge.translator.eval()

@@ -9,6 +9,8 @@ the ``2.`` the model wrote for the gold ``2`` counts as wrong.
 
 HotpotQA uses the official evaluation's normalisation, exact match and token F1 (SQuAD v1.1
 semantics plus HotpotQA's yes/no/noanswer rule) on the first non-blank line of the generation.
+The functions take the task whose rule scores (``data.scoring_task``): HotpotQA scored as the
+original scored it (``bridge.datasets.hotpotqa.scoring: gsm8k``) goes through GSM8K's rule.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import re
 import string
 from collections import Counter
 
-from ablation.bridge.prompts import check_dataset
+from ablation.bridge.prompts import INVALID, check_dataset
 
-INVALID = "[invalid]"
 GSM8K_ANSWER = re.compile(r"#### (\-?[0-9\.\,]+)")
 ARTICLES = re.compile(r"\b(a|an|the)\b")
 PUNCTUATION = frozenset(string.punctuation)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ablation.bridge.answers import INVALID, score
-from ablation.bridge.data import eval_examples, load_rows
+from ablation.bridge.data import eval_examples, load_rows, prompt_task, scoring_task
 from ablation.bridge.frozen import load_frozen
 from ablation.bridge.generation import Hygiene, generate_from_text, opening_ids
 from ablation.bridge.legibility import layer_legibility
@@ -48,18 +48,19 @@ def evaluate_alone(
     frozen = load_frozen(model_name, model["id"], model["revision"], dtype=model["dtype"], device=device)
     train_rows = load_rows(dataset, dataset_source, dataset_source["train_split"], embedded_data_dir)
     eval_rows = load_rows(dataset, dataset_source, dataset_source["eval_split"], embedded_data_dir)
-    examples = eval_examples(dataset, eval_rows, train_rows, eval_settings)
-    settings = {"dataset": dataset, "hygiene": BASELINE_HYGIENE, "max_new_tokens": eval_settings["max_new_tokens"],
+    examples = eval_examples(dataset, eval_rows, train_rows, eval_settings, dataset_source)
+    shown_as, scored_as = prompt_task(dataset, dataset_source), scoring_task(dataset, dataset_source)
+    settings = {"dataset": shown_as, "hygiene": BASELINE_HYGIENE, "max_new_tokens": eval_settings["max_new_tokens"],
                 "batch_size": eval_settings["batch_size"]}  # fmt: skip
     prompts = [example.prompt for example in examples]
     generations = generate_from_text(frozen.model, frozen.tokenizer, prompts, **settings)
     opening = frozen.tokenizer.decode(opening_ids(frozen.tokenizer))
-    slot_prompts = [soft_slot_prompt(dataset, eval_rows[example.index], opening) for example in examples]
+    slot_prompts = [soft_slot_prompt(shown_as, eval_rows[example.index], opening) for example in examples]
     slot_generations = generate_from_text(frozen.model, frozen.tokenizer, slot_prompts, add_special_tokens=False, **settings)
     samples = []
     for example, generation, slot in zip(examples, generations, slot_generations):
-        scored = score(dataset, generation.text, example.gold)
-        slot_scored = score(dataset, slot.text, example.gold)
+        scored = score(scored_as, generation.text, example.gold)
+        slot_scored = score(scored_as, slot.text, example.gold)
         samples.append({
             "index": example.index, "question": example.question, "prompt": example.prompt,
             "gold_full_text": example.gold_text, "gold_extracted": example.gold,
@@ -72,6 +73,8 @@ def evaluate_alone(
     metrics = {
         "model": model_name,
         "dataset": dataset,
+        "prompts": shown_as,
+        "scoring": scored_as,
         "samples": len(samples),
         "accuracy": sum(sample["correct"] for sample in samples) / len(samples),
         "invalid": sum(sample["extracted"] == INVALID for sample in samples),
@@ -81,9 +84,9 @@ def evaluate_alone(
         "eval": eval_settings,
     }
     metrics["legibility"] = layer_legibility(
-        frozen, [task_prompt(dataset, row) for row in train_rows], prompts, max_tokens=frozen.model.config.max_position_embeddings,
+        frozen, [task_prompt(shown_as, row) for row in train_rows], prompts, max_tokens=frozen.model.config.max_position_embeddings,
     )  # fmt: skip
-    if dataset == "hotpotqa":
+    if scored_as == "hotpotqa":
         metrics["f1"] = sum(sample["f1"] for sample in samples) / len(samples)
     metrics["provenance"] = provenance(
         model_id=model["id"], revision=model["revision"], mask=None, config=config, seed=seed,

@@ -331,7 +331,7 @@ def run_inference_benchmark(
     if samples > len(eval_rows):
         log.warning("bridge.inference.samples %d exceeds the eval split's %d rows; benchmarking all of them", samples, len(eval_rows))
     # the benchmark's last batch may be short: any non-empty eval set will do (batch_size 1 for the check)
-    examples = eval_examples(dataset, eval_rows, train_rows, {**eval_settings, "samples": samples, "batch_size": 1})
+    examples = eval_examples(dataset, eval_rows, train_rows, {**eval_settings, "samples": samples, "batch_size": 1}, dataset_source)
     by_baseline, walls = {}, {}
     for name in inference["baselines"]:
         log.info("benchmarking %s on %d %s questions, batches of %d", name, len(examples), dataset, inference["batch_size"])

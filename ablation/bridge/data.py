@@ -16,6 +16,11 @@ from ablation.bridge.prompts import check_dataset, eval_prompt, sample_shots
 from ablation.references import is_local_reference
 
 REQUIRED_FIELDS = {"gsm8k": ("question", "answer"), "hotpotqa": ("question", "answer", "context")}
+UNSCORABLE = (
+    "HotpotQA scored with GSM8K's '#### n' rule (bridge.datasets.hotpotqa.scoring: gsm8k), as the original scored it: "
+    "every gold answer extracts as [invalid], so no answer can score and its accuracies are no finding "
+    "(the original's script compared the two strings, so it counted every answer without a '#### n' as right)"
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,25 @@ def load_rows(dataset: str, source: dict, split: str, embedded_dir: str | Path |
     return [dict(row) for row in loaded]
 
 
+def prompt_task(dataset: str, dataset_source: dict) -> str:
+    """The task whose prompts ``dataset``'s rows are shown in (``bridge.datasets.<dataset>.prompts``):
+    their own, or GSM8K's, which hold the question alone (how the original asked HotpotQA)."""
+    return check_dataset(dataset) if dataset_source["prompts"] == "own" else dataset_source["prompts"]
+
+
+def scoring_task(dataset: str, dataset_source: dict) -> str:
+    """The task whose rule extracts and scores ``dataset``'s answers (``bridge.datasets.<dataset>.scoring``):
+    their own, or GSM8K's '#### n' rule, under which no HotpotQA gold answer has a number (the original's)."""
+    return check_dataset(dataset) if dataset_source["scoring"] == "own" else dataset_source["scoring"]
+
+
+def unscorable_note(dataset: str, scoring: str) -> list[str]:
+    """The note a run or report carries when its answers cannot be scored: HotpotQA under GSM8K's rule."""
+    if dataset == "hotpotqa" and scoring == "gsm8k":
+        return [UNSCORABLE]
+    return []
+
+
 def gold_answer(dataset: str, row: dict) -> str:
     """GSM8K: the number after '#### ' of the gold solution; HotpotQA: the answer string."""
     return extract_gsm8k_answer(row["answer"]) if dataset == "gsm8k" else row["answer"]
@@ -85,8 +109,11 @@ def few_shots(dataset: str, train_rows: list[dict], eval_settings: dict) -> list
     return sample_shots(train_rows, eval_settings["few_shot"], eval_settings["few_shot_seed"]) if dataset == "gsm8k" else []
 
 
-def eval_examples(dataset: str, eval_rows: list[dict], train_rows: list[dict], eval_settings: dict) -> list[EvalExample]:
-    """The first ``samples`` eval rows with their prompts; the few-shot prefix is drawn from the training rows."""
+def eval_examples(
+    dataset: str, eval_rows: list[dict], train_rows: list[dict], eval_settings: dict, dataset_source: dict
+) -> list[EvalExample]:
+    """The first ``samples`` eval rows with their prompts and gold answers, in the dataset's prompts and
+    scoring (``dataset_source``); the few-shot prefix is drawn from the training rows."""
     samples, batch_size = eval_settings["samples"], eval_settings["batch_size"]
     rows = eval_rows[:samples]
     if len(rows) < batch_size:
@@ -94,8 +121,9 @@ def eval_examples(dataset: str, eval_rows: list[dict], train_rows: list[dict], e
             f"config key 'bridge.eval.samples': the eval set has {len(rows)} rows, fewer than one batch "
             f"(bridge.eval.batch_size {batch_size})"
         )
-    shots = few_shots(dataset, train_rows, eval_settings)
+    prompts, scoring = prompt_task(dataset, dataset_source), scoring_task(dataset, dataset_source)
+    shots = few_shots(prompts, train_rows, eval_settings)
     return [
-        EvalExample(index, row["question"], eval_prompt(dataset, row, shots), row["answer"], gold_answer(dataset, row))
+        EvalExample(index, row["question"], eval_prompt(prompts, row, shots), row["answer"], gold_answer(scoring, row))
         for index, row in enumerate(rows)
     ]

@@ -304,15 +304,16 @@ def open_kl_baselines(index_path: str | Path | None, expected_key: dict) -> KLBa
 
 def source_state_prompts(settings: dict, dataset_source: dict, embedded_data_dir, eval_settings: dict) -> list[str]:
     """Every prompt a run's source reads: its training prompts, then its eval prompts."""
-    from ablation.bridge.data import eval_examples, few_shots, load_rows
+    from ablation.bridge.data import eval_examples, few_shots, load_rows, prompt_task
     from ablation.bridge.prompts import training_prompt
 
     dataset = settings["dataset"]
+    shown_as = prompt_task(dataset, dataset_source)
     train_rows = load_rows(dataset, dataset_source, dataset_source["train_split"], embedded_data_dir)
     eval_rows = load_rows(dataset, dataset_source, dataset_source["eval_split"], embedded_data_dir)
-    shots = few_shots(dataset, train_rows, eval_settings)
-    train = [training_prompt(dataset, row, settings["train_prompt"], shots) for row in train_rows]
-    return train + [example.prompt for example in eval_examples(dataset, eval_rows, train_rows, eval_settings)]
+    shots = few_shots(shown_as, train_rows, eval_settings)
+    train = [training_prompt(shown_as, row, settings["train_prompt"], shots) for row in train_rows]
+    return train + [example.prompt for example in eval_examples(dataset, eval_rows, train_rows, eval_settings, dataset_source)]
 
 
 def build_run_source_states(
@@ -353,14 +354,15 @@ def build_run_source_states(
 def kl_baseline_rows(settings: dict, dataset_source: dict, embedded_data_dir, eval_settings: dict) -> tuple[list[str], list[str]]:
     """The leads and answers of every training row's KL baseline."""
     from ablation.bridge.batches import kl_baseline_leads
-    from ablation.bridge.data import few_shots, load_rows
+    from ablation.bridge.data import few_shots, load_rows, prompt_task
     from ablation.bridge.prompts import answer_text, training_prompt
 
     dataset = settings["dataset"]
+    shown_as = prompt_task(dataset, dataset_source)
     rows = load_rows(dataset, dataset_source, dataset_source["train_split"], embedded_data_dir)
-    shots = few_shots(dataset, rows, eval_settings)
-    prompts = [training_prompt(dataset, row, settings["train_prompt"], shots) for row in rows]
-    return kl_baseline_leads(prompts, settings), [answer_text(dataset, row) for row in rows]
+    shots = few_shots(shown_as, rows, eval_settings)
+    prompts = [training_prompt(shown_as, row, settings["train_prompt"], shots) for row in rows]
+    return kl_baseline_leads(prompts, settings), [answer_text(shown_as, row) for row in rows]
 
 
 def build_run_kl_baselines(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from ablation.bridge.data import prompt_task, scoring_task
 from ablation.bridge.original_runs import LegacyImportError, parse_config_block
 from ablation.bridge.settings import run_settings
 from ablation.config import load_schema, validate_config
@@ -26,7 +27,7 @@ RUN_KEYS = {
     "soft_tokens": "soft_tokens", "eval_prompt_mode": "prompt_mode", "bottleneck_dim": "bottleneck", "depth": "depth",
     "heads": "heads", "lr": "lr", "weight_decay": "weight_decay", "train_steps": "train_steps",
     "warmup_steps": "warmup_steps", "per_device_batch": "per_device_batch", "eval_every": "eval_every", "seed": "seed",
-    "early_stop_patience": "early_stop_patience", "dataset": "dataset", "info_nce_weight": "info_nce_weight",
+    "early_stop_patience": "early_stop_patience", "info_nce_weight": "info_nce_weight",
     "decode_loss_weight": "decode_loss_weight", "decode_interval": "decode_interval", "kl_tokens": "kl_tokens",
     "prompt_alignment_weight": "prompt_alignment_weight", "dit_dim": "dit_dim", "dit_depth": "dit_depth",
     "dit_heads": "dit_heads", "dit_steps_train": "dit_steps_train", "dit_steps_eval": "dit_steps_eval",
@@ -50,7 +51,16 @@ def our_value(key: str, settings: dict, config: dict):
         return settings["translator"]
     if key == "bf16":
         return settings["precision"] == "bf16"
+    if key == "dataset":
+        return as_the_original_ran(settings["dataset"], bridge["datasets"][settings["dataset"]])
     return NO_COUNTERPART
+
+
+def as_the_original_ran(dataset: str, source: dict) -> str:
+    """Our dataset as the original's ``--dataset`` would name it: the original showed and scored every
+    dataset as GSM8K (prompts: gsm8k, scoring: gsm8k), so any other form is named with it and differs."""
+    prompts, scoring = prompt_task(dataset, source), scoring_task(dataset, source)
+    return dataset if (prompts, scoring) == ("gsm8k", "gsm8k") else f"{dataset} (prompts: {prompts}, scoring: {scoring})"
 
 
 def _equal(original, ours) -> bool:

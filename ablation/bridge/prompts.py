@@ -26,6 +26,7 @@ SOFT_SUFFIX = {
 }
 ANSWER_CUE = "\n\nAnswer:"  # the task prompts' last line, where text-mode answers begin
 FEWSHOT_SEED = 42  # the original sampled its 8 shots from the training split with this seed
+INVALID = "[invalid]"  # what GSM8K's '#### n' rule extracts from an answer without a number after '#### '
 
 
 def check_dataset(dataset: str) -> str:
@@ -64,9 +65,16 @@ def soft_slot_prompt(dataset: str, row: dict, opening: str) -> str:
     return soft_question(dataset, row) + opening + SOFT_SUFFIX[dataset]
 
 
+def shot_answer(answer: str) -> str:
+    """A shot's answer as the original's prefix wrote it, rationale then ``#### <n>``: GSM8K's solution
+    as it is; an answer without ``#### `` (HotpotQA's, in GSM8K's prompts) gains ``#### [invalid]``,
+    what the original's extractor made of it."""
+    return answer if "#### " in answer else f"{answer}\n#### {INVALID}"
+
+
 def fewshot_prefix(shots: list[dict]) -> str:
     """The original's chain-of-thought prefix: header, then each shot as ``Q: …\\nA: <rationale>\\n#### <n>``."""
-    blocks = [GSM8K_FEWSHOT_HEADER] + [f"Q: {shot['question']}\nA: {shot['answer']}" for shot in shots]
+    blocks = [GSM8K_FEWSHOT_HEADER] + [f"Q: {shot['question']}\nA: {shot_answer(shot['answer'])}" for shot in shots]
     return "\n\n".join(blocks) + "\n\n"
 
 

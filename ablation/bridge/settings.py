@@ -139,9 +139,10 @@ def run_problems(bridge: dict, schema: dict, seed: int) -> list[str]:
         if embedded is not None and embedded not in EMBEDDED_MODELS:
             problems.append(f"config key 'bridge.models.{name}.id': unknown embedded model {model['id']!r}; allowed: "
                             + ", ".join(EMBEDDED_PREFIX + m for m in EMBEDDED_MODELS))
+    resolved = {}
     for run in bridge["runs"]:
         try:
-            settings = run_settings(bridge, run, schema, seed)
+            settings = resolved[run] = run_settings(bridge, run, schema, seed)
         except ValueError as error:
             problems.append(str(error))
             continue
@@ -161,4 +162,9 @@ def run_problems(bridge: dict, schema: dict, seed: int) -> list[str]:
         if run == bridge["inference"]["run"] and settings["soft_tokens"] < 0:
             problems.append(f"{where}.soft_tokens': the inference benchmark (bridge.inference.run) needs a fixed K "
                             "for its token-budget baseline; benchmark a run with soft_tokens > 0")
+    benchmarked = inference_run(bridge, resolved) if len(resolved) == len(bridge["runs"]) else None
+    dataset = resolved[benchmarked]["dataset"] if benchmarked in resolved else None
+    if dataset in datasets and (datasets[dataset]["prompts"], datasets[dataset]["scoring"]) != ("own", "own"):
+        problems.append(f"config key 'bridge.datasets.{dataset}': the inference benchmark (of run {benchmarked!r}) reads a task in "
+                        "its own prompts and scoring (prompts: own, scoring: own); benchmark a run on another task")
     return problems

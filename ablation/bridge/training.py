@@ -43,7 +43,17 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, broadcast_object_list, set_seed
 
 from ablation.bridge.answers import extract_answer
-from ablation.bridge.data import EvalExample, eval_examples, few_shots, load_rows, majority_accuracy, majority_answer
+from ablation.bridge.data import (
+    EvalExample,
+    eval_examples,
+    few_shots,
+    load_rows,
+    majority_accuracy,
+    majority_answer,
+    prompt_task,
+    scoring_task,
+    unscorable_note,
+)
 from ablation.bridge.frozen import load_frozen, load_frozen_tokenizer
 from ablation.bridge.frozen_cache import open_kl_baselines, open_source_states
 from ablation.bridge.prompts import training_prompt
@@ -183,6 +193,7 @@ def run_bridge(
     run_dir = Path(run_dir)
     s = settings
     dataset = s["dataset"]
+    shown_as, scored_as = prompt_task(dataset, dataset_source), scoring_task(dataset, dataset_source)
     on_cpu = device == "cpu"
     accelerator = Accelerator(
         cpu=on_cpu,
@@ -194,11 +205,12 @@ def run_bridge(
     )
     set_seed(s["seed"])
     train_rows = load_rows(dataset, dataset_source, dataset_source["train_split"], embedded_data_dir)
-    examples = eval_examples(dataset, load_rows(dataset, dataset_source, dataset_source["eval_split"], embedded_data_dir), train_rows, eval_settings)
-    shots = few_shots(dataset, train_rows, eval_settings)
+    eval_rows = load_rows(dataset, dataset_source, dataset_source["eval_split"], embedded_data_dir)
+    examples = eval_examples(dataset, eval_rows, train_rows, eval_settings, dataset_source)
+    shots = few_shots(shown_as, train_rows, eval_settings)
     source_cache = open_source_states(source_states["index"], source_states["key"]) if source_states else None
     kl_cache = open_kl_baselines(kl_baselines["index"], kl_baselines["key"]) if kl_baselines else None
-    read_prompts = [training_prompt(dataset, row, s["train_prompt"], shots) for row in train_rows] + [e.prompt for e in examples]
+    read_prompts = [training_prompt(shown_as, row, s["train_prompt"], shots) for row in train_rows] + [e.prompt for e in examples]
     source_cached = source_cache is not None and source_cache.covers_prompts(read_prompts)
     frozen = {
         role: load_frozen(s[role], models[s[role]]["id"], models[s[role]]["revision"], dtype=models[s[role]]["dtype"], device=accelerator.device)
@@ -213,7 +225,7 @@ def run_bridge(
     baselines = {role: read_baseline(baseline_samples[role], examples, role) for role in ("source", "target")}
     legibility = source_legibility(read_json(source_metrics), s["source_layer"])
 
-    bridge = Bridge(frozen["source"], frozen["target"], s, dataset, shots)
+    bridge = Bridge(frozen["source"], frozen["target"], s, shown_as, shots)
     bridge.source_states, bridge.kl_baselines = source_cache, kl_cache
     optimizer, scheduler = optimizer_and_schedule(bridge.translator, s)
     state = {"step": 0, "history": [], "loss_rows": [], "best": None, "stale_evals": 0, "elapsed": 0.0, "stop_reason": None}
@@ -261,9 +273,9 @@ def run_bridge(
         soft_batches = bridge.translate(unwrapped, examples, batch_size=eval_settings["batch_size"])
         generations = bridge.generate_from_soft(soft_batches, examples, max_new_tokens=eval_settings["max_new_tokens"])
         unwrapped.train()
-        samples = sample_rows(step, examples, baselines["source"], baselines["target"], generations, dataset)
+        samples = sample_rows(step, examples, baselines["source"], baselines["target"], generations, scored_as)
         atomic_write_jsonl(run_dir / samples_filename(step), samples)
-        row = history_row(step, samples, dataset)
+        row = history_row(step, samples, scored_as)
         row["soft_token_spread"] = soft_token_spread(torch.cat(soft_batches))
         row["mean_soft_tokens"] = bridge.translator.soft_tokens  # K, with soft_tokens -1 resolved
         log.info("[Eval] Step %s | Source-alone acc: %.3f | Target-alone acc: %.3f | Bridged acc: %.3f | Soft-token spread: %.3f",
@@ -325,7 +337,8 @@ def run_bridge(
     atomic_write_jsonl(run_dir / HISTORY_FILE, state["history"])
     atomic_write_text(run_dir / LOSS_HISTORY_FILE, _loss_csv(state["loss_rows"]))
     summary = _summary(run, s, state, final, examples, frozen, config, time.perf_counter() - started)
-    summary.update(references(dataset, train_rows, examples, baselines["target"]))
+    summary.update(references(scored_as, train_rows, examples, baselines["target"]), prompts=shown_as, scoring=scored_as)
+    summary["notes"] += unscorable_note(dataset, scored_as)
     summary["source_legibility"] = legibility
     summary["resume"] = claim.summary()
     summary["caches_read"] = caches_read(source_cache, kl_cache)

@@ -15,6 +15,7 @@ import numpy as np
 from lm_eval.utils import hash_string
 
 from ablation.io import atomic_write_json, atomic_write_text
+from ablation.layout import METRICS_FILE, SAMPLES_FILE
 from ablation.prefill.lm_eval_model import MaskedHFLM
 from ablation.provenance import provenance
 from ablation.prefill.study import check_mask_mode, resolve_tasks
@@ -183,7 +184,7 @@ def evaluate_model(
     requests = sum(len(sample["arguments"]) for task in task_names for sample in results["samples"][task])
 
     output_dir = Path(output_dir)
-    atomic_write_text(output_dir / "samples.jsonl", samples_jsonl(results, task_names))
+    atomic_write_text(output_dir / SAMPLES_FILE, samples_jsonl(results, task_names))
     metrics = {
         **summarise_results(results, task_names),
         "task_set": task_set,
@@ -203,6 +204,6 @@ def evaluate_model(
         ),
     }
     metrics["provenance"]["lm_eval"] = lm_eval_record(results, task_names)
-    atomic_write_json(output_dir / "metrics.json", metrics)
+    atomic_write_json(output_dir / METRICS_FILE, metrics)
     log.info("macro acc %.4f (chance %.4f)", metrics["macro_acc"], metrics["chance_macro"])
     return metrics

@@ -45,8 +45,12 @@ def trial_grid(grid: Mapping[str, Sequence]) -> dict[str, dict]:
 
 
 def trial_settings(config: dict, run: str, trial: Mapping) -> dict:
-    """A run's fine-tune settings with the grid point's values in place of the configured ones."""
-    return {**finetune_settings(config, run), **trial}
+    """A run's fine-tune settings with the grid point's values in place of the configured ones.
+
+    A grid point is a dev-split experiment, never a result to publish: it uploads nothing to the
+    hub whatever the run's ``hub_repo_id`` says.
+    """
+    return {**finetune_settings(config, run), **trial, "hub_repo_id": None}
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,41 @@ rule report_bridge:
         experiment=config["experiment"],
         reproductions=reproductions(BRIDGE),
         parity_config={"bridge": {"models": BRIDGE["models"], "eval": BRIDGE["eval"]}},
+        allow_mixed_code=config["report"]["allow_mixed_code"],
     localrule: True
     conda:
         "../../envs/ablation.yaml"
     script:
         "../../workflow/scripts/bridge/report_bridge.py"
+
+
+rule paper_bridge_figure:
+    input:
+        RESULTS / "bridge" / "figures" / "{name}.pdf",
+    output:
+        "paper/figures/{name}.pdf",
+    log:
+        LOGS / "paper/figure_{name}.log",
+    wildcard_constraints:
+        name="bridge_\\w+",
+    localrule: True
+    conda:
+        "../../envs/ablation.yaml"
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
+rule paper_bridge_table:
+    input:
+        RESULTS / "bridge" / "tables" / "{name}.tex",
+    output:
+        "paper/tables/{name}.tex",
+    log:
+        LOGS / "paper/table_{name}.log",
+    wildcard_constraints:
+        name="bridge_\\w+",
+    localrule: True
+    conda:
+        "../../envs/ablation.yaml"
+    shell:
+        "cp {input} {output} 2> {log}"

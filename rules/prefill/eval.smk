@@ -5,8 +5,8 @@ rule eval_model:
     input:
         unpack(eval_inputs),
     output:
-        metrics=RESULTS / "eval" / "{model}" / "{mask}" / "metrics.json",
-        samples=RESULTS / "eval" / "{model}" / "{mask}" / "samples.jsonl",
+        metrics=eval_dir(RESULTS, "{model}", "{mask}") / METRICS_FILE,
+        samples=eval_dir(RESULTS, "{model}", "{mask}") / SAMPLES_FILE,
     log:
         LOGS / "eval_model/{model}/{mask}.log",
     params:

@@ -5,9 +5,9 @@ rule finetune:
     input:
         unpack(finetune_inputs),
     output:
-        final=directory(RESULTS / "finetune" / "{run}" / "final"),
-        summary=RESULTS / "finetune" / "{run}" / "summary.json",
-        history=RESULTS / "finetune" / "{run}" / "loss_history.csv",
+        final=directory(finetune_dir(RESULTS, "{run}") / FINAL_MODEL_DIR),
+        summary=finetune_dir(RESULTS, "{run}") / SUMMARY_FILE,
+        history=finetune_dir(RESULTS, "{run}") / LOSS_HISTORY_FILE,
     log:
         LOGS / "finetune/{run}.log",
     params:

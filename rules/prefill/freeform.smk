@@ -23,7 +23,7 @@ rule generate_freeform:
     input:
         unpack(freeform_generation_inputs),
     output:
-        generations=RESULTS / "freeform" / "{model}" / "{mask}" / "generations.jsonl",
+        generations=freeform_paths.generations_path(RESULTS, "{model}", "{mask}"),
     log:
         LOGS / "generate_freeform/{model}/{mask}.log",
     params:
@@ -42,9 +42,9 @@ rule generate_freeform:
 rule judge_freeform:
     """The LLM judge's 1-5 score of every response; on the submit host, which has the network."""
     input:
-        generations=RESULTS / "freeform" / "{model}" / "{mask}" / "generations.jsonl",
+        generations=freeform_paths.generations_path(RESULTS, "{model}", "{mask}"),
     output:
-        judgments=RESULTS / "freeform" / "{model}" / "{mask}" / "judgments.jsonl",
+        judgments=freeform_paths.judgments_path(RESULTS, "{model}", "{mask}"),
     log:
         LOGS / "judge_freeform/{model}/{mask}.log",
     params:

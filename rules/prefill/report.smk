@@ -1,4 +1,4 @@
-"""Aggregates: tables, the recovery-ratio figure, RESULTS.md, and the paper's copies of them."""
+"""The prefill study's report: tables, the recovery-ratio figure, RESULTS.md, paper/ copies and the cost plan."""
 
 
 rule report_results:
@@ -65,45 +65,6 @@ rule paper_table:
         "../../envs/ablation.yaml"
     shell:
         "cp {input} {output} 2> {log}"
-
-
-rule paper_bridge_figure:
-    input:
-        RESULTS / "bridge" / "figures" / "{name}.pdf",
-    output:
-        "paper/figures/{name}.pdf",
-    log:
-        LOGS / "paper/figure_{name}.log",
-    wildcard_constraints:
-        name="bridge_\\w+",
-    localrule: True
-    conda:
-        "../../envs/ablation.yaml"
-    shell:
-        "cp {input} {output} 2> {log}"
-
-
-rule paper_bridge_table:
-    input:
-        RESULTS / "bridge" / "tables" / "{name}.tex",
-    output:
-        "paper/tables/{name}.tex",
-    log:
-        LOGS / "paper/table_{name}.log",
-    wildcard_constraints:
-        name="bridge_\\w+",
-    localrule: True
-    conda:
-        "../../envs/ablation.yaml"
-    shell:
-        "cp {input} {output} 2> {log}"
-
-
-rule paper:
-    input:
-        paper_outputs(REPORT_FILES) if PREFILL_ACTIVE else [],
-        paper_outputs(BRIDGE_REPORT_FILES) if BRIDGE_ACTIVE else [],
-    localrule: True
 
 
 rule plan_costs:

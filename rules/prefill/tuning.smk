@@ -11,8 +11,8 @@ rule tune_finetune:
     input:
         unpack(tuning_inputs),
     output:
-        tables=tuning_files(RESULTS)["tables"],
-        choice=tuning_files(RESULTS)["choice"][0],
+        tables=update(tuning_files(RESULTS)["tables"]),
+        choice=update(tuning_files(RESULTS)["choice"][0]),
     log:
         LOGS / "tuning/choice.log",
     params:
@@ -47,9 +47,9 @@ use rule finetune as tuning_finetune with:
     input:
         unpack(lambda wildcards: finetune_job_inputs(trial_run_settings(wildcards))),
     output:
-        final=directory(TUNING_DIR / "{trial}" / "{run}" / "final"),
-        summary=TUNING_DIR / "{trial}" / "{run}" / "summary.json",
-        history=TUNING_DIR / "{trial}" / "{run}" / "loss_history.csv",
+        final=directory(tuning_finetune_dir(RESULTS, "{trial}", "{run}") / FINAL_MODEL_DIR),
+        summary=tuning_finetune_dir(RESULTS, "{trial}", "{run}") / SUMMARY_FILE,
+        history=tuning_finetune_dir(RESULTS, "{trial}", "{run}") / LOSS_HISTORY_FILE,
     log:
         LOGS / "tuning/{trial}/{run}/finetune.log",
     params:
@@ -60,8 +60,8 @@ use rule eval_model as tuning_eval_base with:
     input:
         unpack(tuning_eval_inputs()),
     output:
-        metrics=tuning_base_eval_path(RESULTS, "{mask}"),
-        samples=tuning_base_eval_path(RESULTS, "{mask}").with_name("samples.jsonl"),
+        metrics=tuning_base_eval_dir(RESULTS, "{mask}") / METRICS_FILE,
+        samples=tuning_base_eval_dir(RESULTS, "{mask}") / SAMPLES_FILE,
     log:
         LOGS / "tuning/base/{mask}.log",
     params:
@@ -72,8 +72,8 @@ use rule eval_model as tuning_eval_trial with:
     input:
         unpack(tuning_eval_inputs(trial_model_dir)),
     output:
-        metrics=tuning_eval_path(RESULTS, "{trial}", "{run}", "{mask}"),
-        samples=tuning_eval_path(RESULTS, "{trial}", "{run}", "{mask}").with_name("samples.jsonl"),
+        metrics=tuning_eval_dir(RESULTS, "{trial}", "{run}", "{mask}") / METRICS_FILE,
+        samples=tuning_eval_dir(RESULTS, "{trial}", "{run}", "{mask}") / SAMPLES_FILE,
     log:
         LOGS / "tuning/{trial}/{run}/dev_eval_{mask}.log",
     params:

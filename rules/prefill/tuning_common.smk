@@ -3,7 +3,14 @@
 import re
 from types import SimpleNamespace
 
-from ablation.layout import tuning_base_eval_path, tuning_dir, tuning_eval_path, tuning_files, tuning_paths
+from ablation.layout import (
+    tuning_base_eval_dir,
+    tuning_dir,
+    tuning_eval_dir,
+    tuning_files,
+    tuning_finetune_dir,
+    tuning_paths,
+)
 from ablation.prefill.tuning import trial_grid, trial_settings
 
 TUNING = config["finetune"]["tuning"]
@@ -46,4 +53,4 @@ def trial_run_settings(wildcards):
 
 def trial_model_dir(wildcards):
     """Where a grid point's fine-tune of one run saves its model."""
-    return str(TUNING_DIR / wildcards.trial / wildcards.run / "final")
+    return str(tuning_finetune_dir(RESULTS, wildcards.trial, wildcards.run) / FINAL_MODEL_DIR)

@@ -172,3 +172,38 @@ def test_the_majority_floor_scores_one_answer_against_every_question():
     assert majority_accuracy("gsm8k", "4", examples) == 0.5  # GSM8K compares the extracted strings exactly
     hotpot = [EvalExample(0, "q", "p", "g", "The Tarn"), EvalExample(1, "q", "p", "g", "Velk")]
     assert majority_accuracy("hotpotqa", "tarn", hotpot) == 0.5
+
+
+# ---------------------------------------------------------------- HotpotQA as the original ran it
+HOTPOT_ROWS = [
+    {"question": f"Where was person {n} born?", "answer": f"Town {n}",
+     "context": {"title": [f"Person {n}", "Other"], "sentences": [[f"Person {n} was born in Town {n}."], ["Unrelated."]]}}
+    for n in range(4)
+]  # fmt: skip
+OWN = {"prompts": "own", "scoring": "own"}
+ORIGINAL = {"prompts": "gsm8k", "scoring": "gsm8k"}
+EVAL_SETTINGS = {"samples": 2, "batch_size": 1, "few_shot": 2, "few_shot_seed": 42}
+
+
+def test_the_question_only_prompt_shows_no_paragraph_and_gsm8k_scoring_leaves_no_gold_answer():
+    from ablation.bridge.data import eval_examples
+
+    ours = eval_examples("hotpotqa", HOTPOT_ROWS, HOTPOT_ROWS, EVAL_SETTINGS, OWN)
+    original = eval_examples("hotpotqa", HOTPOT_ROWS, HOTPOT_ROWS, EVAL_SETTINGS, ORIGINAL)
+    assert "was born in Town 0." in ours[0].prompt and ours[0].gold == "Town 0"
+    for example in original:
+        assert "was born in" not in example.prompt and "Unrelated" not in example.prompt
+        assert example.prompt.endswith(f"Q: {example.question}\nA: Let's think step by step.\n\nAnswer:")
+        assert example.gold == INVALID
+    # the original's 8-shot prefix, built from HotpotQA's rows: each shot ends with what its extractor made of it
+    assert original[0].prompt.count(f"\n#### {INVALID}") == EVAL_SETTINGS["few_shot"]
+    assert eval_examples("hotpotqa", HOTPOT_ROWS, HOTPOT_ROWS, EVAL_SETTINGS, {"prompts": "gsm8k", "scoring": "own"})[0].gold == "Town 0"
+
+
+@pytest.mark.parametrize("answer", ["Town 0", "Town 0\n#### 0", "#### [invalid]", ""])
+def test_the_gsm8k_rule_scores_no_hotpotqa_answer(answer):
+    from ablation.bridge.data import eval_examples, unscorable_note
+
+    gold = eval_examples("hotpotqa", HOTPOT_ROWS, HOTPOT_ROWS, EVAL_SETTINGS, ORIGINAL)[0].gold
+    assert score("gsm8k", answer, gold)["correct"] is False
+    assert unscorable_note("hotpotqa", "gsm8k") and not unscorable_note("hotpotqa", "hotpotqa") and not unscorable_note("gsm8k", "gsm8k")

@@ -80,7 +80,7 @@ def examples_of(world, count):
     from ablation.bridge.data import eval_examples, load_rows
 
     rows = load_rows("gsm8k", EMBEDDED, "test", world["data"])
-    return eval_examples("gsm8k", rows, [], {**EVAL, "samples": count, "batch_size": 1})
+    return eval_examples("gsm8k", rows, [], {**EVAL, "samples": count, "batch_size": 1}, EMBEDDED)
 
 
 # ---------------------------------------------------------------- the baselines

@@ -106,3 +106,16 @@ def test_the_presets_rerun_the_preserved_runs_and_the_plan_as_written():
     assert sizes == {"translator": "cross", "soft_tokens": 32, "depth": 4, "heads": 12, "bottleneck": 768, "warmup_steps": 600,
                      "per_device_batch": 10, "train_steps": 3000, "early_stop_patience": 5, "lr": 1e-4, "seed": 1234}  # fmt: skip
     assert plan["bridge"]["eval"]["samples"] == 500 and two_a["cross_self_attention"] and two_a["cross_ffn"] == "swiglu_two_thirds"
+
+
+def test_hotpotqa_is_the_same_as_the_original_ran_it_only_in_gsm8k_prompts_and_scoring(tmp_path):
+    original = parse_config_block(write_log(tmp_path / "train.log", {"dataset": "hotpotqa", "eval_samples": "500"}))
+
+    def rows(preset: Path) -> dict:
+        config, settings = load_run(preset, "3a")
+        return {row["key"]: row for row in parity_rows(original, settings, config)}
+
+    plan = rows(REPOSITORY / "presets" / "latentwire-plan-original.yaml")
+    assert plan["dataset"]["verdict"] == SAME and plan["eval_samples"]["verdict"] == SAME
+    ours = rows(REPOSITORY / "presets" / "latentwire-paper.yaml")["dataset"]  # our design: paragraphs, EM/F1
+    assert ours["verdict"] == DIFFERS and ours["ours"] == "hotpotqa (prompts: hotpotqa, scoring: hotpotqa)"

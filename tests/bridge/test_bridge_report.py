@@ -267,6 +267,19 @@ def test_the_report_writes_tables_figures_and_the_page(tmp_path):
     assert r"\begin{tabular}" in tex and "−" not in tex and "Δ" not in tex
 
 
+def test_the_report_refuses_trained_runs_made_by_different_code_unless_allowed(tmp_path):
+    study_paths = dict(study_of(tmp_path / "in", SUPPORTING_RUNS).sources)
+    for key, code in ((BRIDGE_RUN_PREFIX + "1a", "1" * 64), (BRIDGE_RUN_PREFIX + "1b", "2" * 64)):
+        summary = json.loads(Path(study_paths[key]).read_text())
+        summary["provenance"]["library_code_sha256"] = code
+        Path(study_paths[key]).write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match=r"trained runs were made by different library code .*222222222222: 1b"):
+        build_bridge_report(study_paths, tmp_path / "bridge", roles=REPORT["roles"], report=REPORT)
+    assert not (tmp_path / "bridge").exists()
+    written = build_bridge_report(study_paths, tmp_path / "bridge", roles=REPORT["roles"], report=REPORT, allow_mixed_code=True)
+    assert tmp_path / "bridge" / "RESULTS.md" in written
+
+
 def test_figures_are_drawn_when_nothing_has_run(tmp_path):
     written = build_bridge_report({}, tmp_path / "bridge", roles=REPORT["roles"], report=REPORT)
     assert all(path.stat().st_size > (1000 if path.suffix in (".pdf", ".png") else 0) for path in written)
@@ -362,3 +375,29 @@ def test_the_import_rule_imports_a_legacy_dir_and_fails_cleanly_on_a_bad_one(tmp
     for name in ("gone", "broken"):  # nothing written for a run that failed
         assert not (legacy / name).exists() or not any((legacy / name).iterdir())
     assert not [path for path in legacy.iterdir() if path.name.startswith(".")]  # no staging directory left
+
+
+def test_a_hotpotqa_run_under_the_gsm8k_rule_is_reported_as_not_scorable(tmp_path):
+    from ablation.bridge.answers import INVALID
+    from ablation.bridge.data import UNSCORABLE, unscorable_note
+    from ablation.bridge.report.page import bridge_results_markdown
+    from ablation.bridge.report.tables import bridge_tables
+
+    study_paths = dict(study_of(tmp_path / "in", SUPPORTING_RUNS).sources)
+    run_dir = tmp_path / "in" / "runs" / "3a"
+    for samples in run_dir.glob("eval_samples_step_*.jsonl"):  # as the original's rule extracts them: no gold has a number
+        rows = [json.loads(line) for line in samples.read_text().splitlines()]
+        rows = [{**row, **{key: INVALID for key in row if key.endswith("_extracted")}} for row in rows]
+        samples.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary.update(scoring="gsm8k", notes=unscorable_note("hotpotqa", "gsm8k"))
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    study = load_bridge_study(study_paths, roles=dict(REPORT["roles"]), report=REPORT, experiment="synthetic")
+    table = runs_table(study).set_index("role")
+    assert "not scorable" in table.loc["3a", "note"] and "not scorable" not in table.loc["1a", "note"]
+    assert set(study.runs["3a"].scores("final").values()) == {0.0}  # an [invalid] never matches, not even the gold's
+    claims = evaluate_claims(study)
+    assert UNSCORABLE in bridge_results_markdown(study, bridge_tables(study, claims), claims, tmp_path)
+    generalises = next(claim for claim in claims if claim.key == "generalises_beyond_math")
+    assert generalises.verdict == "not yet run" and {part.outcome for part in generalises.parts} == {"missing"}  # never a failure
+    assert all("3a: not scorable" in part.numbers for part in generalises.parts)

@@ -65,6 +65,17 @@ def test_the_benchmark_reads_a_run_with_a_fixed_k():
         validate_config(config_with(runs=runs, inference={"run": "all_tokens"}))
 
 
+def test_the_benchmark_refuses_a_task_shown_or_scored_as_another():
+    runs = {"first": {}, "hotpot": {"dataset": "hotpotqa"}}  # the benchmark reads the first run by default
+    original = {"path": "embedded", "eval_split": "validation", "prompts": "gsm8k", "scoring": "gsm8k"}
+    config = validate_config(config_with(runs=runs, datasets={**MICRO_BRIDGE["bridge"]["datasets"], "hotpotqa": original}))
+    assert config["bridge"]["datasets"]["gsm8k"] | {"prompts": "own", "scoring": "own"} == config["bridge"]["datasets"]["gsm8k"]
+    with pytest.raises(ConfigError, match="'bridge.datasets.hotpotqa': the inference benchmark .of run 'hotpot'. reads a task in its own"):
+        validate_config(config_with(runs=runs, datasets={"hotpotqa": original}, inference={"run": "hotpot"}))
+    with pytest.raises(ConfigError, match="'bridge.datasets.hotpotqa.scoring': 'f1' is not allowed; allowed: own, gsm8k"):
+        validate_config(config_with(datasets={"hotpotqa": {**original, "scoring": "f1"}}))
+
+
 @pytest.mark.parametrize(
     ("runs", "message"),
     [
@@ -109,3 +120,21 @@ def test_the_bridge_section_is_ignored_when_its_study_is_off():
     config["studies"] = ["prefill_mask"]
     config["bridge"]["runs"] = {"r": {"target": "gpt"}}
     validate_config(config)
+
+
+def test_the_original_settings_overlay_changes_only_its_named_keys_against_1a_and_3a():
+    config = yaml.safe_load(open("config.yaml"))
+    overlay = yaml.safe_load(open("presets/tiny-bridge-original-settings.yaml"))
+    config["bridge"]["runs"].update(overlay["bridge"]["runs"])  # how snakemake merges the two --configfile files
+    config = validate_config(config)
+    runs = resolve_runs(config["bridge"], load_schema(), config["seed"])
+    original = {"prompt_mode": "soft_plus_text", "soft_tokens": -1, "final_weights": "last"}
+    expected = {"1a_soft_plus_text": ("1a", ["prompt_mode"]), "1a_k_prompt": ("1a", ["soft_tokens"]),
+                "1a_final_last": ("1a", ["final_weights"]), "1a_original_settings": ("1a", list(original)),
+                "3a_original_settings": ("3a", list(original))}  # fmt: skip
+    assert set(overlay["bridge"]) == {"runs"} and set(overlay["bridge"]["runs"]) == set(expected)
+    for run, (base, keys) in expected.items():
+        changed = {key for key in runs[run] if key != "description" and runs[run][key] != runs[base][key]}
+        assert changed == set(keys), run
+        assert all(runs[run][key] == original[key] for key in keys) and runs[run]["description"]
+    assert set(trained_run_of(runs).values()) >= set(expected)  # each is its own experiment, none reused

@@ -30,7 +30,7 @@ from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optim
 from ablation.config import load_schema
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-EMBEDDED = {"path": "embedded", "name": None, "revision": None, "train_split": "train", "eval_split": "test"}
+EMBEDDED = {"path": "embedded", "name": None, "revision": None, "train_split": "train", "eval_split": "test", "prompts": "own", "scoring": "own"}
 EVAL = {"samples": 8, "batch_size": 4, "max_new_tokens": 10, "few_shot": 0, "few_shot_seed": 42}
 MICRO_RUN = {
     "source": "src", "target": "tgt", "translator": "cross", "soft_tokens": 4, "depth": 1, "bottleneck": 16, "heads": 2,
@@ -174,7 +174,7 @@ def test_soft_tokens_minus_one_trains_and_evaluates_at_the_capped_tokenizer_leng
     rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
     values = bridge.losses(bridge.translator, rows, step=1)
     assert all(torch.isfinite(value) for value in values.values())
-    examples = eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), rows, EVAL)
+    examples = eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), rows, EVAL, EMBEDDED)
     soft = bridge.translate(bridge.translator.eval(), examples[:2], batch_size=2)[0]
     assert source.tokenizer.model_max_length > 48 and soft.shape[1] == 48
 
@@ -308,7 +308,7 @@ def test_a_run_trains_only_the_translator_and_writes_its_files(micro_bridge_worl
     last_layer = len(source_metrics["legibility"]) - 1  # the run reads source_layer -1
     assert summary["source_legibility"] == {"layer": last_layer, **source_metrics["legibility"][str(last_layer)]}
     train_rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])
-    examples = eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), train_rows, EVAL)
+    examples = eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), train_rows, EVAL, EMBEDDED)
     assert summary["majority_answer"] == majority_answer("gsm8k", train_rows)
     assert summary["majority_acc"] == majority_accuracy("gsm8k", summary["majority_answer"], examples)
     sample = json.loads((tmp_path / "run" / "eval_samples_step_2.jsonl").read_text().splitlines()[0])

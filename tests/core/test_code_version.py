@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from ablation.code_version import library_code_sha256, library_modules
-from ablation.prefill.report import build_report
-from ablation.prefill.report.study import check_one_library_code
-from tests.prefill.study_files import RUNS, synthetic_study, write_study_files
+from ablation.provenance import check_one_library_code
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SCRIPTS = REPOSITORY / "workflow" / "scripts"
@@ -92,25 +89,9 @@ def test_the_workflow_scripts_import_their_own_study_only():
     assert "ablation.bridge.model" in bridge and "ablation.prefill.evaluate" not in bridge
 
 
-def stamp_code(path: Path, code: str) -> None:
-    metrics = json.loads(path.read_text())
-    metrics["provenance"]["library_code_sha256"] = code
-    path.write_text(json.dumps(metrics))
-
-
-def test_the_report_refuses_evaluations_made_by_different_code_and_names_them(tmp_path):
-    paths = write_study_files(tmp_path)
-    for key, path in paths.items():
-        if not key.startswith("finetune_"):
-            stamp_code(path, "1" * 64)
-    stamp_code(paths["stage4_stage3b_prefix_lm"], "2" * 64)
-    with pytest.raises(ValueError, match=r"222222222222: stage4_stage3b_prefix_lm.*report.allow_mixed_code"):
-        build_report(paths, tmp_path / "report", train_masks=RUNS, experiment="mixed")
-    assert not (tmp_path / "report").exists()
-    written = build_report(paths, tmp_path / "report", train_masks=RUNS, experiment="mixed", allow_mixed_code=True)
-    assert (tmp_path / "report" / "RESULTS.md") in written
-
-
-def test_one_code_throughout_is_accepted(tmp_path):
-    groups = check_one_library_code(synthetic_study(tmp_path))
-    assert list(groups) == ["unrecorded"] and len(groups["unrecorded"]) == 7
+def test_results_made_by_different_code_are_refused_by_name_unless_allowed():
+    stamps = {"a": {"library_code_sha256": "1" * 64}, "b": {"library_code_sha256": "2" * 64}, "c": None}
+    with pytest.raises(ValueError, match=r"the runs were made by different library code .*222222222222: b.*unrecorded: c"):
+        check_one_library_code(stamps, what="runs")
+    assert check_one_library_code(stamps, allow_mixed=True) == {"1" * 64: ["a"], "2" * 64: ["b"], "unrecorded": ["c"]}
+    assert check_one_library_code({"a": stamps["a"], "d": stamps["a"]}) == {"1" * 64: ["a", "d"]}

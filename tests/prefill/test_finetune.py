@@ -16,7 +16,7 @@ from datasets import Dataset
 from safetensors.torch import load_file
 
 from ablation.checkpoints import save_final_model
-from ablation.prefill.finetune import FinetuneSettings, run_finetune
+from ablation.prefill.finetune import run_finetune
 from ablation.prefill.finetune.callbacks import (
     EvalLossPlateauStop,
     NoLearningStop,
@@ -27,7 +27,6 @@ from ablation.prefill.finetune.callbacks import (
 )
 from ablation.prefill.finetune.data import (
     IGNORE_INDEX,
-    DataPreparation,
     PromptAwareCollator,
     format_prompt,
     load_instruction_splits,
@@ -38,30 +37,7 @@ from ablation.prefill.finetune.run import accumulation_per_process, training_arg
 from ablation.prefill.finetune.training_mask import masked_model_inputs
 from ablation.models import load_causal_lm, load_tokenizer
 from tests.conftest import build_model
-
-MICRO_SETTINGS = dict(
-    train_mask="prefill_bidir", train_samples=48, eval_samples=8, eval_fraction=0.1, max_seq_len=256, max_steps=10,
-    per_device_batch_size=4, gradient_accumulation_steps=2, learning_rate=3e-3, weight_decay=0.0, warmup_ratio=0.1,
-    optimizer="adamw_torch", lr_scheduler="cosine", precision="fp32", gradient_checkpointing=False, eval_steps=4,
-    save_steps=3, logging_steps=1,
-)
-
-
-# the schema's default data preparation, and the original's (the real preset's)
-OURS = DataPreparation(strip_fields=False, prompt_bos=True, long_rows="skip", empty_responses="skip")
-ORIGINALS = DataPreparation(strip_fields=True, prompt_bos=False, long_rows="truncate", empty_responses="keep")
-
-
-def settings(**overrides) -> FinetuneSettings:
-    return FinetuneSettings.merged(MICRO_SETTINGS, overrides)
-
-
-def finetune(world: Path, run_dir: Path, **overrides) -> dict:
-    return run_finetune(
-        run_name="micro", base_model_id=str(world / "base_model"), dataset=str(world / "instructions.jsonl"),
-        settings=settings(**overrides), run_dir=run_dir, config={"test": True}, seed=5,
-    )
-
+from tests.prefill.builders import MICRO_SETTINGS, ORIGINALS, OURS, finetune, settings
 
 # --- data -------------------------------------------------------------------------------------
 
@@ -379,7 +355,7 @@ KILLED_RUN = """
 import os, signal, sys
 from transformers import TrainerCallback
 import ablation.prefill.finetune.run as run_module
-from tests.prefill.test_finetune import finetune
+from tests.prefill.builders import finetune
 
 class KillAfterCheckpoint(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):

@@ -30,13 +30,12 @@ from ablation.models import (
     load_config,
     load_tokenizer,
     native_fp8_problem,
-    save_fp8_checkpoint,
 )
 from ablation.prefill.scoring import score_continuations
-from tests.conftest import build_model, random_requests
+from tests.conftest import random_requests
+from tests.prefill.builders import BLOCK, build_miniature
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-BLOCK = (16, 16)  # divides every projection of the miniature, so each one has several blocks
 PROJECTIONS_PER_LAYER = 7  # q, k, v, o, gate, up, down
 FINETUNE = dict(
     train_mask="prefill_bidir", train_samples=24, eval_samples=4, eval_fraction=0.1, max_seq_len=256, max_steps=3,
@@ -44,22 +43,6 @@ FINETUNE = dict(
     optimizer="adamw_torch", lr_scheduler="constant_with_warmup", precision="fp32", gradient_checkpointing=False,
     eval_steps=3, save_steps=3, logging_steps=1,
 )
-
-
-def build_miniature(directory: Path, tokenizer, *, fp8: bool, seed: int = 0) -> torch.nn.Module:
-    """A random Mistral-3 miniature with the tiny world's tokenizer, saved in bf16 (FP8 projections if ``fp8``).
-
-    Returns the bf16 model that was saved.
-    """
-    special = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    model = build_model("ministral3", seed=seed, vocab_size=len(tokenizer), head_dim=8, max_position_embeddings=512, **special)
-    model = model.to(torch.bfloat16)
-    if fp8:
-        save_fp8_checkpoint(model, directory, block_size=BLOCK)
-    else:
-        model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return model
 
 
 def dequantized_twin(fp8_dir: Path, twin_dir: Path) -> Path:

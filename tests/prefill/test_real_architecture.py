@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from ablation.models import load_tokenizer
 from tests.conftest import MICRO_WORLD
-from tests.prefill.test_fp8 import build_miniature
+from tests.prefill.builders import build_miniature
 from tests.helpers import PRESET, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow

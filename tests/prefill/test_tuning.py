@@ -6,6 +6,7 @@ import pytest
 
 from ablation.layout import TUNING_BASE_KEY, TUNING_TRIAL_KEY
 from ablation.prefill.report.tuning import write_tuning_report
+from ablation.config import finetune_settings
 from ablation.prefill.tuning import TrialResult, choose_trial, trial_grid, trial_settings
 
 RUNS = ("causal_ft", "prefix_ft")
@@ -32,6 +33,12 @@ def test_a_trial_overrides_the_runs_own_settings():
     settings = trial_settings(config, "a", {"learning_rate": 2e-3, "max_steps": 150, "replay_fraction": 0.5})
     assert (settings["learning_rate"], settings["max_steps"], settings["replay_fraction"]) == (2e-3, 150, 0.5)
     assert settings["train_mask"] == "causal"
+
+
+def test_a_trial_uploads_nothing_even_when_its_run_publishes_to_the_hub():
+    config = {"finetune": {"defaults": {}, "runs": {"a": {"train_mask": "causal", "hub_repo_id": "lab/ablation"}}}}
+    assert finetune_settings(config, "a")["hub_repo_id"] == "lab/ablation"
+    assert trial_settings(config, "a", {"max_steps": 150})["hub_repo_id"] is None
 
 
 def test_the_best_prefill_score_among_points_that_keep_what_the_model_knew_wins():

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import REPOSITORY, planned_jobs, snakemake
+from tests.workflow.slurm import preset_dry_run, sbatch_flags
 
 MICRO_BRIDGE = REPOSITORY / "tests" / "configs" / "micro_bridge.yaml"
 TINY_DEFAULT = REPOSITORY / "config.yaml"
@@ -120,10 +121,6 @@ def test_one_study_as_a_target_plans_only_its_jobs(tmp_path):
 
 
 def test_the_latentwire_preset_requests_its_gpus_from_slurm(tmp_path):
-    import yaml
-
-    from tests.workflow.test_cluster_slurm import preset_dry_run, sbatch_flags
-
     preset_path = REPOSITORY / "presets" / "latentwire-gsm8k.yaml"
     preset = yaml.safe_load(preset_path.read_text())
     jobs = preset_dry_run(tmp_path, preset_path)
@@ -137,3 +134,15 @@ def test_the_latentwire_preset_requests_its_gpus_from_slurm(tmp_path):
     assert "--gpus=h100:4" in train and "--mem 256000" in train and "-t 360" in train
     baseline = sbatch_flags(by_rule["eval_bridge_baseline"][0]["resources"], preset["resources"]["bridge_eval"]["threads"])
     assert "--gpus=h100:1" in baseline and "-t 60" in baseline
+
+
+@pytest.mark.workflow
+def test_the_plan_preset_plans_its_runs_with_hotpotqa_as_the_original_ran_it(tmp_path):
+    import yaml
+
+    preset_path = REPOSITORY / "presets" / "latentwire-plan-original.yaml"
+    preset = yaml.safe_load(preset_path.read_text())
+    assert preset["bridge"]["datasets"]["hotpotqa"]["prompts"] == preset["bridge"]["datasets"]["hotpotqa"]["scoring"] == "gsm8k"
+    jobs = planned_jobs(snakemake(tmp_path, preset_path, "--dry-run"))
+    assert jobs["train_bridge"] == len(preset["bridge"]["runs"]) - 1  # 2c reuses 1a
+    assert jobs["eval_bridge_baseline"] == 4 and jobs["report_bridge"] == 1  # both models on both tasks

@@ -5,7 +5,8 @@ intervals are 95% paired intervals (two evaluations on the same questions: the p
 of ``ablation.stats``, or the benchmark's own comparison), never a difference of two points.
 A part passes when the whole interval is on the claimed side of the threshold, fails when the
 whole interval is on the other side (or touches the threshold), is inconclusive when it straddles
-it, and is missing when its run or benchmark has not been run (or two runs share no question).
+it, and is missing when its run or benchmark has not been run, its run's answers cannot be scored
+(HotpotQA under the original's rule), or two runs share no question.
 
 A claim's verdict from its parts, in this order:
 
@@ -89,8 +90,11 @@ def _run_label(study: BridgeStudy, role: str) -> str:
 
 
 def _run_or_missing(study: BridgeStudy, role: str) -> BridgeRun | str:
-    """The run playing ``role``, or why there is none."""
+    """The run playing ``role``, or why there is none (or why its answers cannot be scored, so that
+    a run that cannot score never fails a claim)."""
     run = study.run_of(role)
+    if run is not None and run.unscorable:
+        return f"{role}: not scorable (run {run.name!r}: {run.dataset} under GSM8K's '#### n' rule, as the original scored it)"
     if run is not None:
         return run
     name = study.roles.get(role)

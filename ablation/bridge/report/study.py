@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from ablation.bridge.answers import score_extracted
+from ablation.bridge.data import unscorable_note
 from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, samples_filename
 from ablation.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap_difference
 from ablation.io import read_json, read_jsonl
@@ -55,6 +56,17 @@ class BridgeRun:
     @property
     def dataset(self) -> str:
         return self.summary["dataset"]
+
+    @property
+    def scoring(self) -> str:
+        """The task whose rule scored the answers (``bridge.datasets.<dataset>.scoring``); runs recorded
+        before the setting used their dataset's own."""
+        return self.summary.get("scoring", self.dataset)
+
+    @property
+    def unscorable(self) -> bool:
+        """Whether no answer could score (HotpotQA under GSM8K's rule, as the original ran it)."""
+        return bool(unscorable_note(self.dataset, self.scoring))
 
     @property
     def soft_tokens(self) -> float | None:
@@ -94,7 +106,7 @@ class BridgeRun:
     def scores(self, step: int | str, side: str = "bridged") -> dict[tuple[int, str], float]:
         """(index, question) -> 1.0 / 0.0: was ``side``'s answer right at evaluation ``step``."""
         return {
-            (row["index"], row["question"]): float(score_extracted(self.dataset, row[f"{side}_extracted"], row["gold_extracted"])["correct"])
+            (row["index"], row["question"]): float(score_extracted(self.scoring, row[f"{side}_extracted"], row["gold_extracted"])["correct"])
             for row in self.samples(step)
         }
 

@@ -67,6 +67,8 @@ def _notes(run: BridgeRun, reuses: str | None) -> str:
     notes = [] if reuses is None else [f"reuses {reuses}"]
     if run.summary["settings"].get("prompt_mode_forced"):
         notes.append("prompt mode forced to soft_only")
+    if run.unscorable:
+        notes.append("not scorable: HotpotQA under the original's '#### n' rule, accuracies measure nothing")
     log_check = run.summary.get("log_check")
     if log_check and not log_check["agrees"]:
         notes.append(f"log disagrees on {len(log_check['disagreements'])} value(s)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
-from ablation.layout import eval_metrics_path
+from ablation.layout import SUMMARY_FILE, eval_metrics_path
 from ablation.references import is_local_reference
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def upload_run(final_dir: Path, summary: dict, repo_id: str, run_name: str, card
     api = HfApi()
     api.create_repo(repo_id, exist_ok=True)
     with tempfile.TemporaryDirectory() as staging:
-        (Path(staging) / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        (Path(staging) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
         card.save(Path(staging) / "README.md")
         api.upload_folder(repo_id=repo_id, folder_path=str(final_dir), path_in_repo=f"{run_name}/final")
         commit = api.upload_folder(repo_id=repo_id, folder_path=staging, path_in_repo=run_name)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ablation.prefill.finetune.run import FinetuneSettings, run_finetune
 from ablation.io import atomic_write_json, read_json
+from ablation.layout import SUMMARY_FILE
 from ablation.launch import STRATEGIES, accelerate_launch
 
 
@@ -26,4 +27,4 @@ def launch_finetune(job: dict, *, processes: int = 1, strategy: str = "ddp", pre
     run_dir = Path(job["run_dir"])
     job_file = atomic_write_json(run_dir / "launch_job.json", {**job, "run_dir": str(run_dir)})
     accelerate_launch("ablation.prefill.finetune", job_file, processes=processes, precision=precision, strategy=strategy)
-    return read_json(run_dir / "summary.json")
+    return read_json(run_dir / SUMMARY_FILE)

@@ -58,6 +58,7 @@ from ablation.models import load_causal_lm, load_tokenizer
 from ablation.provenance import model_identity, provenance
 from ablation.references import is_local_reference
 from ablation.io import file_sha256, settings_sha256
+from ablation.layout import FINAL_MODEL_DIR, LOSS_HISTORY_FILE, SUMMARY_FILE
 from ablation.resume import claim_checkpoint
 from ablation.prefill.study import check_train_mask
 from ablation.tracking import configured_trackers
@@ -255,7 +256,7 @@ def run_finetune(
         run_dir / "checkpoints",
         result_inputs_sha256(settings, base_model_id, base_model_revision, dataset, replay_corpus, seed, attn_implementation),
         job=f"fine-tune {run_name}",
-        attempt_files=[run_dir / "tensorboard", run_dir / "loss_history.csv"],
+        attempt_files=[run_dir / "tensorboard", run_dir / LOSS_HISTORY_FILE],
         main_process=int(os.environ.get("RANK", "0")) == 0,
     )
     tokenizer = load_tokenizer(base_model_id, base_model_revision)
@@ -291,7 +292,7 @@ def run_finetune(
     callbacks = [
         throughput,
         NonFiniteLossGuard(),
-        LossHistoryWriter(run_dir / "loss_history.csv"),
+        LossHistoryWriter(run_dir / LOSS_HISTORY_FILE),
     ]
     trackers = configured_trackers(config)
     if "tensorboard" in trackers:
@@ -327,9 +328,9 @@ def run_finetune(
         trainer.evaluate()  # the summary reports the eval loss of the final weights
     if not trainer.is_world_process_zero():
         return None  # in a distributed launch the main process alone writes the outputs
-    atomic_write_text(run_dir / "loss_history.csv", history_csv(state.log_history))
+    atomic_write_text(run_dir / LOSS_HISTORY_FILE, history_csv(state.log_history))
 
-    saved_format = save_final_model(trainer.model, tokenizer, run_dir / "final", base_model_id, base_model_revision)
+    saved_format = save_final_model(trainer.model, tokenizer, run_dir / FINAL_MODEL_DIR, base_model_id, base_model_revision)
     losses = [loss for _, loss in eval_losses(state)]
     summary = {
         "run": run_name,
@@ -372,8 +373,8 @@ def run_finetune(
     }
     if settings.hub_repo_id:
         card = run_card(summary, run_name=run_name, dataset=str(dataset), results_dir=run_dir.parent.parent)
-        summary["hub_upload"] = upload_run(run_dir / "final", summary, settings.hub_repo_id, run_name, card)
-    atomic_write_json(run_dir / "summary.json", summary)
+        summary["hub_upload"] = upload_run(run_dir / FINAL_MODEL_DIR, summary, settings.hub_repo_id, run_name, card)
+    atomic_write_json(run_dir / SUMMARY_FILE, summary)
     claim.finish(keep=settings.keep_checkpoints)
     log.info("%s: %d steps, stop reason %s, eval loss %.4f", run_name, state.global_step, record.reason, losses[-1])
     return summary

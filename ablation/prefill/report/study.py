@@ -30,14 +30,17 @@ from pathlib import Path
 import pandas as pd
 
 from ablation.io import CorruptFileError, read_json
+from ablation.provenance import check_one_library_code as check_one_library_code_of
 from ablation.layout import (  # noqa: F401 - re-exported: the report's condition keys and layout
     FINETUNE_PREFIX,
     FULL_BIDIR,
     FULL_BIDIR_AFTER_FT_PREFIX,
+    LOSS_HISTORY_FILE,
     SIDE_EFFECT_PREFIX,
     STAGE1,
     STAGE2,
     STAGE4_PREFIX,
+    SUMMARY_FILE,
     study_paths,
 )
 
@@ -225,7 +228,7 @@ def load_loss_history(path: str | Path) -> pd.DataFrame:
 
 
 def _summary_file(path: Path) -> Path:
-    return path / "summary.json" if path.is_dir() else path
+    return path / SUMMARY_FILE if path.is_dir() else path
 
 
 def _parse_key(key: str) -> tuple[str, str | None]:
@@ -273,7 +276,7 @@ def load_study(
         if kind == FINETUNE_PREFIX:
             summary_path = _summary_file(path)
             entry["summary"] = read_json(summary_path)
-            history = summary_path.parent / "loss_history.csv"
+            history = summary_path.parent / LOSS_HISTORY_FILE
             entry["loss_history"] = load_loss_history(history) if history.exists() else None
             sources[key] = summary_path
         else:
@@ -294,20 +297,7 @@ def load_study(
 
 
 def check_one_library_code(study: Study, allow_mixed: bool = False) -> dict[str, list[str]]:
-    """The study's evaluations grouped by the library code that made them (``provenance.library_code_sha256``).
-
-    Evaluations made by different code (old results kept with ``--rerun-triggers mtime input``)
-    are not comparable side by side: ValueError naming which, unless ``allow_mixed``
-    (config ``report.allow_mixed_code``). Files from before the hash was recorded group as "unrecorded".
-    """
-    groups: dict[str, list[str]] = {}
-    for condition in study.conditions():
-        code = (condition.metrics.get("provenance") or {}).get("library_code_sha256") or "unrecorded"
-        groups.setdefault(code, []).append(condition.key)
-    if len(groups) > 1 and not allow_mixed:
-        listing = "; ".join(f"{code[:12]}: {', '.join(keys)}" for code, keys in groups.items())
-        raise ValueError(
-            f"the evaluations were made by different library code ({listing}); rerun the outdated ones "
-            "(a plain `snakemake` does), or set report.allow_mixed_code: true to tabulate them together"
-        )
-    return groups
+    """The study's evaluations grouped by the library code that made them; ValueError when they differ,
+    unless ``allow_mixed`` (``ablation.provenance.check_one_library_code``)."""
+    stamps = {condition.key: condition.metrics.get("provenance") for condition in study.conditions()}
+    return check_one_library_code_of(stamps, allow_mixed=allow_mixed, what="evaluations")

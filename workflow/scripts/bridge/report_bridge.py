@@ -15,4 +15,5 @@ build_bridge_report(
     experiment=snakemake.params.experiment,
     reproductions=snakemake.params.reproductions,
     parity_config=snakemake.params.parity_config,
+    allow_mixed_code=snakemake.params.allow_mixed_code,
 )
