@@ -10,14 +10,18 @@ Evaluation, per eval step of a run:
 ``eval_step_vs_original`` = original seconds / ours; ``..._amortized`` charges ours the one-time
 baseline generation spread over the run's evaluations (a run of train_steps/eval_every + 2 evals).
 
-Training: tokens/s of the run's translator steps (source read + translator + target forward and
-backward through the soft tokens; tokens = the target-side sequence) against the floor, a forward
-and backward of the frozen target alone on the same batches read as text. The steps run twice from
-the same translator: uncached (the source read at every step, the original's) and cached (its states
-read from a source-state cache, ``ablation.bridge.frozen_cache``, built here for every training and eval
-prompt and timed). ``suite_train_speedup`` charges the cached suite each of its distinct cache keys'
-builds: (suite steps × uncached step) / (suite steps × cached step + keys × build). With CUDA it also
-gives the cache's GB per 1,000 questions at 7B scale (width 4096, bf16, this world's tokens per question).
+Training: tokens/s of the run's translator steps (source read + KL baseline + translator + target
+forward and backward through the soft tokens; tokens = the target-side sequence) against the floor, a
+forward and backward of the frozen target alone on the same batches read as text. The steps run twice
+from the same translator: uncached (the source and the target's KL baseline run at every step, the
+original's) and cached (the source's states and the KL baselines read from their caches,
+``ablation.bridge.frozen_cache``, built here for every training and eval prompt and training row, and
+timed). ``suite_train_speedup`` charges the cached suite each of its distinct cache keys' builds, each
+timed as this run's: (suite steps × uncached step) / (suite steps × cached step + source keys × source
+build + KL keys × KL build); the suite's steps are the built runs' trained steps (early stopping
+included) where their summaries exist, else their train_steps. With CUDA it also gives the caches'
+GB per 1,000 questions at 7B scale (bf16; source width 4096 at this world's source tokens per question;
+KL baselines at this world's compared positions per row over 32k and 128k vocabularies).
 
 Usage (after `snakemake --cores 2` built the tiny default):
     .venv/bin/python bench/bridge_throughput.py [--configfile config.yaml] [--run NAME] [--steps 20]
@@ -42,12 +46,27 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from ablation.bridge.batches import lead_text, tokenize_target  # noqa: E402
-from ablation.bridge.data import eval_examples, load_rows  # noqa: E402
+from ablation.bridge.data import eval_examples, load_rows, prompt_task  # noqa: E402
 from ablation.bridge.frozen import load_frozen  # noqa: E402
-from ablation.bridge.frozen_cache import INDEX_FILE, build_source_states, open_source_states, source_state_prompts  # noqa: E402
+from ablation.bridge.frozen_cache import (  # noqa: E402
+    INDEX_FILE,
+    build_kl_baselines,
+    build_source_states,
+    kl_baseline_rows,
+    open_kl_baselines,
+    open_source_states,
+    source_state_prompts,
+)
 from ablation.bridge.generation import Hygiene, generate_from_text  # noqa: E402
 from ablation.bridge.prompts import answer_text, task_prompt  # noqa: E402
-from ablation.bridge.settings import embedded_model_name, resolve_runs, source_state_key, source_state_name, trained_run_of  # noqa: E402
+from ablation.bridge.settings import (  # noqa: E402
+    embedded_model_name,
+    kl_baseline_key,
+    resolve_runs,
+    source_state_key,
+    source_state_name,
+    trained_run_of,
+)
 from ablation.bridge.model import Bridge, batch_indices  # noqa: E402
 from ablation.config import load_schema, validate_config  # noqa: E402
 from ablation.layout import bridge_run_dir, bridge_world_dir, embedded_model_dir  # noqa: E402
@@ -91,25 +110,27 @@ def target_tokens(bridge, batch) -> int:
     return int(target_batch.attention.sum()) + s["soft_tokens"] * len(batch)
 
 
-def train_seconds(bridge, rows, steps: int, prompts: list[str], cache_dir: Path, dtype: str) -> dict:
-    """Tokens/s of translator training with the source run at every step (the original's) and read from
-    the source-state cache, and of the floor (the frozen target's forward+backward alone) on the same
-    batches, interleaved step by step and timed by the median step, so load from other processes hits
-    all three alike; the cache's
-    one-time build; and how far the two translators are apart after ``steps`` steps."""
+def train_seconds(bridge, rows, steps: int, prompts: list[str], kl_rows: tuple[list[str], list[str]], cache_dir: Path, dtype: str) -> dict:
+    """Tokens/s of translator training with the source and the KL baseline run at every step (the
+    original's) and read from their caches, and of the floor (the frozen target's forward+backward
+    alone) on the same batches, interleaved step by step and timed by the median step, so load from
+    other processes hits all three alike; the caches' one-time builds; and how far the two
+    translators are apart after ``steps`` steps."""
     s = bridge.settings
     device = bridge.target.model.device
     batches = [[rows[i] for i in batch_indices(step, s["per_device_batch"], len(rows), s["seed"])] for step in range(steps)]
-    index = build_source_states(cache_dir, bridge.source, prompts, key={}, layer=s["source_layer"], max_tokens=s["max_prompt_tokens"],
-                                dtype=dtype, max_bytes=10**12, batch_size=64)  # fmt: skip
-    cache = open_source_states(cache_dir / INDEX_FILE, {})
+    index = build_source_states(cache_dir / "states", bridge.source, prompts, key={}, layer=s["source_layer"],
+                                max_tokens=s["max_prompt_tokens"], dtype=dtype, max_bytes=10**12, batch_size=64)  # fmt: skip
+    kl_index = build_kl_baselines(cache_dir / "kl", bridge.target, *kl_rows, key={}, settings=s, dtype=dtype, max_bytes=10**12, batch_size=64)
+    caches = {"source_states": open_source_states(cache_dir / "states" / INDEX_FILE, {}),
+              "kl_baselines": open_kl_baselines(cache_dir / "kl" / INDEX_FILE, {})}  # fmt: skip
     translators = {"uncached": bridge.translator, "cached": copy.deepcopy(bridge.translator)}
     optimizers = {name: torch.optim.AdamW(translator.parameters(), lr=s["lr"]) for name, translator in translators.items()}
     seconds = {"uncached": [], "cached": [], "floor": []}  # per step; medians, so a burst of load elsewhere hits no mode alone
     tokens = floor_tokens = 0
     for step, batch in enumerate([batches[0]] + batches):  # the first step warms up, untimed
         for name, translator in translators.items():
-            bridge.source_states = cache if name == "cached" else None
+            bridge.source_states, bridge.kl_baselines = (caches["source_states"], caches["kl_baselines"]) if name == "cached" else (None, None)
             torch.manual_seed(step)  # both translators draw the same dropout
             started = time.perf_counter()
             values = bridge.losses(translator, batch, step + s["warmup_steps"])  # every loss active
@@ -129,7 +150,7 @@ def train_seconds(bridge, rows, steps: int, prompts: list[str], cache_dir: Path,
             seconds["floor"].append(time.perf_counter() - started)
             tokens += target_tokens(bridge, batch)
             floor_tokens += int(text.attention.sum())
-    bridge.source_states = None
+    bridge.source_states = bridge.kl_baselines = None
     step_seconds = {name: statistics.median(values) for name, values in seconds.items()}
     cached_weights = translators["cached"].state_dict()
     difference = max(float((value - cached_weights[name]).abs().max()) for name, value in translators["uncached"].state_dict().items())
@@ -140,10 +161,19 @@ def train_seconds(bridge, rows, steps: int, prompts: list[str], cache_dir: Path,
         "uncached_step_s": step_seconds["uncached"],
         "cached_step_s": step_seconds["cached"],
         "cache_build_s": index["build_seconds"],
+        "kl_cache_build_s": kl_index["build_seconds"],
         "cache_bytes": index["stored_bytes"],
+        "kl_cache_bytes": kl_index["stored_bytes"],
         "source_tokens_per_question": index["stored_bytes"] / (index["width"] * getattr(torch, dtype).itemsize) / len(prompts),
+        "kl_positions_per_row": kl_index["stored_bytes"] / (kl_index["width"] * getattr(torch, dtype).itemsize) / kl_index["prompts"],
         "cached_vs_uncached_max_weight_difference": difference,
     }
+
+
+def suite_run_steps(results: Path, run: str, settings: dict) -> int:
+    """The steps a suite run trains: its built summary's (early stopping included), else its train_steps."""
+    summary = bridge_run_dir(results, run) / "summary.json"
+    return json.loads(summary.read_text())["trained_steps"] if summary.exists() else settings["train_steps"]
 
 
 def main() -> None:
@@ -166,15 +196,22 @@ def main() -> None:
     source_data = bridge_config["datasets"][s["dataset"]]
     data_dir = bridge_world_dir(results)
     train_rows = load_rows(s["dataset"], source_data, source_data["train_split"], data_dir)
-    examples = eval_examples(s["dataset"], load_rows(s["dataset"], source_data, source_data["eval_split"], data_dir), train_rows, bridge_config["eval"])
+    eval_rows = load_rows(s["dataset"], source_data, source_data["eval_split"], data_dir)
+    examples = eval_examples(s["dataset"], eval_rows, train_rows, bridge_config["eval"], source_data)
     trained = bridge_run_dir(results, trained_run_of(runs)[run]) / "translator.pt"
     evals_per_run = s["train_steps"] // s["eval_every"] + 2
     prompts = list(dict.fromkeys(source_state_prompts(s, source_data, data_dir, bridge_config["eval"])))
+    kl_rows = kl_baseline_rows(s, source_data, data_dir, bridge_config["eval"])
     suite = set(trained_run_of(runs).values())  # the runs the default suite trains; each cache key is built once
-    suite_steps = sum(runs[name]["train_steps"] for name in suite)
-    suite_keys = len({source_state_name(source_state_key(runs[name], bridge_config["models"][runs[name]["source"]],
-                                                         bridge_config["datasets"][runs[name]["dataset"]], bridge_config["eval"], "cpu"))
-                      for name in suite})  # fmt: skip
+    suite_steps = sum(suite_run_steps(results, name, runs[name]) for name in suite)
+
+    def keys(key_of, role: str, runs_with=suite) -> int:
+        return len({source_state_name(key_of(runs[name], bridge_config["models"][runs[name][role]],
+                                             bridge_config["datasets"][runs[name]["dataset"]], bridge_config["eval"], "cpu"))
+                    for name in runs_with})  # fmt: skip
+
+    suite_keys = keys(source_state_key, "source")
+    suite_kl_keys = keys(kl_baseline_key, "target", [name for name in suite if runs[name]["kl_weight"] > 0])
     torch.manual_seed(s["seed"])
 
     figures = {}
@@ -182,7 +219,7 @@ def main() -> None:
     for device, dtype in settings:
         frozen = [load_frozen(s[role], model_path(s[role]), bridge_config["models"][s[role]]["revision"], dtype=dtype, device=device)
                   for role in ("source", "target")]  # fmt: skip
-        bridge = Bridge(*frozen, s, s["dataset"])
+        bridge = Bridge(*frozen, s, prompt_task(s["dataset"], source_data))
         if trained.exists():  # a trained translator generates answers of realistic length
             bridge.translator.load_state_dict(torch.load(trained, map_location=device, weights_only=False)["state_dict"])
         bridge.translator.eval()
@@ -190,11 +227,12 @@ def main() -> None:
             evaluation = eval_step_seconds(bridge, bridge.translator, examples, bridge_config["eval"], dtype)
             bridge.translator.train()
             with tempfile.TemporaryDirectory() as cache_dir:
-                training = train_seconds(bridge, train_rows, arguments.steps, prompts, Path(cache_dir) / "states", dtype)
+                training = train_seconds(bridge, train_rows, arguments.steps, prompts, kl_rows, Path(cache_dir), dtype)
         amortized = evaluation["ours"] + evaluation["baselines_once"] / evals_per_run
-        build_per_step = training["cache_build_s"] * suite_keys / suite_steps  # the builds spread over the suite's steps
+        builds = suite_keys * training["cache_build_s"] + suite_kl_keys * training["kl_cache_build_s"]
+        build_per_step = builds / suite_steps  # the builds spread over the suite's steps
         suite_uncached = suite_steps * training["uncached_step_s"]
-        suite_cached = suite_steps * training["cached_step_s"] + suite_keys * training["cache_build_s"]
+        suite_cached = suite_steps * training["cached_step_s"] + builds
         figures[f"{device}_{dtype}"] = {
             **evaluation, **training,
             "eval_step_vs_original": evaluation["original"] / evaluation["ours"],
@@ -205,6 +243,9 @@ def main() -> None:
             "suite_train_speedup": suite_uncached / suite_cached,
             # a 7B source (width 4096) in bf16, at this world's measured source tokens per question
             "cache_gb_per_1000_questions_7b": training["source_tokens_per_question"] * 4096 * 2 * 1000 / 1e9,
+            # the KL baselines of a 7B target in bf16, at this world's compared positions per row
+            "kl_cache_gb_per_1000_questions_32k_vocab": training["kl_positions_per_row"] * 32_000 * 2 * 1000 / 1e9,
+            "kl_cache_gb_per_1000_questions_128k_vocab": training["kl_positions_per_row"] * 128_256 * 2 * 1000 / 1e9,
         }  # fmt: skip
 
     print(f"run {run} ({s['translator']}, K={s['soft_tokens']}), {len(examples)} eval questions, "
@@ -213,17 +254,21 @@ def main() -> None:
     for name, f in figures.items():
         print(f"{name:<16}{f['original']:>12.2f}{f['ours']:>10.2f}{f['eval_step_vs_original']:>12.2f}x"
               f"{f['eval_step_vs_original_amortized']:>10.2f}x{f['train_tokens_per_s']:>13.0f}{f['train_vs_target_alone']:>16.2f}x")  # fmt: skip
-    print(f"training, {arguments.steps} steps; suite: {len(suite)} trained runs, {suite_steps} steps, {suite_keys} source-state caches")
+    print(f"training, {arguments.steps} steps; suite: {len(suite)} trained runs, {suite_steps} steps, "
+          f"{suite_keys} source-state caches, {suite_kl_keys} KL-baseline caches")  # fmt: skip
     print(f"{'device':<16}{'uncached s/step':>16}{'cached s/step':>15}{'+build amortized':>18}{'floor tok/s':>13}"
-          f"{'uncached/floor':>16}{'cached/floor':>14}{'suite speedup':>15}{'build s':>9}")  # fmt: skip
+          f"{'uncached/floor':>16}{'cached/floor':>14}{'suite speedup':>15}{'build s':>9}{'KL build s':>12}")  # fmt: skip
     for name, f in figures.items():
         print(f"{name:<16}{f['uncached_step_s']:>16.4f}{f['cached_step_s']:>15.4f}{f['cached_amortized_step_s']:>18.4f}"
               f"{f['target_alone_tokens_per_s']:>13.0f}{f['train_vs_target_alone']:>15.2f}x{f['cached_vs_target_alone']:>13.2f}x"
-              f"{f['suite_train_speedup']:>14.2f}x{f['cache_build_s']:>9.2f}")  # fmt: skip
+              f"{f['suite_train_speedup']:>14.2f}x{f['cache_build_s']:>9.2f}{f['kl_cache_build_s']:>12.2f}")  # fmt: skip
     for name, f in figures.items():
         print(f"{name}: translator after {arguments.steps} steps, cached vs uncached: max weight difference {f['cached_vs_uncached_max_weight_difference']:.2e}")
     if "cuda_bfloat16" in figures:
-        print(f"source-state cache at 7B scale (bf16, width 4096): {figures['cuda_bfloat16']['cache_gb_per_1000_questions_7b']:.2f} GB per 1,000 questions")
+        cuda = figures["cuda_bfloat16"]
+        print(f"source-state cache at 7B scale (bf16, width 4096): {cuda['cache_gb_per_1000_questions_7b']:.2f} GB per 1,000 questions; "
+              f"KL baselines: {cuda['kl_cache_gb_per_1000_questions_32k_vocab']:.2f} GB (32k vocabulary), "
+              f"{cuda['kl_cache_gb_per_1000_questions_128k_vocab']:.2f} GB (128k) per 1,000 questions")  # fmt: skip
     headline = figures["cpu_float32"]
     print(json.dumps({
         "run": run,
@@ -233,6 +278,7 @@ def main() -> None:
         "train_vs_target_alone": headline["train_vs_target_alone"],
         "cached_vs_target_alone": headline["cached_vs_target_alone"],
         "suite_train_speedup": headline["suite_train_speedup"],
+        "suite_steps": suite_steps,
         "evals_per_run": evals_per_run,
         "threads": torch.get_num_threads(),
         "translator_trained": trained.exists(),

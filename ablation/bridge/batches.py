@@ -100,6 +100,17 @@ def tokenize_target(
     )
 
 
+def kl_baseline_leads(prompts: list[str], settings: dict) -> list[str]:
+    """What the KL's baseline forward reads before the answer: the prompt (``text_prompt``) or BOS alone (``answer_alone``, the original's)."""
+    return list(prompts) if settings["kl_baseline"] == "text_prompt" else [""] * len(prompts)
+
+
+def kl_baseline_batch(tokenizer: PreTrainedTokenizerBase, leads: list[str], answers: list[str], settings: dict) -> TargetBatch:
+    """The KL baseline's text, [BOS lead][answer (EOS)], truncated as the bridged batch is."""
+    return tokenize_target(tokenizer, leads, answers, max_lead_tokens=settings["max_prompt_tokens"],
+                           max_answer_tokens=settings["max_answer_tokens"], answer_eos=settings["train_answer_eos"])  # fmt: skip
+
+
 def answer_positions(batch: TargetBatch, offset: int, count: int) -> torch.Tensor:
     """[B, count]: index of the logit that predicts answer token j (``offset`` tokens precede ``ids``); −1 past the answer."""
     j = torch.arange(count).unsqueeze(0)  # [1, count]

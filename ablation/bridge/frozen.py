@@ -16,12 +16,13 @@ class FrozenLM:
     name: str  # the config's short name (bridge.models)
     model_id: str
     revision: str | None
-    model: PreTrainedModel
+    model: PreTrainedModel | None  # None: only the tokenizer and width loaded, every state read from a cache
     tokenizer: PreTrainedTokenizerBase
+    hidden_size: int | None = None  # the config's width, for a FrozenLM loaded without weights
 
     @property
     def width(self) -> int:
-        return self.model.get_input_embeddings().weight.shape[1]
+        return self.hidden_size if self.model is None else self.model.get_input_embeddings().weight.shape[1]
 
     @property
     def embeddings(self) -> torch.nn.Module:
@@ -38,6 +39,19 @@ def load_frozen(name: str, model_id: str, revision: str | None, *, dtype: str, d
     model.requires_grad_(False)
     model.eval()
     return FrozenLM(name, model_id, revision, model, prepare_tokenizer(tokenizer))
+
+
+def load_frozen_tokenizer(name: str, model_id: str, revision: str | None) -> FrozenLM:
+    """A frozen LM without its weights (the tokenizer and the config's width): for a source whose
+    every state a run reads from the source-state cache, so it never holds the model in memory."""
+    from transformers import AutoConfig
+
+    try:
+        tokenizer = load_tokenizer(model_id, revision=revision)
+        width = AutoConfig.from_pretrained(model_id, revision=revision).get_text_config().hidden_size
+    except (ValueError, OSError) as error:
+        raise type(error)(f"config key 'bridge.models.{name}.id': {error}") from error
+    return FrozenLM(name, model_id, revision, None, prepare_tokenizer(tokenizer), width)
 
 
 def hidden_states(source: FrozenLM, batch: dict[str, torch.Tensor], layer: int) -> torch.Tensor:

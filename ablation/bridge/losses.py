@@ -46,14 +46,33 @@ def kl_to_baseline(
     ``token_mean`` averages over the compared positions; ``batchmean`` (the original's) sums over
     positions and vocabulary and divides by the batch size, so it grows with the positions compared.
     """
+    baseline = baseline_log_probs(*gather_positions(baseline_logits, baseline_positions))
+    return kl_to_log_probs(bridged_logits, bridged_positions, *baseline, reduction)
+
+
+def baseline_log_probs(logits: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The KL's baseline distributions from the target's logits at the compared positions [B, J, V]
+    (gathered in the step, or read from the KL-baseline cache, which stores them as the forward gave
+    them): float32 log-probabilities, zero where ``valid`` [B, J] is False, and ``valid``."""
+    return F.log_softmax(logits.detach().float(), -1).masked_fill(~valid.unsqueeze(-1), 0.0), valid
+
+
+def kl_to_log_probs(
+    bridged_logits: torch.Tensor,
+    bridged_positions: torch.Tensor,
+    baseline: torch.Tensor,
+    baseline_valid: torch.Tensor,
+    reduction: str = "token_mean",
+) -> torch.Tensor:
+    """``kl_to_baseline`` from the baseline's log-probabilities [B, J, V] (computed in the step or
+    read from the KL-baseline cache, ``ablation.bridge.frozen_cache``) and their valid mask [B, J]."""
     if reduction not in KL_REDUCTIONS:
         raise ValueError(f"bridge run setting 'kl_reduction': {reduction!r} is not allowed; allowed: {', '.join(KL_REDUCTIONS)}")
     bridged, valid = gather_positions(bridged_logits.float(), bridged_positions)  # [B, J, V]
-    baseline, baseline_valid = gather_positions(baseline_logits.float().detach(), baseline_positions)
     valid = valid & baseline_valid
     if not valid.any():
         return bridged.sum() * 0.0
-    kl = F.kl_div(F.log_softmax(bridged, -1), F.log_softmax(baseline, -1), log_target=True, reduction="none").sum(-1)
+    kl = F.kl_div(F.log_softmax(bridged, -1), baseline.float().detach(), log_target=True, reduction="none").sum(-1)
     if reduction == "batchmean":
         return (kl * valid).sum() / kl.size(0)
     return (kl * valid).sum() / valid.sum()

@@ -17,6 +17,8 @@ from ablation.bridge.batches import (
     answer_positions,
     bridged_inputs,
     generation_inputs,
+    kl_baseline_batch,
+    kl_baseline_leads,
     lead_text,
     prompt_token_ids,
     tokenize_source,
@@ -97,6 +99,7 @@ class Bridge:
         self.source, self.target, self.settings, self.dataset = source, target, settings, dataset
         self.shots = shots or []
         self.source_states = None  # a frozen_cache.SourceStates to read instead of running the source
+        self.kl_baselines = None  # a frozen_cache.KLBaselines to read instead of the target's baseline forward
         self.translator = build_translator(
             settings,
             source_dim=source.width,
@@ -168,19 +171,8 @@ class Bridge:
             prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
             prompt_embeds = self.target.embeddings(prompt_ids)  # [B, P, Dt]
             if s["kl_weight"] > 0 and step >= s["warmup_steps"]:
-                baseline_leads = prompts if s["kl_baseline"] == "text_prompt" else [""] * len(rows)  # answer_alone: the original's
-                baseline_batch = tokenize_target(
-                    self.target.tokenizer, baseline_leads, answers, max_lead_tokens=s["max_prompt_tokens"],
-                    max_answer_tokens=s["max_answer_tokens"], answer_eos=s["train_answer_eos"],
-                )  # fmt: skip
-                with torch.no_grad():
-                    baseline_logits = self.target.model(
-                        input_ids=baseline_batch.ids.to(device), attention_mask=baseline_batch.attention.to(device)
-                    ).logits
-                values["kl"] = L.kl_to_baseline(
-                    logits, bridged_positions, baseline_logits, answer_positions(baseline_batch, 0, s["kl_tokens"]).to(device),
-                    reduction=s["kl_reduction"],
-                )
+                baseline = self.kl_baseline(kl_baseline_leads(prompts, s), answers)
+                values["kl"] = L.kl_to_log_probs(logits, bridged_positions, *baseline, reduction=s["kl_reduction"])
             if s["info_nce_weight"] > 0 and step >= s["warmup_steps"] // 2:
                 values["info_nce"] = L.info_nce(soft, prompt_embeds, prompt_mask, s["info_nce_temperature"])
             if s["prompt_alignment_weight"] > 0:
@@ -200,6 +192,19 @@ class Bridge:
             weights = {name: (1.0 if name == "flow" else 0.0) for name in weights}
         values["total"] = sum(weights[name] * values[name] for name in weights)
         return values
+
+    def kl_baseline(self, leads: list[str], answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen target's log-probabilities at the first ``kl_tokens`` answer positions after
+        ``leads`` and their valid mask, from its logits there: read from the KL-baseline cache, else
+        computed here."""
+        s, device = self.settings, self.target.model.device
+        at_answer = self.kl_baselines.batch(leads, answers, s["kl_tokens"], device) if self.kl_baselines is not None else None
+        if at_answer is None:
+            batch = kl_baseline_batch(self.target.tokenizer, leads, answers, s)
+            with torch.no_grad():
+                logits = self.target.model(input_ids=batch.ids.to(device), attention_mask=batch.attention.to(device)).logits
+            at_answer = L.gather_positions(logits, answer_positions(batch, 0, s["kl_tokens"]).to(device))
+        return L.baseline_log_probs(*at_answer)
 
     # ---------------------------------------------------------------- evaluation
     def translate(self, translator, examples: list[EvalExample], *, batch_size: int) -> list[torch.Tensor]:

@@ -79,6 +79,23 @@ def source_state_key(settings: dict, model: dict, dataset_source: dict, eval_set
     }
 
 
+def kl_baseline_key(settings: dict, model: dict, dataset_source: dict, eval_settings: dict, device: str) -> dict:
+    """Everything the target's KL baseline over a run's training rows depends on; the prompt (its
+    form, truncation and shots) only when the baseline reads it (``kl_baseline: text_prompt``)."""
+    reads_prompt = settings["kl_baseline"] == "text_prompt"
+    return {
+        "target": {name: model.get(name) for name in ("id", "revision", "dtype")},
+        "dataset": settings["dataset"],
+        "dataset_source": dataset_source,
+        "kl_baseline": settings["kl_baseline"],
+        "train_prompt": settings["train_prompt"] if reads_prompt else None,
+        "max_prompt_tokens": settings["max_prompt_tokens"] if reads_prompt else None,
+        "shots": {name: eval_settings[name] for name in ("few_shot", "few_shot_seed")} if reads_prompt else None,
+        **{name: settings[name] for name in ("max_answer_tokens", "train_answer_eos", "kl_tokens", "precision")},
+        "device": device,
+    }
+
+
 def source_state_name(key: dict) -> str:
     """The cache directory's name: a short hash of the key."""
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -54,8 +54,9 @@ from ablation.bridge.data import (
     scoring_task,
     unscorable_note,
 )
-from ablation.bridge.frozen import load_frozen
-from ablation.bridge.frozen_cache import open_source_states
+from ablation.bridge.frozen import load_frozen, load_frozen_tokenizer
+from ablation.bridge.frozen_cache import open_kl_baselines, open_source_states
+from ablation.bridge.prompts import training_prompt
 from ablation.bridge.run_format import (
     FINAL_STEP,
     HISTORY_FILE,
@@ -153,6 +154,14 @@ def save_checkpoint(accelerator, checkpoints: Path, state: dict) -> None:
     accelerator.wait_for_everyone()
 
 
+def caches_read(source_cache, kl_cache) -> dict:
+    """Which frozen-output caches a run reads, by their key's hash (None: computed in the step). Part
+    of the resume hash: a cached step equals an uncached one only to float tolerance, so a run
+    resumed across the switch would match neither an uncached nor a cached run exactly."""
+    return {name: None if cache is None else settings_sha256(cache.index["key"])
+            for name, cache in (("source_states", source_cache), ("kl_baselines", kl_cache))}  # fmt: skip
+
+
 def _loss_csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["step", "lr", "seconds", *LOSS_NAMES, "format_miss_rate"])
@@ -175,9 +184,12 @@ def run_bridge(
     config: dict,
     device: str,
     source_states: dict | None = None,
+    kl_baselines: dict | None = None,
 ) -> dict:
     """Train ``run`` into ``run_dir`` (resuming from its checkpoint if one is there); return the summary.
-    ``source_states`` ({index, key}): the source-state cache to read instead of running the source."""
+    ``source_states`` ({index, key}): the source-state cache to read instead of running the source
+    (which is then not loaded when the cache holds every prompt the run reads); ``kl_baselines``
+    ({index, key}): the KL-baseline cache to read instead of the target's baseline forward."""
     run_dir = Path(run_dir)
     s = settings
     dataset = s["dataset"]
@@ -192,22 +204,29 @@ def run_bridge(
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "tensorboard")),
     )
     set_seed(s["seed"])
-    frozen = {
-        role: load_frozen(s[role], models[s[role]]["id"], models[s[role]]["revision"], dtype=models[s[role]]["dtype"], device=accelerator.device)
-        for role in ("source", "target")
-    }  # fmt: skip
     train_rows = load_rows(dataset, dataset_source, dataset_source["train_split"], embedded_data_dir)
     eval_rows = load_rows(dataset, dataset_source, dataset_source["eval_split"], embedded_data_dir)
     examples = eval_examples(dataset, eval_rows, train_rows, eval_settings, dataset_source)
+    shots = few_shots(shown_as, train_rows, eval_settings)
+    source_cache = open_source_states(source_states["index"], source_states["key"]) if source_states else None
+    kl_cache = open_kl_baselines(kl_baselines["index"], kl_baselines["key"]) if kl_baselines else None
+    read_prompts = [training_prompt(shown_as, row, s["train_prompt"], shots) for row in train_rows] + [e.prompt for e in examples]
+    source_cached = source_cache is not None and source_cache.covers_prompts(read_prompts)
+    frozen = {
+        role: load_frozen(s[role], models[s[role]]["id"], models[s[role]]["revision"], dtype=models[s[role]]["dtype"], device=accelerator.device)
+        for role in ("source", "target") if not (role == "source" and source_cached)
+    }  # fmt: skip
+    if source_cached:  # every state comes from the cache: the source's weights are never loaded
+        log.info("every prompt's source states are cached: %s is not loaded", s["source"])
+        frozen["source"] = load_frozen_tokenizer(s["source"], models[s["source"]]["id"], models[s["source"]]["revision"])
     global_batch = s["per_device_batch"] * accelerator.num_processes
     if global_batch > len(train_rows):
         raise ValueError(f"bridge run setting 'per_device_batch': a batch of {global_batch} exceeds the {len(train_rows)} training rows")
     baselines = {role: read_baseline(baseline_samples[role], examples, role) for role in ("source", "target")}
     legibility = source_legibility(read_json(source_metrics), s["source_layer"])
 
-    bridge = Bridge(frozen["source"], frozen["target"], s, shown_as, few_shots(shown_as, train_rows, eval_settings))
-    if source_states is not None:
-        bridge.source_states = open_source_states(source_states["index"], source_states["key"])
+    bridge = Bridge(frozen["source"], frozen["target"], s, shown_as, shots)
+    bridge.source_states, bridge.kl_baselines = source_cache, kl_cache
     optimizer, scheduler = optimizer_and_schedule(bridge.translator, s)
     state = {"step": 0, "history": [], "loss_rows": [], "best": None, "stale_evals": 0, "elapsed": 0.0, "stop_reason": None}
     checkpoints = run_dir / CHECKPOINTS
@@ -217,6 +236,7 @@ def run_bridge(
             "settings": s, "models": {name: model_identity(frozen[name].model_id, frozen[name].revision) for name in frozen},
             "train_rows": train_rows, "eval": [dataclasses.asdict(example) for example in examples], "eval_settings": eval_settings,
             "baselines": {role: file_sha256(path) for role, path in baseline_samples.items()}, "processes": accelerator.num_processes,
+            "caches_read": caches_read(source_cache, kl_cache),
         }),  # fmt: skip
         job=f"bridge run {run}",
         attempt_files=sorted(path for path in run_dir.glob("eval_samples_step_*.jsonl")),
@@ -321,6 +341,7 @@ def run_bridge(
     summary["notes"] += unscorable_note(dataset, scored_as)
     summary["source_legibility"] = legibility
     summary["resume"] = claim.summary()
+    summary["caches_read"] = caches_read(source_cache, kl_cache)
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     claim.finish()
     return summary

@@ -3,6 +3,7 @@
 from ablation.bridge.settings import (
     embedded_model_name,
     inference_run,
+    kl_baseline_key,
     resolve_runs,
     source_state_key,
     source_state_name,
@@ -38,6 +39,15 @@ BRIDGE_SOURCE_STATE_KEYS = {
 BRIDGE_SOURCE_STATE_RUNS = {}
 for _run, _key in BRIDGE_SOURCE_STATE_KEYS.items():
     BRIDGE_SOURCE_STATE_RUNS.setdefault(source_state_name(_key), _run)
+# KL-baseline caches of the runs with a KL (same switch): run -> key, key name -> the first run with it
+BRIDGE_KL_BASELINE_KEYS = {
+    run: kl_baseline_key(BRIDGE_RUNS[run], BRIDGE["models"][BRIDGE_RUNS[run]["target"]],
+                         BRIDGE["datasets"][BRIDGE_RUNS[run]["dataset"]], BRIDGE["eval"], config["model"]["device"])
+    for run in BRIDGE_TRAINED_RUNS if BRIDGE_RUNS[run]["kl_weight"] > 0
+} if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] else {}  # fmt: skip
+BRIDGE_KL_BASELINE_RUNS = {}
+for _run, _key in BRIDGE_KL_BASELINE_KEYS.items():
+    BRIDGE_KL_BASELINE_RUNS.setdefault(source_state_name(_key), _run)
 BRIDGE_RUN_FILES = ("summary.json", "history.jsonl", "loss_history.csv", "translator.pt")
 # preserved runs of the original code, imported into the run format (rules/bridge/report.smk)
 BRIDGE_LEGACY = {entry["name"]: entry for entry in BRIDGE["legacy"]} if BRIDGE_ACTIVE else {}
@@ -121,6 +131,7 @@ def bridge_run_inputs(wildcards):
         "source_metrics": source_baseline["metrics"],
         "target_samples": bridge_baseline_files(settings["target"], settings["dataset"])["samples"],
         **bridge_source_state_inputs(wildcards.bridge_run),
+        **bridge_kl_baseline_inputs(wildcards.bridge_run),
     }
 
 
@@ -141,6 +152,27 @@ def bridge_source_state_build_inputs(wildcards):
     return {
         **inputs,
         "model": bridge_model_inputs(settings["source"]),
+        "data": bridge_dataset_inputs(settings["dataset"]),
+    }
+
+
+def bridge_kl_baseline_index(key_name):
+    return RESULTS / "bridge" / "kl_baselines" / key_name / "index.json"
+
+
+def bridge_kl_baseline_inputs(run):
+    """A run's KL-baseline cache, when bridge.source_state_cache is on and the run has a KL."""
+    if run not in BRIDGE_KL_BASELINE_KEYS:
+        return {}
+    return {"kl_baselines": bridge_kl_baseline_index(source_state_name(BRIDGE_KL_BASELINE_KEYS[run]))}
+
+
+def bridge_kl_baseline_build_inputs(wildcards):
+    settings = BRIDGE_RUNS[BRIDGE_KL_BASELINE_RUNS[wildcards.kl_baseline_key]]
+    inputs = prefetch_inputs()
+    return {
+        **inputs,
+        "model": bridge_model_inputs(settings["target"]),
         "data": bridge_dataset_inputs(settings["dataset"]),
     }
 

@@ -69,6 +69,41 @@ rule bridge_source_states:
         "../../workflow/scripts/bridge/build_bridge_source_states.py"
 
 
+rule bridge_kl_baselines:
+    """The target's log-probabilities at the first kl_tokens answer positions of its KL baseline,
+    for every training row of the runs sharing a key, read by those runs."""
+    input:
+        unpack(bridge_kl_baseline_build_inputs),
+    output:
+        index=bridge_kl_baseline_index("{kl_baseline_key}"),
+    log:
+        LOGS / "bridge_kl_baselines/{kl_baseline_key}.log",
+    wildcard_constraints:
+        kl_baseline_key="|".join(BRIDGE_KL_BASELINE_RUNS) or "(?!)",
+    params:
+        library_code=library_code("bridge/build_bridge_kl_baselines.py"),
+        settings=lambda wildcards: BRIDGE_RUNS[BRIDGE_KL_BASELINE_RUNS[wildcards.kl_baseline_key]],
+        key=lambda wildcards: BRIDGE_KL_BASELINE_KEYS[BRIDGE_KL_BASELINE_RUNS[wildcards.kl_baseline_key]],
+        model=lambda wildcards: bridge_job_model(
+            BRIDGE_RUNS[BRIDGE_KL_BASELINE_RUNS[wildcards.kl_baseline_key]]["target"]
+        ),
+        dataset_source=lambda wildcards: BRIDGE["datasets"][
+            BRIDGE_RUNS[BRIDGE_KL_BASELINE_RUNS[wildcards.kl_baseline_key]]["dataset"]
+        ],
+        embedded_data_dir=BRIDGE_WORLD,
+        eval=BRIDGE["eval"],
+        max_gb=BRIDGE["source_state_cache"]["max_gb"],
+        device=config["model"]["device"],
+    threads: config["resources"]["bridge_eval"]["threads"]
+    resources:
+        **scheduler_resources("bridge_eval"),
+    priority: 2
+    conda:
+        "../../envs/ablation.yaml"
+    script:
+        "../../workflow/scripts/bridge/build_bridge_kl_baselines.py"
+
+
 rule train_bridge:
     input:
         unpack(bridge_run_inputs),
@@ -89,6 +124,7 @@ rule train_bridge:
         device=config["model"]["device"],
         processes=max(1, config["resources"]["bridge_train"]["gpus"]),
         source_state_key=lambda wildcards: BRIDGE_SOURCE_STATE_KEYS.get(wildcards.bridge_run),
+        kl_baseline_key=lambda wildcards: BRIDGE_KL_BASELINE_KEYS.get(wildcards.bridge_run),
     threads: config["resources"]["bridge_train"]["threads"]
     resources:
         **scheduler_resources("bridge_train"),

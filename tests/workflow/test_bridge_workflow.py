@@ -48,8 +48,12 @@ def test_the_micro_bridge_config_runs_end_to_end(bridge_run):
     # one source-state cache per key (GSM8K and HotpotQA), each read by its run instead of the source
     caches = sorted((results / "bridge" / "source_states").iterdir())
     assert len(caches) == 2 and all(json.loads((cache / "index.json").read_text())["cached"] for cache in caches)
+    # and one KL-baseline cache per key, read instead of the target's baseline forward
+    kl_caches = sorted((results / "bridge" / "kl_baselines").iterdir())
+    assert len(kl_caches) == 2 and all(json.loads((cache / "index.json").read_text())["cached"] for cache in kl_caches)
     for run in ("micro_cross", "micro_dit_hotpot"):
-        assert "reading the source's states from" in (bridge_run / "logs" / "train_bridge" / f"{run}.log").read_text()
+        log = (bridge_run / "logs" / "train_bridge" / f"{run}.log").read_text()
+        assert "reading the source's states from" in log and "reading the KL baselines from" in log and "is not loaded" in log
     # Ablation 4 of bridge.inference.run (default: the first run), whole micro test split, all five baselines
     inference = json.loads((results / "bridge" / "inference" / "micro_cross" / "summary.json").read_text())
     assert inference["samples"] == 16 and len(inference["baselines"]) == 5 and len(inference["comparisons"]) == 4

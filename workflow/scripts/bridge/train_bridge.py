@@ -31,6 +31,11 @@ launch_bridge(
             if snakemake.params.source_state_key
             else None
         ),
+        "kl_baselines": (
+            {"index": snakemake.input.kl_baselines, "key": snakemake.params.kl_baseline_key}
+            if snakemake.params.kl_baseline_key
+            else None
+        ),
     },
     processes=snakemake.params.processes,
 )
