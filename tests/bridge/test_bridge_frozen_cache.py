@@ -33,7 +33,7 @@ from ablation.bridge.data import load_rows
 from ablation.bridge.settings import kl_baseline_key, source_state_key, source_state_name
 from ablation.bridge.model import Bridge
 from ablation.bridge.training import latest_checkpoint, run_bridge
-from tests.bridge.test_bridge_training import EMBEDDED, EVAL, RUN_JOB, baselines, frozen_pair, job, models, settings  # noqa: F401
+from tests.bridge.micro_runs import EMBEDDED, EVAL, RUN_JOB, frozen_pair, job, models, settings
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5  # float32: the cache stores the same forward's values, batched differently
@@ -198,7 +198,7 @@ KILLED_BUILD = """
 import os, signal, sys
 import ablation.bridge.frozen_cache as cache
 from safetensors.torch import save_file
-from tests.bridge.test_bridge_training import frozen_pair
+from tests.bridge.micro_runs import frozen_pair
 cache.SHARD_BYTES = 1  # one shard per batch
 written = []
 def save_then_die(tensors, path):

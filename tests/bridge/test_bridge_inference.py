@@ -28,7 +28,7 @@ from ablation.bridge.benchmark import (
 from ablation.bridge.training import run_bridge
 from ablation.bridge.settings import inference_run
 from ablation.config import ConfigError, validate_config
-from tests.bridge.test_bridge_training import EMBEDDED, EVAL, baselines, job, models  # noqa: F401 - baselines is a fixture
+from tests.bridge.micro_runs import EMBEDDED, EVAL, job, models
 from tests.helpers import REPOSITORY, planned_jobs, snakemake
 
 K = 4  # the micro run's soft tokens

@@ -19,6 +19,7 @@ from ablation.bridge.run_format import FINAL_STEP, SIDES, history_row, samples_f
 from ablation.config import ConfigError, validate_config
 from ablation.io import CorruptFileError
 from ablation.layout import BRIDGE_INFERENCE_PREFIX, BRIDGE_RUN_PREFIX, bridge_report_files
+from tests.bridge.legacy_logs import write_run as write_legacy_run
 
 QUESTIONS = 40
 GSM8K_GOLDS = [str(n) for n in range(QUESTIONS)]
@@ -347,7 +348,6 @@ def test_the_paper_preset_plans_imports_and_only_the_missing_runs_without_the_da
 
 @pytest.mark.workflow
 def test_the_import_rule_imports_a_legacy_dir_and_fails_cleanly_on_a_bad_one(tmp_path):
-    from tests.bridge.test_bridge_legacy import write_run as write_legacy_run
     from tests.helpers import snakemake
 
     write_legacy_run(tmp_path / "preserved" / "run_1")

@@ -21,64 +21,13 @@ from ablation.bridge import losses as L
 from ablation.bridge.baselines import BASELINE_HYGIENE, evaluate_alone
 from ablation.bridge.batches import generation_inputs, lead_text
 from ablation.bridge.data import eval_examples, load_rows, majority_accuracy, majority_answer
-from ablation.bridge.frozen import load_frozen
 from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, opening_ids, trim_to_answer
 from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
 from ablation.bridge.training import latest_checkpoint, run_bridge
-from ablation.bridge.settings import schema_run_defaults
 from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
-from ablation.config import load_schema
+from tests.bridge.micro_runs import EMBEDDED, EVAL, MICRO_RUN, RUN_JOB, frozen_pair, job, models, settings
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-EMBEDDED = {"path": "embedded", "name": None, "revision": None, "train_split": "train", "eval_split": "test", "prompts": "own", "scoring": "own"}
-EVAL = {"samples": 8, "batch_size": 4, "max_new_tokens": 10, "few_shot": 0, "few_shot_seed": 42}
-MICRO_RUN = {
-    "source": "src", "target": "tgt", "translator": "cross", "soft_tokens": 4, "depth": 1, "bottleneck": 16, "heads": 2,
-    "dit_dim": 16, "dit_depth": 1, "dit_heads": 2, "train_steps": 4, "warmup_steps": 2, "eval_every": 2,
-    "checkpoint_every": 2, "per_device_batch": 4, "max_prompt_tokens": 128, "max_answer_tokens": 64, "seed": 3,
-    "precision": "fp32", "description": "",
-}  # fmt: skip
-
-
-def settings(**changes) -> dict:
-    return {**schema_run_defaults(load_schema()), **MICRO_RUN, **changes}
-
-
-def models(world) -> dict:
-    return {
-        "src": {"id": str(world["source"]), "revision": None, "dtype": "float32"},
-        "tgt": {"id": str(world["target"]), "revision": None, "dtype": "float32"},
-    }
-
-
-@pytest.fixture(scope="module")
-def baselines(micro_bridge_world, tmp_path_factory):
-    """Source-alone and target-alone answers on the micro GSM8K eval set."""
-    out = tmp_path_factory.mktemp("baselines")
-    paths = {}
-    for role, name in (("source", "src"), ("target", "tgt")):
-        evaluate_alone(
-            model_name=name, model=models(micro_bridge_world)[name], dataset="gsm8k", dataset_source=EMBEDDED,
-            embedded_data_dir=micro_bridge_world["data"], eval_settings=EVAL, metrics_path=out / f"{name}.json",
-            samples_path=out / f"{name}.jsonl", config={}, seed=1, device="cpu",
-        )  # fmt: skip
-        paths[role] = str(out / f"{name}.jsonl")
-    return paths
-
-
-def job(world, baselines, run_dir, **changes) -> dict:
-    return dict(
-        run="micro", settings=settings(**changes), models=models(world), dataset_source=EMBEDDED,
-        embedded_data_dir=str(world["data"]), eval_settings=EVAL, baseline_samples=baselines,
-        source_metrics=str(Path(baselines["source"]).with_suffix(".json")), run_dir=str(run_dir), config={}, device="cpu",
-    )  # fmt: skip
-
-
-def frozen_pair(world):
-    spec = models(world)
-    return [load_frozen(name, spec[name]["id"], None, dtype="float32", device="cpu") for name in ("src", "tgt")]
-
-
 # ---------------------------------------------------------------- losses
 def test_losses_vanish_where_they_should():
     torch.manual_seed(0)
@@ -342,7 +291,6 @@ def test_the_final_evaluation_reads_the_weights_final_weights_names(micro_bridge
     assert summaries["last"]["notes"] and "last weights" in summaries["last"]["notes"][0] and not summaries["best"]["notes"]
 
 
-RUN_JOB = "import json, sys; from ablation.bridge.training import run_bridge; run_bridge(**json.load(open(sys.argv[1])))"
 
 
 def test_a_killed_run_resumes_to_the_same_translator(micro_bridge_world, baselines, tmp_path):
