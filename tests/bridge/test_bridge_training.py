@@ -27,6 +27,7 @@ from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
 from ablation.bridge.training import latest_checkpoint, run_bridge
 from ablation.bridge.settings import schema_run_defaults
 from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
+from ablation.bridge.translators import TranslatorOutput
 from ablation.config import load_schema
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -163,6 +164,24 @@ def test_the_original_training_layout_and_kl_baseline_change_only_what_they_name
     no_eos = losses(train_answer_eos=False)
     assert no_eos["nll"] != pytest.approx(ours["nll"]) and no_eos["prompt_alignment"] == ours["prompt_alignment"]
     assert losses(prompt_alignment_reduction="sum_hidden")["prompt_alignment"] > ours["prompt_alignment"]
+
+
+def test_prompt_alignment_pulls_each_question_toward_its_own_tokens_or_the_originals_prompt_start(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
+    k = MICRO_RUN["soft_tokens"]
+
+    def alignment(texts, **changes):
+        """The prompt-alignment loss when the soft tokens are the target's embeddings of ``texts``' first K tokens."""
+        bridge = Bridge(source, target, settings(**changes), "gsm8k")
+        ids = torch.stack([torch.tensor(target.tokenizer(text, add_special_tokens=False)["input_ids"][:k]) for text in texts])
+        soft = target.embeddings(ids).detach()
+        bridge.soft_tokens = lambda translator, prompts, teacher_texts=None: TranslatorOutput(soft)
+        return float(bridge.losses(bridge.translator, rows, step=1)["prompt_alignment"])
+
+    questions, prompts = [soft_question("gsm8k", row) for row in rows], [task_prompt("gsm8k", row) for row in rows]
+    assert alignment(questions) < 1e-9 < alignment(prompts)
+    assert alignment(prompts, prompt_alignment_target="prompt") < 1e-9 < alignment(questions, prompt_alignment_target="prompt")
 
 
 @pytest.mark.parametrize("translator", ["cross", "dit"])
@@ -473,3 +492,4 @@ def test_two_processes_train_the_same_global_batch(micro_bridge_world, baselines
 
     # DDP averages the halves' mean losses, one process takes the mean over all answer tokens: close, not equal
     assert distance("two", "one") < 0.5 * distance("two", "half")
+
