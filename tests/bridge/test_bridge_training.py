@@ -493,3 +493,39 @@ def test_two_processes_train_the_same_global_batch(micro_bridge_world, baselines
     # DDP averages the halves' mean losses, one process takes the mean over all answer tokens: close, not equal
     assert distance("two", "one") < 0.5 * distance("two", "half")
 
+
+
+def test_a_translator_trained_on_a_few_questions_reads_them_back(micro_bridge_world, tmp_path):
+    """Four questions, four answers, and a target that has learnt to answer each from its soft slot: a
+    translator that ignores its source hands all four the same tokens and scores at most the majority
+    floor, 1/4; one that reads the source answers them."""
+    from ablation.io import atomic_write_jsonl
+    from ablation.world import pretrain_model
+    from ablation.world.corpus import DOCUMENT_SEPARATOR
+    from ablation.world.tokenizer import SPECIAL_TOKENS
+
+    rows = [{"question": question, "answer": f"#### {n}"} for question, n in (
+        ("Anna has 3 cats.", 3), ("Simon sells 5 boxes.", 5), ("Mark finds 8 keys.", 8), ("Clara buys 12 lamps.", 12)
+    )]  # fmt: skip
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        atomic_write_jsonl(data / "gsm8k" / f"{split}.jsonl", rows)
+    documents = [soft_slot_prompt("gsm8k", row, SPECIAL_TOKENS["bos_token"]) + " " + row["answer"] for row in rows]
+    (data / "corpus.txt").write_text(DOCUMENT_SEPARATOR.join(documents * 16))
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=1000.0)
+    training = dict(max_steps=200, batch_size=8, seq_len=64, learning_rate=1e-2, warmup_steps=5, weight_decay=0.0)
+    pretrain_model(data / "corpus.txt", micro_bridge_world["data"] / "tokenizer", data / "target", seed=0, model=shape, training=training,
+                   architecture="llama", document_separator=DOCUMENT_SEPARATOR)  # fmt: skip
+    world = {"data": data, "source": micro_bridge_world["source"], "target": data / "target"}
+    four = {**EVAL, "samples": 4}
+    samples = {}
+    for role, name in (("source", "src"), ("target", "tgt")):
+        evaluate_alone(
+            model_name=name, model=models(world)[name], dataset="gsm8k", dataset_source=EMBEDDED, embedded_data_dir=data, eval_settings=four,
+            metrics_path=tmp_path / f"{name}.json", samples_path=tmp_path / f"{name}.jsonl", config={}, seed=1, device="cpu",
+        )  # fmt: skip
+        samples[role] = str(tmp_path / f"{name}.jsonl")
+    assert json.loads((tmp_path / "tgt.json").read_text())["soft_slot_accuracy"] == 1.0  # the question in its soft slot: answered
+    run = job(world, samples, tmp_path / "run", train_steps=150, warmup_steps=5, eval_every=150, checkpoint_every=150, lr=3e-3)
+    summary = run_bridge(**{**run, "eval_settings": four})
+    assert summary["majority_acc"] == 0.25 and summary["final_bridged_acc"] >= 0.75
