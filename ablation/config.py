@@ -167,7 +167,10 @@ def non_finite_problems(node, path=()) -> list[str]:
 def shape_problems(config: dict) -> list[str]:
     """Tiny-world models that cannot be built: query heads must divide the width, key/value heads the query heads."""
     problems = []
-    for key, shape in (("world.model", config["world"]["model"]), ("bridge.world.model", config["bridge"]["world"]["model"])):
+    shapes = [("world.model", config["world"]["model"])] + [
+        (f"bridge.world.models.{name}.model", lm["model"]) for name, lm in config["bridge"]["world"]["models"].items()
+    ]
+    for key, shape in shapes:
         if shape["hidden_size"] % shape["num_attention_heads"]:
             problems.append(f"config key '{key}.num_attention_heads': {shape['num_attention_heads']} heads do not divide hidden_size {shape['hidden_size']}")
         elif shape["num_attention_heads"] % shape["num_key_value_heads"]:
@@ -180,8 +183,8 @@ def context_window(config: dict, model_id: str) -> int | None:
     """A model's context window where the config or a local model's config.json says it; None for a hub model."""
     embedded = "base_model" if model_id == "embedded" else embedded_model_name(model_id)
     if embedded is not None:
-        world = config["world"] if embedded == "base_model" else config["bridge"]["world"]
-        return world["model"].get("max_position_embeddings")
+        lm = config["world"] if embedded == "base_model" else config["bridge"]["world"]["models"].get(embedded, {})
+        return lm.get("model", {}).get("max_position_embeddings")
     config_file = Path(model_id).expanduser() / "config.json"
     if not is_local_reference(model_id) or not config_file.is_file():
         return None

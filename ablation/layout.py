@@ -148,12 +148,12 @@ def tuning_files(results_dir: str | Path) -> dict[str, list[Path]]:
 
 # ---------------------------------------------------------------- the latent-bridge study
 def bridge_world_dir(results_dir: str | Path) -> Path:
-    """The tiny world's bridge tasks, the second LM's tokenizer and the second LM."""
+    """The tiny world's bridge tasks and the bridge's own two LMs with their tokenizers."""
     return Path(results_dir) / "world" / "bridge"
 
 
 def embedded_model_dir(results_dir: str | Path, name: str) -> Path:
-    """Where the tiny world's model ``base_model`` or ``bridge_model`` is built."""
+    """Where the tiny world's model ``base_model``, ``bridge_model`` or ``bridge_source_model`` is built."""
     world = Path(results_dir) / "world"
     return world / "base_model" if name == "base_model" else bridge_world_dir(results_dir) / name
 

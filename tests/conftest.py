@@ -88,12 +88,12 @@ MICRO_TRAINING = dict(max_steps=8, batch_size=8, seq_len=64, learning_rate=3e-3,
 @pytest.fixture(scope="session")
 def micro_world(tmp_path_factory):
     """A micro tiny world (tasks, tokenizer, barely trained model), built once per test session in about a second."""
-    from ablation.world import build_world_data, pretrain_base_model, train_tokenizer
+    from ablation.world import build_world_data, pretrain_model, train_tokenizer
 
     world = tmp_path_factory.mktemp("micro_world")
     build_world_data(world, **MICRO_WORLD)
     train_tokenizer(world / "corpus.txt", world / "tokenizer", vocab_size=400)
-    pretrain_base_model(
+    pretrain_model(
         world / "corpus.txt", world / "tokenizer", world / "base_model", seed=7, model=MICRO_MODEL, training=MICRO_TRAINING
     )
     return world
@@ -107,12 +107,14 @@ MICRO_BRIDGE_MODEL = {**MICRO_MODEL, "hidden_size": 24, "intermediate_size": 48}
 def micro_bridge_world(micro_world, tmp_path_factory):
     """The micro world plus its bridge tasks and a barely trained Llama-architecture second LM (about a second)."""
     from ablation.bridge.world_data import build_bridge_world_data
-    from ablation.world import pretrain_bridge_model, train_tokenizer
+    from ablation.world import pretrain_model, train_tokenizer
+    from ablation.world.corpus import DOCUMENT_SEPARATOR
 
     bridge = tmp_path_factory.mktemp("micro_bridge_world")
     build_bridge_world_data(bridge, **MICRO_BRIDGE_WORLD)
     train_tokenizer(bridge / "corpus.txt", bridge / "tokenizer", vocab_size=350)
-    pretrain_bridge_model(
-        bridge / "corpus.txt", bridge / "tokenizer", bridge / "bridge_model", seed=7, model=MICRO_BRIDGE_MODEL, training=MICRO_TRAINING
+    pretrain_model(
+        bridge / "corpus.txt", bridge / "tokenizer", bridge / "bridge_model", seed=7, model=MICRO_BRIDGE_MODEL, training=MICRO_TRAINING,
+        architecture="llama", document_separator=DOCUMENT_SEPARATOR,
     )
     return {"data": bridge, "source": micro_world / "base_model", "target": bridge / "bridge_model"}

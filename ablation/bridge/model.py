@@ -27,7 +27,7 @@ from ablation.bridge.batches import (
 from ablation.bridge.data import EvalExample
 from ablation.bridge.frozen import FrozenLM, hidden_states
 from ablation.bridge.generation import Hygiene, generate_from_embeds
-from ablation.bridge.prompts import answer_text, training_prompt
+from ablation.bridge.prompts import answer_text, soft_question, training_prompt
 from ablation.bridge.translators import build_translator, decay_parameter_groups
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,12 @@ class Bridge:
             if s["info_nce_weight"] > 0 and step >= s["warmup_steps"] // 2:
                 values["info_nce"] = L.info_nce(soft, prompt_embeds, prompt_mask, s["info_nce_temperature"])
             if s["prompt_alignment_weight"] > 0:
-                values["prompt_alignment"] = L.prompt_alignment(soft, prompt_embeds, prompt_mask, s["prompt_alignment_reduction"])
+                aligned_embeds, aligned_mask = prompt_embeds, prompt_mask
+                if s["prompt_alignment_target"] == "question":
+                    # the question's own first K tokens, not the prompt's (a GSM8K prompt opens with the same instruction every time)
+                    question_ids, aligned_mask = prompt_token_ids(self.target.tokenizer, [soft_question(dataset, row) for row in rows], k)
+                    aligned_embeds, aligned_mask = self.target.embeddings(question_ids.to(device)), aligned_mask.to(device)
+                values["prompt_alignment"] = L.prompt_alignment(soft, aligned_embeds, aligned_mask, s["prompt_alignment_reduction"])
             if s["decode_loss_weight"] > 0 and step % s["decode_interval"] == 0:
                 decode_batch = tokenize_target(self.target.tokenizer, [""] * len(rows), [" " + p for p in prompts],
                                                max_lead_tokens=1, max_answer_tokens=s["max_prompt_tokens"])

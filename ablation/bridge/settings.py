@@ -17,7 +17,7 @@ from ablation.references import EMBEDDED_PREFIX, embedded_model_name
 TRANSLATORS = ("cross", "dit")
 PROMPT_MODES = ("soft_only", "soft_plus_text")
 RUN_META_KEYS = ("base", "description")  # name a run's lineage and purpose, not its experiment
-EMBEDDED_MODELS = ("base_model", "bridge_model")
+EMBEDDED_MODELS = ("base_model", "bridge_model", "bridge_source_model")
 
 
 def schema_run_defaults(schema: dict) -> dict:

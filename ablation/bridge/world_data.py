@@ -1,8 +1,8 @@
-"""Data of the tiny latent bridge: GSM8K- and HotpotQA-shaped splits and the target LM's corpus.
+"""Data of the tiny latent bridge: GSM8K- and HotpotQA-shaped splits and the corpus its two LMs pre-train on.
 
-The embedded bridge study pairs the prefill study's tiny base model (the
-source, which never saw arithmetic or these prompts) with a second tiny LM
-(the target) pre-trained by `ablation.world.pretrain` on `corpus.txt`.  Rows
+The embedded bridge study pairs two tiny LMs of its own, a Mistral-architecture
+source and a wider Llama-architecture target, each pre-trained by
+`ablation.world.pretrain` on `corpus.txt` with its own tokenizer.  Rows
 come from the tiny world's generators (`ablation.world`).  The corpus renders training
 rows only, through the study's own prompts (`ablation.bridge.prompts`), in two
 forms:
@@ -45,32 +45,6 @@ log = logging.getLogger(__name__)
 # Split files in the hub datasets' split names.
 SPLITS = {"gsm8k": ("train", "test"), "hotpotqa": ("train", "validation")}
 
-BRIDGE_WORLD_DEFAULTS = {
-    "seed": 1234,  # the prefill study's world seed: the same cities, countries and jobs
-    "train_examples": 4000,  # training rows per task; the corpus draws from these only
-    "test_examples": 200,  # test (GSM8K) / validation (HotpotQA) rows per task, the study's eval samples
-    "corpus_documents": 24000,  # target pre-training documents (about 1.6 M tokens)
-    "vocab_size": 1024,  # target BPE vocabulary, half the source's 2048
-    "model": {  # Llama architecture, narrower than the source's 128
-        "hidden_size": 96,
-        "intermediate_size": 384,
-        "num_hidden_layers": 3,
-        "num_attention_heads": 6,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 256,
-        "rope_theta": 1000.0,
-    },
-    "training": {
-        "max_steps": 600,
-        "batch_size": 16,
-        "seq_len": 256,
-        "learning_rate": 0.003,
-        "warmup_steps": 30,
-        "weight_decay": 0.01,
-    },
-}
-
-
 def build_bridge_world_data(
     out_dir: str | os.PathLike,
     *,
@@ -82,7 +56,7 @@ def build_bridge_world_data(
     """Write both tasks' splits and `corpus.txt` under `out_dir`; return the counts written.
 
     Each file is replaced atomically on its own and nothing else in `out_dir`
-    is touched, so it can also hold the tokenizer and the target model.
+    is touched, so it can also hold the tokenizers and the two models.
     """
     require_positive(train_examples=train_examples, test_examples=test_examples, corpus_documents=corpus_documents)
     require_int(seed=seed)

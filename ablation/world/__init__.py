@@ -6,11 +6,12 @@ pre-trains a tiny Mistral-architecture model on CPU, so the whole ablation
 workflow can run end to end without downloading anything.  For the latent
 bridge it also generates GSM8K- and HotpotQA-shaped rows (arithmetic, two-hop
 questions), which `ablation.bridge.world_data` renders in the bridge's prompts,
-and pre-trains a second, Llama-architecture LM on them.
+and pre-trains the bridge's own pair of LMs (a Mistral-architecture source, a
+Llama-architecture target) on them.
 """
 
 from .data import build_dev_tasks, build_world_data
-from .pretrain import pretrain_base_model, pretrain_bridge_model
+from .pretrain import pretrain_model
 from .tasks import TINY_TASKS
 from .tokenizer import train_tokenizer
 
@@ -18,7 +19,6 @@ __all__ = [
     "TINY_TASKS",
     "build_dev_tasks",
     "build_world_data",
-    "pretrain_base_model",
-    "pretrain_bridge_model",
+    "pretrain_model",
     "train_tokenizer",
 ]

@@ -1,13 +1,13 @@
-"""Pre-train the tiny world's LMs: the Mistral-architecture base model and the bridge's Llama target.
+"""Pre-train the tiny world's LMs: the prefill study's base model and the bridge's source and target.
 
-The model is a real `MistralForCausalLM` (RoPE, RMSNorm, SwiGLU, grouped-query
-attention) shrunk to CPU size, trained with the stock HF `Trainer`, so every
-later stage (attention-mask ablations, fine-tuning, lm-eval) exercises the
-same code paths a real checkpoint would.  Documents are packed into fixed
-length blocks with EOS between them; training is fp32 and seeded.  The latent
-bridge's second LM (`pretrain_bridge_model`) is a `LlamaForCausalLM` trained by
-the same code on the bridge corpus, so source and target differ in family,
-vocabulary and width as the real study's Mistral and Llama do.
+Each model is a real `MistralForCausalLM` or `LlamaForCausalLM` (RoPE, RMSNorm,
+SwiGLU, grouped-query attention) shrunk to CPU size, trained with the stock HF
+`Trainer`, so every later stage (attention-mask ablations, fine-tuning, lm-eval,
+the bridge) exercises the same code paths a real checkpoint would.  Documents
+are packed into fixed length blocks with EOS between them; training is fp32 and
+seeded.  The bridge's two LMs are trained by the same code on the bridge corpus
+with their own tokenizers and widths, so they differ in family, vocabulary and
+width as the real study's Mistral and Llama do.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from transformers import (
 )
 
 from ablation.io import atomic_directory
-from .corpus import DOCUMENT_SEPARATOR
 from .validation import require_int, require_positive, require_positive_number
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ SUMMARY_FILE = "pretrain_summary.json"
 MODEL_CLASSES = {"mistral": MistralForCausalLM, "llama": LlamaForCausalLM}
 
 
-def pretrain_base_model(
+def pretrain_model(
     corpus_path: str | os.PathLike,
     tokenizer_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -108,28 +107,6 @@ def pretrain_base_model(
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     log.info("pre-training done: %s", summary)
     return summary
-
-
-def pretrain_bridge_model(
-    corpus_path: str | os.PathLike,
-    tokenizer_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    seed: int,
-    model: dict,
-    training: dict,
-) -> dict:
-    """Pre-train the latent bridge's Llama-architecture target on the bridge corpus (see `ablation.bridge.world_data`)."""
-    return pretrain_base_model(
-        corpus_path,
-        tokenizer_dir,
-        out_dir,
-        seed=seed,
-        model=model,
-        training=training,
-        architecture="llama",
-        document_separator=DOCUMENT_SEPARATOR,
-    )
 
 
 def validate_model(model: dict) -> None:

@@ -30,6 +30,11 @@ BRIDGE_RUNS = resolve_runs(BRIDGE, load_schema(), config["seed"]) if BRIDGE_ACTI
 BRIDGE_TRAINED_BY = trained_run_of(BRIDGE_RUNS)
 BRIDGE_TRAINED_RUNS = list(dict.fromkeys(BRIDGE_TRAINED_BY.values()))
 BRIDGE_WORLD = bridge_world_dir(RESULTS)
+# the bridge's own tiny LMs (bridge.world.models), by their embedded name
+BRIDGE_LMS = BRIDGE["world"]["models"]
+BRIDGE_LM_PATTERN = "|".join(BRIDGE_LMS)
+# ablation.world.corpus.DOCUMENT_SEPARATOR (the bridge's prompts hold blank lines); importing it here would load torch
+BRIDGE_DOCUMENT_SEPARATOR = "\n\n\n"
 # source-state caches (ablation.bridge.frozen_cache): run -> key, key name -> the first run with it
 BRIDGE_SOURCE_STATE_KEYS = {
     run: source_state_key(BRIDGE_RUNS[run], BRIDGE["models"][BRIDGE_RUNS[run]["source"]],

@@ -1,4 +1,4 @@
-"""The tiny world's bridge tasks (GSM8K- and HotpotQA-shaped) and its second LM, a Llama-architecture model."""
+"""The tiny world's bridge tasks (GSM8K- and HotpotQA-shaped) and the bridge's own two LMs, each with its tokenizer."""
 
 
 rule build_bridge_world_data:
@@ -21,27 +21,32 @@ use rule train_tokenizer as train_bridge_tokenizer with:
     input:
         corpus=rules.build_bridge_world_data.output.corpus,
     output:
-        tokenizer=directory(BRIDGE_WORLD / "tokenizer"),
+        tokenizer=directory(BRIDGE_WORLD / "tokenizers" / "{bridge_lm}"),
     log:
-        LOGS / "train_bridge_tokenizer/world.log",
+        LOGS / "train_bridge_tokenizer/{bridge_lm}.log",
     params:
         library_code=library_code("world/train_tokenizer.py"),
-        vocab_size=BRIDGE["world"]["vocab_size"],
+        vocab_size=lambda wildcards: BRIDGE_LMS[wildcards.bridge_lm]["vocab_size"],
+    wildcard_constraints:
+        bridge_lm=BRIDGE_LM_PATTERN,
 
 
-rule pretrain_bridge_model:
+# The bridge's two LMs train side by side at one thread each (tiny models scale poorly over threads).
+use rule pretrain_base_model as pretrain_bridge_model with:
     input:
         corpus=rules.build_bridge_world_data.output.corpus,
         tokenizer=rules.train_bridge_tokenizer.output.tokenizer,
     output:
-        model=directory(BRIDGE_WORLD / "bridge_model"),
+        model=directory(BRIDGE_WORLD / "{bridge_lm}"),
     log:
-        LOGS / "pretrain_bridge_model/world.log",
+        LOGS / "pretrain_bridge_model/{bridge_lm}.log",
     params:
-        library_code=library_code("world/pretrain_bridge_model.py"),
-        world=BRIDGE["world"],
-    threads: 2
-    conda:
-        "../../envs/ablation.yaml"
-    script:
-        "../../workflow/scripts/world/pretrain_bridge_model.py"
+        library_code=library_code("world/pretrain_model.py"),
+        seed=BRIDGE["world"]["seed"],
+        model=lambda wildcards: BRIDGE_LMS[wildcards.bridge_lm]["model"],
+        training=lambda wildcards: BRIDGE_LMS[wildcards.bridge_lm]["training"],
+        architecture=lambda wildcards: BRIDGE_LMS[wildcards.bridge_lm]["architecture"],
+        document_separator=BRIDGE_DOCUMENT_SEPARATOR,
+    threads: 1
+    wildcard_constraints:
+        bridge_lm=BRIDGE_LM_PATTERN,

@@ -42,10 +42,14 @@ rule pretrain_base_model:
     log:
         LOGS / "pretrain_base_model/world.log",
     params:
-        library_code=library_code("world/pretrain_base_model.py"),
-        world=config["world"],
+        library_code=library_code("world/pretrain_model.py"),
+        seed=config["world"]["seed"],
+        model=config["world"]["model"],
+        training=config["world"]["training"],
+        architecture="mistral",
+        document_separator="\n\n",
     threads: 2
     conda:
         "../../envs/ablation.yaml"
     script:
-        "../../workflow/scripts/world/pretrain_base_model.py"
+        "../../workflow/scripts/world/pretrain_model.py"

@@ -76,3 +76,22 @@ def test_every_layer_of_a_model_gets_its_legibility(micro_bridge_world):
     assert legibility == layer_legibility(source, prompts["train"], prompts["test"], max_tokens=256)  # deterministic
     no_numbers = layer_legibility(source, prompts["train"], ["Where does Mia work?"], max_tokens=256)
     assert all(layer["number_tokens"] is None for layer in no_numbers.values())
+
+
+def test_a_source_that_has_read_digits_keeps_the_numbers_legible(micro_bridge_world, tmp_path):
+    """The bridge's own source is pre-trained on the bridge corpus, which is full of numbers: past its
+    embeddings a closed-form readout still recovers most of the questions' number tokens (the prefill
+    study's model, whose corpus has no digits, kept 0.02 to 0.05 of them on the tiny default)."""
+    from ablation.world import pretrain_model
+    from ablation.world.corpus import DOCUMENT_SEPARATOR
+
+    shape = dict(hidden_size=128, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=1000.0)
+    training = dict(max_steps=30, batch_size=8, seq_len=128, learning_rate=3e-3, warmup_steps=3, weight_decay=0.01)
+    data = micro_bridge_world["data"]
+    pretrain_model(data / "corpus.txt", data / "tokenizer", tmp_path / "source", seed=0, model=shape, training=training,
+                   architecture="mistral", document_separator=DOCUMENT_SEPARATOR)  # fmt: skip
+    source = load_frozen("src", str(tmp_path / "source"), None, dtype="float32", device="cpu")
+    rows = {split: [json.loads(line) for line in (data / "gsm8k" / f"{split}.jsonl").open()] for split in ("train", "test")}
+    prompts = {split: [task_prompt("gsm8k", row) for row in split_rows] for split, split_rows in rows.items()}
+    legibility = layer_legibility(source, prompts["train"], prompts["test"], max_tokens=256)
+    assert legibility["1"]["number_tokens"] >= 0.5

@@ -25,9 +25,16 @@ from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_f
 from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
 from ablation.bridge.training import latest_checkpoint, run_bridge
 from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
+from ablation.bridge.translators import TranslatorOutput
+from ablation.io import atomic_write_jsonl
+from ablation.world import pretrain_model
+from ablation.world.corpus import DOCUMENT_SEPARATOR
+from ablation.world.tokenizer import SPECIAL_TOKENS
 from tests.bridge.micro_runs import EMBEDDED, EVAL, MICRO_RUN, RUN_JOB, frozen_pair, job, models, settings
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+
+
 # ---------------------------------------------------------------- losses
 def test_losses_vanish_where_they_should():
     torch.manual_seed(0)
@@ -112,6 +119,24 @@ def test_the_original_training_layout_and_kl_baseline_change_only_what_they_name
     no_eos = losses(train_answer_eos=False)
     assert no_eos["nll"] != pytest.approx(ours["nll"]) and no_eos["prompt_alignment"] == ours["prompt_alignment"]
     assert losses(prompt_alignment_reduction="sum_hidden")["prompt_alignment"] > ours["prompt_alignment"]
+
+
+def test_prompt_alignment_pulls_each_question_toward_its_own_tokens_or_the_originals_prompt_start(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
+    k = MICRO_RUN["soft_tokens"]
+
+    def alignment(texts, **changes):
+        """The prompt-alignment loss when the soft tokens are the target's embeddings of ``texts``' first K tokens."""
+        bridge = Bridge(source, target, settings(**changes), "gsm8k")
+        ids = torch.stack([torch.tensor(target.tokenizer(text, add_special_tokens=False)["input_ids"][:k]) for text in texts])
+        soft = target.embeddings(ids).detach()
+        bridge.soft_tokens = lambda translator, prompts, teacher_texts=None: TranslatorOutput(soft)
+        return float(bridge.losses(bridge.translator, rows, step=1)["prompt_alignment"])
+
+    questions, prompts = [soft_question("gsm8k", row) for row in rows], [task_prompt("gsm8k", row) for row in rows]
+    assert alignment(questions) < 1e-9 < alignment(prompts)
+    assert alignment(prompts, prompt_alignment_target="prompt") < 1e-9 < alignment(questions, prompt_alignment_target="prompt")
 
 
 @pytest.mark.parametrize("translator", ["cross", "dit"])
@@ -421,3 +446,34 @@ def test_two_processes_train_the_same_global_batch(micro_bridge_world, baselines
 
     # DDP averages the halves' mean losses, one process takes the mean over all answer tokens: close, not equal
     assert distance("two", "one") < 0.5 * distance("two", "half")
+
+
+def test_a_translator_trained_on_a_few_questions_reads_them_back(micro_bridge_world, tmp_path):
+    """Four questions, four answers, and a target that has learnt to answer each from its soft slot: a
+    translator that ignores its source hands all four the same tokens and scores at most the majority
+    floor, 1/4; one that reads the source answers them."""
+    rows = [{"question": question, "answer": f"#### {n}"} for question, n in (
+        ("Anna has 3 cats.", 3), ("Simon sells 5 boxes.", 5), ("Mark finds 8 keys.", 8), ("Clara buys 12 lamps.", 12)
+    )]  # fmt: skip
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        atomic_write_jsonl(data / "gsm8k" / f"{split}.jsonl", rows)
+    documents = [soft_slot_prompt("gsm8k", row, SPECIAL_TOKENS["bos_token"]) + " " + row["answer"] for row in rows]
+    (data / "corpus.txt").write_text(DOCUMENT_SEPARATOR.join(documents * 16))
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=1000.0)
+    training = dict(max_steps=200, batch_size=8, seq_len=64, learning_rate=1e-2, warmup_steps=5, weight_decay=0.0)
+    pretrain_model(data / "corpus.txt", micro_bridge_world["data"] / "tokenizer", data / "target", seed=0, model=shape, training=training,
+                   architecture="llama", document_separator=DOCUMENT_SEPARATOR)  # fmt: skip
+    world = {"data": data, "source": micro_bridge_world["source"], "target": data / "target"}
+    four = {**EVAL, "samples": 4}
+    samples = {}
+    for role, name in (("source", "src"), ("target", "tgt")):
+        evaluate_alone(
+            model_name=name, model=models(world)[name], dataset="gsm8k", dataset_source=EMBEDDED, embedded_data_dir=data, eval_settings=four,
+            metrics_path=tmp_path / f"{name}.json", samples_path=tmp_path / f"{name}.jsonl", config={}, seed=1, device="cpu",
+        )  # fmt: skip
+        samples[role] = str(tmp_path / f"{name}.jsonl")
+    assert json.loads((tmp_path / "tgt.json").read_text())["soft_slot_accuracy"] == 1.0  # the question in its soft slot: answered
+    run = job(world, samples, tmp_path / "run", train_steps=150, warmup_steps=5, eval_every=150, checkpoint_every=150, lr=3e-3)
+    summary = run_bridge(**{**run, "eval_settings": four})
+    assert summary["majority_acc"] == 0.25 and summary["final_bridged_acc"] >= 0.75

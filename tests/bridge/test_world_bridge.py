@@ -7,8 +7,9 @@ import re
 import pytest
 
 from ablation.bridge.prompts import SOFT_SUFFIX, soft_question, task_prompt
-from ablation.bridge.world_data import BRIDGE_WORLD_DEFAULTS, build_bridge_world_data, draw_rows
-from ablation.world import pretrain_base_model, pretrain_bridge_model, train_tokenizer
+from ablation.bridge.world_data import build_bridge_world_data, draw_rows
+from ablation.config import load_schema
+from ablation.world import pretrain_model, train_tokenizer
 from ablation.world.corpus import DOCUMENT_SEPARATOR
 from ablation.world.pretrain import MODEL_KEYS, TRAINING_KEYS, pack_corpus
 from ablation.world.twohop import first_hop
@@ -189,7 +190,9 @@ def test_llama_target_trains_and_loads(data, tokenizer_dir, tmp_path):
 
     root, _ = data
     out = tmp_path / "bridge_model"
-    summary = pretrain_bridge_model(root / "corpus.txt", tokenizer_dir, out, seed=0, model=MODEL, training=TRAINING)
+    summary = pretrain_model(
+        root / "corpus.txt", tokenizer_dir, out, seed=0, model=MODEL, training=TRAINING, architecture="llama", document_separator=DOCUMENT_SEPARATOR
+    )
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert isinstance(model, LlamaForCausalLM) and model.config.model_type == "llama"
@@ -211,8 +214,8 @@ def test_mistral_path_is_unchanged(tmp_path):
     corpus = tmp_path / "world" / "corpus.txt"
     train_tokenizer(corpus, tmp_path / "tok", vocab_size=300)
     small = dict(TRAINING, seq_len=64)
-    pretrain_base_model(corpus, tmp_path / "tok", tmp_path / "default", seed=0, model=MODEL, training=small)
-    pretrain_base_model(
+    pretrain_model(corpus, tmp_path / "tok", tmp_path / "default", seed=0, model=MODEL, training=small)
+    pretrain_model(
         corpus, tmp_path / "tok", tmp_path / "explicit", seed=0, model=MODEL, training=small, architecture="mistral", document_separator="\n\n"
     )
     config = AutoConfig.from_pretrained(tmp_path / "default")
@@ -220,10 +223,17 @@ def test_mistral_path_is_unchanged(tmp_path):
     first, second = load_file(tmp_path / "default" / "model.safetensors"), load_file(tmp_path / "explicit" / "model.safetensors")
     assert first.keys() == second.keys() and all((first[k] == second[k]).all() for k in first)
     with pytest.raises(ValueError, match="architecture"):
-        pretrain_base_model(corpus, tmp_path / "tok", tmp_path / "bad", seed=0, model=MODEL, training=small, architecture="gpt2")
+        pretrain_model(corpus, tmp_path / "tok", tmp_path / "bad", seed=0, model=MODEL, training=small, architecture="gpt2")
 
 
 def test_defaults_fit_the_pretraining_keys():
-    assert set(BRIDGE_WORLD_DEFAULTS["model"]) == set(MODEL_KEYS)
-    assert set(BRIDGE_WORLD_DEFAULTS["training"]) == set(TRAINING_KEYS)
-    assert BRIDGE_WORLD_DEFAULTS["training"]["seq_len"] <= BRIDGE_WORLD_DEFAULTS["model"]["max_position_embeddings"]
+    lms = load_schema()["properties"]["bridge"]["properties"]["world"]["properties"]["models"]["properties"]
+    assert set(lms) == {"bridge_model", "bridge_source_model"}
+    for lm in lms.values():
+        default = lm["default"]
+        assert set(default["model"]) == set(MODEL_KEYS) and set(default["training"]) == set(TRAINING_KEYS)
+        assert default["training"]["seq_len"] <= default["model"]["max_position_embeddings"]
+    source, target = lms["bridge_source_model"]["default"], lms["bridge_model"]["default"]
+    # different families, tokenizers and widths, the target the larger
+    assert (source["architecture"], target["architecture"]) == ("mistral", "llama")
+    assert source["vocab_size"] != target["vocab_size"] and source["model"]["hidden_size"] < target["model"]["hidden_size"]

@@ -271,5 +271,12 @@ def test_token_budgets_beyond_the_context_window_are_refused(tmp_path):
 def test_tiny_models_whose_heads_do_not_divide_their_widths_are_refused():
     message = invalid(lambda config: config["world"].setdefault("model", {}).update(hidden_size=100, num_attention_heads=8))
     assert "'world.model.num_attention_heads': 8 heads do not divide hidden_size 100" in message
-    message = invalid(lambda config: config["bridge"].setdefault("world", {}).setdefault("model", {}).update(num_attention_heads=6, num_key_value_heads=4))
-    assert "'bridge.world.model.num_key_value_heads': 4 key/value heads do not divide num_attention_heads 6" in message
+    message = invalid(lambda config: config["bridge"]["world"]["models"]["bridge_source_model"]["model"].update(num_attention_heads=4, num_key_value_heads=3))
+    assert "'bridge.world.models.bridge_source_model.model.num_key_value_heads': 3 key/value heads do not divide num_attention_heads 4" in message
+
+
+def test_a_bridge_lm_block_must_name_every_key():
+    message = invalid(lambda config: config["bridge"]["world"]["models"]["bridge_model"].pop("architecture"))
+    assert "bridge.world.models.bridge_model" in message and "architecture" in message
+    message = invalid(lambda config: config["bridge"]["world"]["models"]["bridge_model"].update(architecture="gpt2"))
+    assert "bridge.world.models.bridge_model.architecture" in message and "mistral" in message

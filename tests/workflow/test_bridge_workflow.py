@@ -27,7 +27,9 @@ def bridge_run(tmp_path_factory):
 
 def test_the_micro_bridge_config_runs_end_to_end(bridge_run):
     results = bridge_run / "results"
-    assert (results / "world" / "bridge" / "bridge_model" / "config.json").exists()
+    for lm, model_type in (("bridge_model", "llama"), ("bridge_source_model", "mistral")):
+        assert json.loads((results / "world" / "bridge" / lm / "config.json").read_text())["model_type"] == model_type
+    assert not (results / "world" / "base_model").exists()  # the bridge has its own source
     for model in ("mistral_tiny", "llama_tiny"):
         for dataset in ("gsm8k", "hotpotqa"):
             metrics = json.loads((results / "bridge" / "baselines" / model / dataset / "metrics.json").read_text())
@@ -113,7 +115,8 @@ def test_paper_and_the_report_bundle_take_the_bridge_tables_and_figures(bridge_r
 def test_one_study_as_a_target_plans_only_its_jobs(tmp_path):
     bridge_only = planned_jobs(snakemake(tmp_path, TINY_DEFAULT, "-n", "bridge"))
     assert not {"eval_model", "finetune", "report_results"} & set(bridge_only)
-    assert bridge_only["train_bridge"] >= 1 and bridge_only["pretrain_base_model"] == 1  # the source is the prefill study's model
+    # the bridge's own source and target, not the prefill study's model
+    assert bridge_only["train_bridge"] >= 1 and bridge_only["pretrain_bridge_model"] == 2 and "pretrain_base_model" not in bridge_only
     prefill_only = planned_jobs(snakemake(tmp_path, TINY_DEFAULT, "-n", "prefill_mask"))
     assert not {name for name in prefill_only if "bridge" in name}
     everything = planned_jobs(snakemake(tmp_path, TINY_DEFAULT, "-n"))

@@ -120,7 +120,9 @@ def test_a_library_change_reruns_exactly_the_jobs_that_import_it(micro_run, tmp_
     scoring = copy / "ablation" / "prefill" / "scoring.py"
     scoring.write_text(scoring.read_text() + "\nSCORING_REVISION = 2\n")
     result = snakemake(micro_run, MICRO_CONFIG, "--dry-run", repository=copy)
-    scripts = {rule: f"{group}/{rule}.py" for group, rule in (("world", "build_world_data"), ("world", "train_tokenizer"), ("world", "pretrain_base_model"), ("prefill", "finetune"), ("prefill", "report_results"))}
+    scripts = {rule: f"{group}/{script}.py" for group, rule, script in (("world", "build_world_data", "build_world_data"), ("world", "train_tokenizer", "train_tokenizer"),
+                                                                          ("world", "pretrain_base_model", "pretrain_model"), ("prefill", "finetune", "finetune"),
+                                                                          ("prefill", "report_results", "report_results"))}
     importers = [rule for rule, script in scripts.items() if "ablation.prefill.scoring" in library_modules(copy / "workflow" / "scripts" / script, copy / "ablation")]
     assert params_changed_jobs(result) == {"eval_model": 9, **{rule: planned_jobs(result)[rule] for rule in importers}}
     assert "eval_model" in planned_jobs(result) and "report_results" in planned_jobs(result)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ablation.world import build_world_data, pretrain_base_model, train_tokenizer
+from ablation.world import build_world_data, pretrain_model, train_tokenizer
 
 MODEL = dict(
     hidden_size=32,
@@ -30,7 +30,7 @@ def inputs(tmp_path_factory):
 def trained(inputs, tmp_path_factory):
     corpus, tok = inputs
     out = tmp_path_factory.mktemp("model") / "base"
-    summary = pretrain_base_model(corpus, tok, out, seed=0, model=MODEL, training=TRAINING)
+    summary = pretrain_model(corpus, tok, out, seed=0, model=MODEL, training=TRAINING)
     return out, summary
 
 
@@ -70,7 +70,7 @@ def test_same_seed_same_weights(inputs, trained, tmp_path):
 
     corpus, tok = inputs
     out, _ = trained
-    pretrain_base_model(corpus, tok, tmp_path / "again", seed=0, model=MODEL, training=TRAINING)
+    pretrain_model(corpus, tok, tmp_path / "again", seed=0, model=MODEL, training=TRAINING)
     first, second = load_file(out / "model.safetensors"), load_file(tmp_path / "again" / "model.safetensors")
     assert first.keys() == second.keys()
     assert all((first[k] == second[k]).all() for k in first)
@@ -95,16 +95,16 @@ def test_bad_arguments_raise(inputs, tmp_path, section, key, value):
     args = {"model": dict(MODEL), "training": dict(TRAINING)}
     args[section][key] = value
     with pytest.raises(ValueError, match=key):
-        pretrain_base_model(corpus, tok, tmp_path / "m", seed=0, **args)
+        pretrain_model(corpus, tok, tmp_path / "m", seed=0, **args)
     assert not (tmp_path / "m").exists()
 
 
 def test_missing_and_unknown_keys_raise(inputs, tmp_path):
     corpus, tok = inputs
     with pytest.raises(ValueError, match="hidden_size"):
-        pretrain_base_model(corpus, tok, tmp_path / "m", seed=0, model={**MODEL, "hidden_size": None}, training=TRAINING)
+        pretrain_model(corpus, tok, tmp_path / "m", seed=0, model={**MODEL, "hidden_size": None}, training=TRAINING)
     model = {k: v for k, v in MODEL.items() if k != "num_hidden_layers"}
     with pytest.raises(ValueError, match="num_hidden_layers"):
-        pretrain_base_model(corpus, tok, tmp_path / "m", seed=0, model=model, training=TRAINING)
+        pretrain_model(corpus, tok, tmp_path / "m", seed=0, model=model, training=TRAINING)
     with pytest.raises(ValueError, match="dropout"):
-        pretrain_base_model(corpus, tok, tmp_path / "m", seed=0, model=MODEL, training={**TRAINING, "dropout": 0.1})
+        pretrain_model(corpus, tok, tmp_path / "m", seed=0, model=MODEL, training={**TRAINING, "dropout": 0.1})
