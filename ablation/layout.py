@@ -167,6 +167,14 @@ def bridge_run_dir(results_dir: str | Path, run: str) -> Path:
     return Path(results_dir) / "bridge" / "runs" / run
 
 
+BRIDGE_CACHE_INDEX = "index.json"  # a frozen-output cache's index, written last (ablation.bridge.frozen_cache)
+
+
+def bridge_cache_index(results_dir: str | Path, kind: str, key_name: str) -> Path:
+    """``kind``: ``source_states`` or ``kl_baselines``; ``key_name`` names the cache's key."""
+    return Path(results_dir) / "bridge" / kind / key_name / BRIDGE_CACHE_INDEX
+
+
 def bridge_inference_dir(results_dir: str | Path, run: str) -> Path:
     """Seed 004's Ablation 4 for ``run``: the inference benchmark's samples.jsonl and summary.json."""
     return Path(results_dir) / "bridge" / "inference" / run

@@ -56,13 +56,12 @@ from ablation.stats import CONFIDENCE, RESAMPLES, SEED, bootstrap_mean_ci, mcnem
 from ablation.bridge.model import Bridge
 from ablation.io import atomic_write_json, atomic_write_jsonl, file_sha256
 from ablation.provenance import model_identity, provenance
+from ablation.layout import SAMPLES_FILE, SUMMARY_FILE
 
 log = logging.getLogger(__name__)
 
 BASELINES = ("source_alone", "target_alone", "latent", "token_budget", "cascade")
 TARGET_ONLY = ("target_alone", "latent", "token_budget")  # baselines whose cache is the target's alone
-SAMPLES_FILE = "samples.jsonl"
-SUMMARY_FILE = "summary.json"
 MB = 2**20
 SEED_KV_MB_PER_TOKEN = 0.5  # seed 004 priced every prompt token at 0.5 MB of KV cache
 CASCADE_TEMPLATE = "{prompt}\n\nA draft answer from another model:\n{draft}\n\nCheck the draft and correct it if needed.{request}"

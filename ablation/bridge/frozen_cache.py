@@ -41,10 +41,11 @@ from ablation.bridge.batches import answer_positions, kl_baseline_batch, tokeniz
 from ablation.bridge.frozen import FrozenLM, hidden_states
 from ablation.bridge.losses import gather_positions
 from ablation.io import atomic_write_json, read_json
+from ablation.layout import BRIDGE_CACHE_INDEX
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "index.json"
+INDEX_FILE = BRIDGE_CACHE_INDEX
 SHARD_BYTES = 512 * 2**20  # a shard holds about this much, so no one file gets huge
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

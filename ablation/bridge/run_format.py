@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 
 from ablation.bridge.answers import INVALID, score_extracted
+from ablation.layout import LOSS_HISTORY_FILE, SUMMARY_FILE  # noqa: F401 - part of a run's format
 
 SIDES = ("source", "target", "bridged")  # source alone, target alone, target reading the soft tokens
 FINAL_STEP = "final"  # the evaluation of the kept (best) translator after training
 HISTORY_FILE = "history.jsonl"
-SUMMARY_FILE = "summary.json"
-LOSS_HISTORY_FILE = "loss_history.csv"  # training losses by step (a legacy run's: the log's windowed means)
+TRANSLATOR_FILE = "translator.pt"  # a trained run's translator weights
+# LOSS_HISTORY_FILE: training losses by step (a legacy run's: the log's windowed means)
 SAMPLES_FILE = "eval_samples_step_{step}.jsonl"
 SAMPLES_NAME = re.compile(r"eval_samples_step_(\d+|final)\.jsonl")
 

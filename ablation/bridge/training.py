@@ -62,6 +62,7 @@ from ablation.bridge.run_format import (
     HISTORY_FILE,
     LOSS_HISTORY_FILE,
     SUMMARY_FILE,
+    TRANSLATOR_FILE,
     history_row,
     samples_filename,
     samples_step,
@@ -79,7 +80,6 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = Path("checkpoints")
 LATEST_CHECKPOINT = "latest.json"  # names the one complete checkpoint folder; written last, atomically
 TRAINING_STATE = "training_state.pt"  # step, history, early-stopping state: what accelerate's state lacks
-TRANSLATOR_FILE = "translator.pt"
 LIVE_LOG_FILE = "live_log.csv"
 
 

@@ -11,8 +11,12 @@ from ablation.bridge.settings import (
 )
 from ablation.bridge.roles import reproductions, role_runs, run_descriptions
 from ablation.config import load_schema
+from ablation.bridge.run_format import HISTORY_FILE, LOSS_HISTORY_FILE, SUMMARY_FILE, TRANSLATOR_FILE
 from ablation.layout import (
+    METRICS_FILE,
+    SAMPLES_FILE,
     bridge_baseline_dir,
+    bridge_cache_index,
     bridge_inference_dir,
     bridge_legacy_dir,
     bridge_report_files,
@@ -53,7 +57,7 @@ BRIDGE_KL_BASELINE_KEYS = {
 BRIDGE_KL_BASELINE_RUNS = {}
 for _run, _key in BRIDGE_KL_BASELINE_KEYS.items():
     BRIDGE_KL_BASELINE_RUNS.setdefault(source_state_name(_key), _run)
-BRIDGE_RUN_FILES = ("summary.json", "history.jsonl", "loss_history.csv", "translator.pt")
+BRIDGE_RUN_FILES = (SUMMARY_FILE, HISTORY_FILE, LOSS_HISTORY_FILE, TRANSLATOR_FILE)
 # preserved runs of the original code, imported into the run format (rules/bridge/report.smk)
 BRIDGE_LEGACY = {entry["name"]: entry for entry in BRIDGE["legacy"]} if BRIDGE_ACTIVE else {}
 BRIDGE_REPORT_FILES = bridge_report_files(RESULTS, [ablation["name"] for ablation in BRIDGE["report"]["ablations"]])
@@ -111,7 +115,7 @@ def bridge_job_model(name):
 
 def bridge_baseline_files(model, dataset):
     directory = bridge_baseline_dir(RESULTS, model, dataset)
-    return {"metrics": directory / "metrics.json", "samples": directory / "samples.jsonl"}
+    return {"metrics": directory / METRICS_FILE, "samples": directory / SAMPLES_FILE}
 
 
 def bridge_baseline_inputs(wildcards):
@@ -141,7 +145,7 @@ def bridge_run_inputs(wildcards):
 
 
 def bridge_source_state_index(key_name):
-    return RESULTS / "bridge" / "source_states" / key_name / "index.json"
+    return bridge_cache_index(RESULTS, "source_states", key_name)
 
 
 def bridge_source_state_inputs(run):
@@ -162,7 +166,7 @@ def bridge_source_state_build_inputs(wildcards):
 
 
 def bridge_kl_baseline_index(key_name):
-    return RESULTS / "bridge" / "kl_baselines" / key_name / "index.json"
+    return bridge_cache_index(RESULTS, "kl_baselines", key_name)
 
 
 def bridge_kl_baseline_inputs(run):
@@ -188,7 +192,7 @@ def bridge_inference_inputs(wildcards):
     inputs = prefetch_inputs()
     return {
         **inputs,
-        "translator": bridge_run_dir(RESULTS, BRIDGE_TRAINED_BY[wildcards.bridge_run]) / "translator.pt",
+        "translator": bridge_run_dir(RESULTS, BRIDGE_TRAINED_BY[wildcards.bridge_run]) / TRANSLATOR_FILE,
         "source_model": bridge_model_inputs(settings["source"]),
         "target_model": bridge_model_inputs(settings["target"]),
         "data": bridge_dataset_inputs(settings["dataset"]),
@@ -198,9 +202,9 @@ def bridge_inference_inputs(wildcards):
 def bridge_outputs():
     """Every bridge run's trained files (a reused run points at the run that trained for it), and the
     inference benchmark of bridge.inference.run (default the first run with a fixed K)."""
-    outputs = [bridge_run_dir(RESULTS, run) / "summary.json" for run in BRIDGE_TRAINED_RUNS]
+    outputs = [bridge_run_dir(RESULTS, run) / SUMMARY_FILE for run in BRIDGE_TRAINED_RUNS]
     if inference_run(BRIDGE, BRIDGE_RUNS):
-        outputs.append(bridge_inference_dir(RESULTS, inference_run(BRIDGE, BRIDGE_RUNS)) / "summary.json")
+        outputs.append(bridge_inference_dir(RESULTS, inference_run(BRIDGE, BRIDGE_RUNS)) / SUMMARY_FILE)
     return outputs + bridge_report_outputs()
 
 

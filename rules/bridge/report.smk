@@ -10,8 +10,8 @@ rule import_legacy_run:
     """A preserved run as a run of ours. Its folder is a param, not an input: the workflow plans (and
     dry-runs) without the preserved data, and the import stops with an error naming a folder that is absent."""
     output:
-        summary=bridge_legacy_dir(RESULTS, "{legacy_run}") / "summary.json",
-        history=bridge_legacy_dir(RESULTS, "{legacy_run}") / "history.jsonl",
+        summary=bridge_legacy_dir(RESULTS, "{legacy_run}") / SUMMARY_FILE,
+        history=bridge_legacy_dir(RESULTS, "{legacy_run}") / HISTORY_FILE,
     log:
         LOGS / "import_legacy_run/{legacy_run}.log",
     params:

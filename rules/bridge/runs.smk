@@ -11,8 +11,7 @@ rule eval_bridge_baseline:
     input:
         unpack(bridge_baseline_inputs),
     output:
-        metrics=RESULTS / "bridge" / "baselines" / "{bridge_model}" / "{bridge_dataset}" / "metrics.json",
-        samples=RESULTS / "bridge" / "baselines" / "{bridge_model}" / "{bridge_dataset}" / "samples.jsonl",
+        **bridge_baseline_files("{bridge_model}", "{bridge_dataset}"),
     log:
         LOGS / "eval_bridge_baseline/{bridge_model}/{bridge_dataset}.log",
     params:
@@ -108,7 +107,7 @@ rule train_bridge:
     input:
         unpack(bridge_run_inputs),
     output:
-        **{name.split(".")[0]: RESULTS / "bridge" / "runs" / "{bridge_run}" / name for name in BRIDGE_RUN_FILES},
+        **{name.split(".")[0]: bridge_run_dir(RESULTS, "{bridge_run}") / name for name in BRIDGE_RUN_FILES},
     log:
         LOGS / "train_bridge/{bridge_run}.log",
     params:
@@ -146,8 +145,8 @@ rule benchmark_bridge_inference:
     input:
         unpack(bridge_inference_inputs),
     output:
-        summary=bridge_inference_dir(RESULTS, "{bridge_run}") / "summary.json",
-        samples=bridge_inference_dir(RESULTS, "{bridge_run}") / "samples.jsonl",
+        summary=bridge_inference_dir(RESULTS, "{bridge_run}") / SUMMARY_FILE,
+        samples=bridge_inference_dir(RESULTS, "{bridge_run}") / SAMPLES_FILE,
     log:
         LOGS / "benchmark_bridge_inference/{bridge_run}.log",
     wildcard_constraints:
