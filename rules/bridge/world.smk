@@ -48,5 +48,6 @@ use rule pretrain_base_model as pretrain_bridge_model with:
         architecture=lambda wildcards: BRIDGE_LMS[wildcards.bridge_lm]["architecture"],
         document_separator=BRIDGE_DOCUMENT_SEPARATOR,
     threads: 1
+    priority: 3
     wildcard_constraints:
         bridge_lm=BRIDGE_LM_PATTERN,
