@@ -401,3 +401,11 @@ def build_run_kl_baselines(
     log.info("KL-baseline cache %s: %d rows, estimated %.1f MB, %s in %.1f s", Path(index_path).parent.name, index["prompts"],
              index["estimated_bytes"] / 1e6, "cached" if index["cached"] else "not cached", time.perf_counter() - started)  # fmt: skip
     return index
+
+
+def build_run_cache(kind: str, index_path: str | Path, **job) -> dict:
+    """Build a run's cache of ``kind``: ``source_states`` or ``kl_baselines`` (one job script serves both rules)."""
+    builders = {"source_states": build_run_source_states, "kl_baselines": build_run_kl_baselines}
+    if kind not in builders:
+        raise ValueError(f"unknown cache kind {kind!r}; allowed: {', '.join(builders)}")
+    return builders[kind](index_path, **job)

@@ -45,9 +45,11 @@ rule bridge_source_states:
     wildcard_constraints:
         source_state_key="|".join(BRIDGE_SOURCE_STATE_RUNS) or "(?!)",
     params:
-        library_code=library_code("bridge/build_bridge_source_states.py"),
+        library_code=library_code("bridge/build_bridge_cache.py"),
+        kind="source_states",
         settings=lambda wildcards: BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]],
         key=lambda wildcards: BRIDGE_SOURCE_STATE_KEYS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]],
+        model_name=lambda wildcards: BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]["source"],
         model=lambda wildcards: bridge_job_model(
             BRIDGE_RUNS[BRIDGE_SOURCE_STATE_RUNS[wildcards.source_state_key]]["source"]
         ),
@@ -65,7 +67,7 @@ rule bridge_source_states:
     conda:
         "../../envs/ablation.yaml"
     script:
-        "../../workflow/scripts/bridge/build_bridge_source_states.py"
+        "../../workflow/scripts/bridge/build_bridge_cache.py"
 
 
 rule bridge_kl_baselines:
@@ -80,9 +82,11 @@ rule bridge_kl_baselines:
     wildcard_constraints:
         kl_baseline_key="|".join(BRIDGE_KL_BASELINE_RUNS) or "(?!)",
     params:
-        library_code=library_code("bridge/build_bridge_kl_baselines.py"),
+        library_code=library_code("bridge/build_bridge_cache.py"),
+        kind="kl_baselines",
         settings=lambda wildcards: BRIDGE_RUNS[BRIDGE_KL_BASELINE_RUNS[wildcards.kl_baseline_key]],
         key=lambda wildcards: BRIDGE_KL_BASELINE_KEYS[BRIDGE_KL_BASELINE_RUNS[wildcards.kl_baseline_key]],
+        model_name=lambda wildcards: BRIDGE_RUNS[BRIDGE_KL_BASELINE_RUNS[wildcards.kl_baseline_key]]["target"],
         model=lambda wildcards: bridge_job_model(
             BRIDGE_RUNS[BRIDGE_KL_BASELINE_RUNS[wildcards.kl_baseline_key]]["target"]
         ),
@@ -100,7 +104,7 @@ rule bridge_kl_baselines:
     conda:
         "../../envs/ablation.yaml"
     script:
-        "../../workflow/scripts/bridge/build_bridge_kl_baselines.py"
+        "../../workflow/scripts/bridge/build_bridge_cache.py"
 
 
 rule train_bridge:
