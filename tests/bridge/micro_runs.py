@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from ablation.bridge.frozen import load_frozen
+from ablation.bridge.training import latest_checkpoint
 from ablation.bridge.settings import schema_run_defaults
 from ablation.config import load_schema
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 EMBEDDED = {"path": "embedded", "name": None, "revision": None, "train_split": "train", "eval_split": "test", "prompts": "own", "scoring": "own"}
 EVAL = {"samples": 8, "batch_size": 4, "max_new_tokens": 10, "few_shot": 0, "few_shot_seed": 42}
@@ -44,3 +53,21 @@ def frozen_pair(world):
 
 # a bridge run in a process of its own (killed mid-run by the resume tests): the job file is its argument
 RUN_JOB = "import json, sys; from ablation.bridge.training import run_bridge; run_bridge(**json.load(open(sys.argv[1])))"
+
+
+def start_bridge_process(job_arguments: dict, job_file: Path) -> subprocess.Popen:
+    """``run_bridge(**job_arguments)`` in a process of its own, at one thread, its job written to ``job_file``."""
+    job_file.write_text(json.dumps(job_arguments))
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", RUN_JOB, str(job_file)], env=environment, stderr=subprocess.PIPE)
+
+
+def kill_after_first_checkpoint(process: subprocess.Popen, run_dir: Path) -> Path | None:
+    """SIGKILL ``process`` as soon as ``run_dir`` holds a checkpoint (or after 300 s); that checkpoint, if any."""
+    checkpoints = Path(run_dir) / "checkpoints"
+    deadline = time.monotonic() + 300
+    while latest_checkpoint(checkpoints) is None and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return latest_checkpoint(checkpoints)

@@ -5,11 +5,8 @@ build; a run reading them trains the uncached run's translator without loading t
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,8 +29,8 @@ from ablation.bridge.frozen_cache import (
 from ablation.bridge.data import load_rows
 from ablation.bridge.settings import kl_baseline_key, source_state_key, source_state_name
 from ablation.bridge.model import Bridge
-from ablation.bridge.training import latest_checkpoint, run_bridge
-from tests.bridge.micro_runs import EMBEDDED, EVAL, RUN_JOB, frozen_pair, job, models, settings
+from ablation.bridge.training import run_bridge
+from tests.bridge.micro_runs import EMBEDDED, EVAL, frozen_pair, job, kill_after_first_checkpoint, models, settings, start_bridge_process
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-5  # float32: the cache stores the same forward's values, batched differently
@@ -239,17 +236,8 @@ def test_a_run_reading_both_caches_restarts_a_run_killed_uncached_and_matches_it
     _, kl_key = build_kl(micro_bridge_world, tmp_path / "kl")
     caches = {"source_states": {"index": str(tmp_path / "cache" / INDEX_FILE), "key": key},
               "kl_baselines": {"index": str(tmp_path / "kl" / INDEX_FILE), "key": kl_key}}  # fmt: skip
-    job_file = tmp_path / "killed.json"
-    job_file.write_text(json.dumps(job(micro_bridge_world, baselines, tmp_path / "run", **changes)))
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
-    killed = subprocess.Popen([sys.executable, "-c", RUN_JOB, str(job_file)], env=environment, stderr=subprocess.PIPE)
-    checkpoints = tmp_path / "run" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while latest_checkpoint(checkpoints) is None and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert latest_checkpoint(checkpoints) is not None
+    killed = start_bridge_process(job(micro_bridge_world, baselines, tmp_path / "run", **changes), tmp_path / "killed.json")
+    assert kill_after_first_checkpoint(killed, tmp_path / "run") is not None
     with caplog.at_level("INFO"):
         rerun = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", **changes), **caches)
     assert "is not loaded" in caplog.text

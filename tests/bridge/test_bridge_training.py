@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,16 +18,24 @@ from ablation.bridge.batches import generation_inputs, lead_text
 from ablation.bridge.data import eval_examples, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, opening_ids, trim_to_answer
 from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
-from ablation.bridge.training import latest_checkpoint, run_bridge
+from ablation.bridge.training import run_bridge
 from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
 from ablation.bridge.translators import TranslatorOutput
 from ablation.io import atomic_write_jsonl
 from ablation.world import pretrain_model
 from ablation.world.corpus import DOCUMENT_SEPARATOR
 from ablation.world.tokenizer import SPECIAL_TOKENS
-from tests.bridge.micro_runs import EMBEDDED, EVAL, MICRO_RUN, RUN_JOB, frozen_pair, job, models, settings
-
-REPOSITORY = Path(__file__).resolve().parents[2]
+from tests.bridge.micro_runs import (
+    EMBEDDED,
+    EVAL,
+    MICRO_RUN,
+    frozen_pair,
+    job,
+    kill_after_first_checkpoint,
+    models,
+    settings,
+    start_bridge_process,
+)
 
 
 # ---------------------------------------------------------------- losses
@@ -316,26 +319,14 @@ def test_the_final_evaluation_reads_the_weights_final_weights_names(micro_bridge
     assert summaries["last"]["notes"] and "last weights" in summaries["last"]["notes"][0] and not summaries["best"]["notes"]
 
 
-
-
 def test_a_killed_run_resumes_to_the_same_translator(micro_bridge_world, baselines, tmp_path):
     """SIGKILL after the first checkpoint, re-run: the translator equals an uninterrupted run's."""
     changes = dict(translator="dit", train_steps=16, eval_every=8, checkpoint_every=4, dit_dropout=0.2, early_stop_patience=0, lr=1e-2)
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
 
     def start(run_dir):
-        job_file = tmp_path / f"{run_dir.name}.json"
-        job_file.write_text(json.dumps(job(micro_bridge_world, baselines, run_dir, **changes)))
-        return subprocess.Popen([sys.executable, "-c", RUN_JOB, str(job_file)], env=environment, stderr=subprocess.PIPE)
+        return start_bridge_process(job(micro_bridge_world, baselines, run_dir, **changes), tmp_path / f"{run_dir.name}.json")
 
-    killed = start(tmp_path / "killed")
-    checkpoints = tmp_path / "killed" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while latest_checkpoint(checkpoints) is None and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    checkpoint = latest_checkpoint(checkpoints)
+    checkpoint = kill_after_first_checkpoint(start(tmp_path / "killed"), tmp_path / "killed")
     assert checkpoint is not None and not (tmp_path / "killed" / "summary.json").exists()
     # accelerate's state: the translator, and the RNG streams of every process (CUDA's on a GPU)
     assert (checkpoint / "random_states_0.pkl").exists() and (checkpoint / "training_state.pt").exists()
@@ -360,17 +351,8 @@ def test_a_killed_run_with_changed_settings_starts_afresh(micro_bridge_world, ba
     """The issue's scenario: kill after a checkpoint, change the learning rate, rerun: trained from step 0
     at the new rate, as an uninterrupted run at that rate, with none of the first attempt's samples."""
     changes = dict(train_steps=8, eval_every=2, checkpoint_every=4, early_stop_patience=0, lr=1e-2)
-    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
-    job_file = tmp_path / "killed.json"
-    job_file.write_text(json.dumps(job(micro_bridge_world, baselines, tmp_path / "run", **changes)))
-    killed = subprocess.Popen([sys.executable, "-c", RUN_JOB, str(job_file)], env=environment, stderr=subprocess.PIPE)
-    checkpoints = tmp_path / "run" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while latest_checkpoint(checkpoints) is None and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert latest_checkpoint(checkpoints) is not None
+    killed = start_bridge_process(job(micro_bridge_world, baselines, tmp_path / "run", **changes), tmp_path / "killed.json")
+    assert kill_after_first_checkpoint(killed, tmp_path / "run") is not None
     (tmp_path / "run" / "eval_samples_step_5.jsonl").write_text("{}\n")  # as if the first attempt got further
     rerun = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", **{**changes, "lr": 3e-3}))
     fresh = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "fresh", **{**changes, "lr": 3e-3}))
