@@ -38,6 +38,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ablation.bridge.batches import answer_positions, kl_baseline_batch, tokenize_source
+from ablation.bridge.cache_plan import cache_bytes, stored_dtype
 from ablation.bridge.frozen import FrozenLM, hidden_states
 from ablation.bridge.losses import gather_positions
 from ablation.io import atomic_write_json, read_json
@@ -60,11 +61,6 @@ def baseline_name(lead: str, answer: str) -> str:
     return hashlib.sha256(json.dumps([lead, answer]).encode()).hexdigest()
 
 
-def stored_dtype(model_dtype: str, precision: str, device: str) -> str:
-    """What the states are kept in: the run's precision (bf16 autocast on GPU), else the source's weight dtype."""
-    return "bfloat16" if precision == "bf16" and device != "cpu" else model_dtype
-
-
 def token_lengths(tokenizer, prompts: list[str], max_tokens: int) -> list[int]:
     """Each prompt's token count after truncation to ``max_tokens``."""
     return [len(ids) for ids in tokenizer(prompts, truncation=True, max_length=max_tokens)["input_ids"]]
@@ -72,12 +68,12 @@ def token_lengths(tokenizer, prompts: list[str], max_tokens: int) -> list[int]:
 
 def kl_estimate_bytes(answer_lengths: list[int], count: int, vocab: int, dtype: str) -> int:
     """Bytes of the KL baselines: min(kl_tokens, answer tokens) positions per row × the vocabulary × the element size."""
-    return sum(min(count, length) for length in answer_lengths) * vocab * DTYPES[dtype].itemsize
+    return cache_bytes(sum(min(count, length) for length in answer_lengths), vocab, dtype)
 
 
 def estimate_bytes(lengths: list[int], width: int, dtype: str) -> int:
     """Bytes the states take: tokens after truncation × the source's width × the element size."""
-    return sum(lengths) * width * DTYPES[dtype].itemsize
+    return cache_bytes(sum(lengths), width, dtype)
 
 
 def over_cap(estimate: int, max_bytes: int) -> str | None:

@@ -209,6 +209,9 @@ def run_bridge(
     examples = eval_examples(dataset, eval_rows, train_rows, eval_settings, dataset_source)
     shots = few_shots(shown_as, train_rows, eval_settings)
     source_cache = open_source_states(source_states["index"], source_states["key"]) if source_states else None
+    if source_states is None:
+        log.info("the source's states are computed at every step: no cache for this run "
+                 "(bridge.source_state_cache: enabled, prompts; the dry run's cache plan says why)")  # fmt: skip
     kl_cache = open_kl_baselines(kl_baselines["index"], kl_baselines["key"]) if kl_baselines else None
     read_prompts = [training_prompt(shown_as, row, s["train_prompt"], shots) for row in train_rows] + [e.prompt for e in examples]
     source_cached = source_cache is not None and source_cache.covers_prompts(read_prompts)

@@ -1,5 +1,8 @@
 """The bridge study's helpers: resolved runs, which run trains for which, and each job's files."""
 
+import sys
+
+from ablation.bridge.cache_plan import cache_plan, format_plan, reads_source_states
 from ablation.bridge.settings import (
     embedded_model_name,
     inference_run,
@@ -43,7 +46,7 @@ BRIDGE_DOCUMENT_SEPARATOR = "\n\n\n"
 BRIDGE_SOURCE_STATE_KEYS = {
     run: source_state_key(BRIDGE_RUNS[run], BRIDGE["models"][BRIDGE_RUNS[run]["source"]],
                           BRIDGE["datasets"][BRIDGE_RUNS[run]["dataset"]], BRIDGE["eval"], config["model"]["device"])
-    for run in BRIDGE_TRAINED_RUNS
+    for run in BRIDGE_TRAINED_RUNS if reads_source_states(BRIDGE_RUNS[run], BRIDGE["source_state_cache"]["prompts"])
 } if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] else {}  # fmt: skip
 BRIDGE_SOURCE_STATE_RUNS = {}
 for _run, _key in BRIDGE_SOURCE_STATE_KEYS.items():
@@ -57,6 +60,10 @@ BRIDGE_KL_BASELINE_KEYS = {
 BRIDGE_KL_BASELINE_RUNS = {}
 for _run, _key in BRIDGE_KL_BASELINE_KEYS.items():
     BRIDGE_KL_BASELINE_RUNS.setdefault(source_state_name(_key), _run)
+# each cache's estimated size and whether it is built, on the dry run too (once, not in every job's own parse)
+if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] and workflow.is_main_process:
+    _plan = cache_plan({run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}, BRIDGE, config["model"]["device"])
+    print(format_plan(_plan, BRIDGE["source_state_cache"]), file=sys.stderr)
 BRIDGE_RUN_FILES = (SUMMARY_FILE, HISTORY_FILE, LOSS_HISTORY_FILE, TRANSLATOR_FILE)
 # preserved runs of the original code, imported into the run format (rules/bridge/report.smk)
 BRIDGE_LEGACY = {entry["name"]: entry for entry in BRIDGE["legacy"]} if BRIDGE_ACTIVE else {}

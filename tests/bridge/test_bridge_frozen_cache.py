@@ -243,7 +243,10 @@ def test_a_run_reading_both_caches_restarts_a_run_killed_uncached_and_matches_it
     assert "is not loaded" in caplog.text
     assert rerun["resume"]["resumes"] == 0 and "settings or inputs changed" in rerun["resume"]["restarted_because"]
     assert rerun["caches_read"]["source_states"] and rerun["caches_read"]["kl_baselines"]
-    fresh = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "fresh", **changes))
+    assert "computed at every step" not in caplog.text
+    with caplog.at_level("INFO"):
+        fresh = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "fresh", **changes))
+    assert "the source's states are computed at every step: no cache for this run" in caplog.text
     assert fresh["caches_read"] == {"source_states": None, "kl_baselines": None}
     cached, uncached = (torch.load(tmp_path / name / "translator.pt", weights_only=False)["state_dict"] for name in ("run", "fresh"))
     for name, value in uncached.items():

@@ -149,3 +149,18 @@ def test_the_plan_preset_plans_its_runs_with_hotpotqa_as_the_original_ran_it(tmp
     jobs = planned_jobs(snakemake(tmp_path, preset_path, "--dry-run"))
     assert jobs["train_bridge"] == len(preset["bridge"]["runs"]) - 1  # 2c reuses 1a
     assert jobs["eval_bridge_baseline"] == 4 and jobs["report_bridge"] == 1  # both models on both tasks
+
+
+@pytest.mark.parametrize("prompts, cached_keys", [("task_prompt_runs", 2), ("all", 3)])
+def test_the_prompts_setting_picks_which_runs_read_a_source_state_cache(tmp_path, prompts, cached_keys):
+    """A run training on the evaluation prompt gets no cache job under the default, and the dry run says so."""
+    config = yaml.safe_load(MICRO_BRIDGE.read_text())
+    config["bridge"]["source_state_cache"]["prompts"] = prompts
+    config["bridge"]["runs"]["micro_eval_prompt"] = {"base": "micro_cross", "train_prompt": "eval"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, tmp_path / "config.yaml", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert planned_jobs(result)["bridge_source_states"] == cached_keys  # gsm8k and hotpotqa on the task prompt (+ the eval prompt)
+    output = result.stdout + result.stderr
+    assert "Bridge caches (bridge.source_state_cache:" in output
+    assert ("micro_eval_prompt" in output) and (("trains on the evaluation prompt" in output) == (prompts == "task_prompt_runs"))
