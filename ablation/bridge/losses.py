@@ -31,7 +31,7 @@ def gather_positions(logits: torch.Tensor, positions: torch.Tensor) -> tuple[tor
 
 
 KL_REDUCTIONS = ("token_mean", "batchmean")
-PROMPT_ALIGNMENT_REDUCTIONS = ("mean", "sum_hidden")
+PROMPT_ALIGNMENT_REDUCTIONS = ("mean", "relative", "sum_hidden")
 
 
 def kl_to_baseline(
@@ -97,8 +97,11 @@ def info_nce(soft_tokens: torch.Tensor, prompt_embeds: torch.Tensor, prompt_mask
 def prompt_alignment(soft_tokens: torch.Tensor, prompt_embeds: torch.Tensor, prompt_mask: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Masked squared error between soft token k and the target's embedding of prompt token k (k < K).
 
-    ``mean`` averages over positions and the hidden dimension; ``sum_hidden`` (the original's)
-    sums over the hidden dimension and divides by the real positions, D times larger.
+    ``mean`` averages over positions and the hidden dimension; ``relative`` divides that by the
+    mean square of the embeddings it aligns to, so the loss is scale-free (1 for soft tokens of the
+    right size pointing nowhere in particular) and a weight means the same for any target's
+    embedding scale; ``sum_hidden`` (the original's) sums over the hidden dimension and divides by
+    the real positions, D times ``mean``.
     """
     if reduction not in PROMPT_ALIGNMENT_REDUCTIONS:
         raise ValueError(f"bridge run setting 'prompt_alignment_reduction': {reduction!r} is not allowed; "
@@ -106,8 +109,12 @@ def prompt_alignment(soft_tokens: torch.Tensor, prompt_embeds: torch.Tensor, pro
     k = min(soft_tokens.size(1), prompt_embeds.size(1))
     mask = prompt_mask[:, :k].unsqueeze(-1).to(torch.float32)
     squared = (soft_tokens[:, :k].float() - prompt_embeds[:, :k].float().detach()) ** 2 * mask
-    per_position = soft_tokens.size(-1) if reduction == "mean" else 1
-    return squared.sum() / (mask.sum() * per_position).clamp(min=1.0)
+    per_position = 1 if reduction == "sum_hidden" else soft_tokens.size(-1)
+    loss = squared.sum() / (mask.sum() * per_position).clamp(min=1.0)
+    if reduction == "relative":
+        reference = (prompt_embeds[:, :k].float().detach() ** 2 * mask).sum() / (mask.sum() * per_position).clamp(min=1.0)
+        loss = loss / reference.clamp(min=1e-12)
+    return loss
 
 
 def format_miss_rate(logits: torch.Tensor, answer_positions: torch.Tensor, marker_ids: set[int]) -> float:

@@ -4,7 +4,9 @@ tokens in a frozen target LM's input-embedding space (docs/bridge.md, "Config an
 - ``cross``, :class:`CrossAttentionTranslator`: ``K`` learned queries (orthogonal init) in a
   bottleneck width read the projected source states through ``depth`` blocks of tanh-gated
   cross-attention and a gated SwiGLU FFN, as in a Perceiver resampler / BLIP-2 Q-Former with
-  Flamingo's zero-initialised gates; then RMSNorm and a linear map to the target width.
+  Flamingo's zero-initialised gates; then RMSNorm and a linear map to the target width. With
+  ``cross_positions: sinusoidal`` the source states carry their positions, so a query can read
+  "the n-th token" (without them it reads a set, and cannot tell the order of the question).
 - ``dit``, :class:`DiTTranslator`: a rectified-flow diffusion transformer (Liu et al. 2022, "Flow
   Straight and Fast"; blocks as facebookresearch/DiT ``models.py``, adaLN-Zero) that generates the
   ``K`` tokens conditioned on the pooled source states, with optional classifier-free guidance
@@ -32,6 +34,7 @@ TRANSLATORS = ("cross", "dit")
 DIT_POOLS = ("mean", "attention")
 DIT_VARIANTS = ("ours", "original")  # the original script's DiT: ablation.bridge.original_dit
 CROSS_FFNS = ("swiglu", "swiglu_two_thirds")  # ours: 4x width, no biases; the original's: Llama's 2/3 of that, with biases
+CROSS_POSITIONS = ("none", "sinusoidal")  # the original's memory has no positions; "sinusoidal" adds the source positions
 RMS_SCALE_RANGE = (0.25, 4.0)  # the original's clamp on RMSMatch's scale factor
 NORM_EPS = 1e-6
 FFN_MULTIPLIER = 4  # hidden width of every FFN, in units of its block's width
@@ -176,10 +179,13 @@ class CrossAttentionTranslator(nn.Module):
         dropout: float = 0.0,
         cross_self_attention: bool = False,
         cross_ffn: str = "swiglu",
+        cross_positions: str = "none",
         rms_detach: bool = False,
     ):
         super().__init__()
         _check_soft_tokens(soft_tokens)
+        _check_choice("cross_positions", cross_positions, CROSS_POSITIONS)
+        self.cross_positions = cross_positions
         _check_positive_int("depth", depth)
         _check_heads("heads", heads, "bottleneck", bottleneck)
         _check_fraction("dropout", dropout)
@@ -204,12 +210,22 @@ class CrossAttentionTranslator(nn.Module):
         """``teacher`` is accepted for the common interface and unused: only the DiT learns from one."""
         source_states = source_states.to(self.source_proj.weight.dtype)
         memory = self.source_norm(self.source_proj(source_states))  # [B, S, W]
+        if self.cross_positions == "sinusoidal":
+            memory = memory + sinusoidal_positions(memory.shape[1], memory.shape[2], memory.device).to(memory.dtype)
         queries = self.queries.expand(source_states.shape[0], -1, -1)  # [B, K, W]
         padding = ~source_mask.bool()  # [B, S]
         for block in self.blocks:
             queries = block(queries, memory, padding)  # [B, K, W]
         tokens = self.output_proj(self.output_norm(queries))  # [B, K, target_dim]
         return TranslatorOutput(self.rms_match(tokens))
+
+
+def sinusoidal_positions(length: int, width: int, device) -> Tensor:
+    """The Transformer's fixed sinusoidal encodings of positions 0..length-1 (Vaswani et al. 2017): [length, width]."""
+    half = (width + 1) // 2
+    frequencies = torch.exp(-math.log(10_000.0) * torch.arange(half, device=device) / half)  # [ceil(W/2)]
+    angles = torch.arange(length, device=device)[:, None].float() * frequencies[None]  # [S, ceil(W/2)]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)[:, :width]
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
@@ -447,7 +463,7 @@ DIT_SETTINGS = (
     "dit_dropout", "dit_cfg", "dit_drop_cond",
 )
 # the original's behaviours, each optional here (the constructors' defaults are ours); a run's settings carry them all
-ORIGINAL_CHOICE_SETTINGS = {"cross": ("rms_detach", "cross_self_attention", "cross_ffn"), "dit": ("rms_detach",)}
+ORIGINAL_CHOICE_SETTINGS = {"cross": ("rms_detach", "cross_self_attention", "cross_ffn", "cross_positions"), "dit": ("rms_detach",)}
 
 
 def build_translator(

@@ -73,6 +73,11 @@ def test_the_kl_and_prompt_alignment_reductions_on_a_fixed_batch():
     squared = ((soft - prompt[:, :3]) ** 2 * mask[:, :3, None]).sum()
     assert L.prompt_alignment(soft, prompt, mask) == pytest.approx(squared.item() / (5 * 8), rel=1e-5)
     assert L.prompt_alignment(soft, prompt, mask, "sum_hidden") == pytest.approx(squared.item() / 5, rel=1e-5)
+    aligned_square = (prompt[:, :3] ** 2 * mask[:, :3, None]).sum()
+    assert L.prompt_alignment(soft, prompt, mask, "relative") == pytest.approx(squared.item() / aligned_square.item(), rel=1e-5)
+    # relative is scale-free: the same tokens at a tenth of the size give the same loss, where mean shrinks 100-fold
+    assert L.prompt_alignment(soft / 10, prompt / 10, mask, "relative") == pytest.approx(L.prompt_alignment(soft, prompt, mask, "relative").item(), rel=1e-5)
+    assert L.prompt_alignment(soft / 10, prompt / 10, mask) == pytest.approx(squared.item() / (5 * 8) / 100, rel=1e-5)
     with pytest.raises(ValueError, match="'kl_reduction': 'sum' is not allowed"):
         L.kl_to_baseline(bridged, positions, baseline, positions, reduction="sum")
 

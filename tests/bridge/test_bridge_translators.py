@@ -483,3 +483,19 @@ def test_the_original_dit_flow_loss_reads_the_padded_teacher_positions_too():
             losses[name, label] = translator(states, mask, teacher, given).flow_loss.item()
     assert losses["dit-original", "all"] == losses["dit-original", "masked"]
     assert losses["dit-mean", "all"] != losses["dit-mean", "masked"]
+
+
+def test_sinusoidal_positions_let_the_cross_translator_see_the_order_of_the_source():
+    states, _ = source_batch()
+    mask = torch.ones(BATCH, SOURCE_LEN, dtype=torch.bool)
+    outputs = {}
+    for positions in ("none", "sinusoidal"):
+        translator = build({**CROSS, "cross_positions": positions}).eval()
+        perturb_(translator)
+        with torch.no_grad():
+            outputs[positions] = (translator(states, mask).soft_tokens, translator(states.flip(1), mask).soft_tokens)
+    # without positions each query reads a set: the source's order cannot change the soft tokens
+    assert torch.allclose(*outputs["none"], atol=1e-5)
+    assert not torch.allclose(*outputs["sinusoidal"], atol=1e-3)
+    with pytest.raises(ValueError, match="'cross_positions': 'learned' is not allowed; allowed: none, sinusoidal"):
+        build({**CROSS, "cross_positions": "learned"})
