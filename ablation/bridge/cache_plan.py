@@ -172,6 +172,12 @@ def cache_plan(runs: dict[str, dict], bridge: dict, device: str) -> list[CacheEs
     ]
 
 
+def informative(plan: list[CacheEstimate]) -> bool:
+    """Whether the plan says more than "each job decides": an estimated size, or a run left on the fly.
+    The tiny world's models and data are in no table, so its plan would be a column of question marks."""
+    return any(entry.size.bytes is not None or entry.plan == LEFT_OUT for entry in plan)
+
+
 def format_plan(plan: list[CacheEstimate], cache: dict) -> str:
     """The plan as a text table, for the dry run's log."""
     header = ("cache", "key", "runs", "rows × tokens", "width", "dtype", "GB", "plan")

@@ -2,7 +2,7 @@
 
 import sys
 
-from ablation.bridge.cache_plan import cache_plan, format_plan, reads_source_states
+from ablation.bridge.cache_plan import cache_plan, format_plan, informative, reads_source_states
 from ablation.bridge.settings import (
     embedded_model_name,
     inference_run,
@@ -63,7 +63,8 @@ for _run, _key in BRIDGE_KL_BASELINE_KEYS.items():
 # each cache's estimated size and whether it is built, on the dry run too (once, not in every job's own parse)
 if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] and workflow.is_main_process:
     _plan = cache_plan({run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}, BRIDGE, config["model"]["device"])
-    print(format_plan(_plan, BRIDGE["source_state_cache"]), file=sys.stderr)
+    if informative(_plan):
+        print(format_plan(_plan, BRIDGE["source_state_cache"]), file=sys.stderr)
 BRIDGE_RUN_FILES = (SUMMARY_FILE, HISTORY_FILE, LOSS_HISTORY_FILE, TRANSLATOR_FILE)
 # preserved runs of the original code, imported into the run format (rules/bridge/report.smk)
 BRIDGE_LEGACY = {entry["name"]: entry for entry in BRIDGE["legacy"]} if BRIDGE_ACTIVE else {}

@@ -18,6 +18,7 @@ from ablation.bridge.cache_plan import (
     cache_bytes,
     cache_plan,
     format_plan,
+    informative,
     kl_baseline_estimate,
     prompt_tokens,
     source_state_estimate,
@@ -111,6 +112,14 @@ def test_the_improved_preset_caches_its_simple_prompt_and_prints_the_plan():
     assert plan[("source states", "phase1_all_fix")].plan == "built"
     table = format_plan(list(dict.fromkeys(plan.values())), config["bridge"]["source_state_cache"])
     assert "prompts task_prompt_runs" in table and "7,473 × " in table and "128,256" in table
+
+
+def test_the_plan_is_printed_only_where_it_says_something():
+    assert informative(list(dict.fromkeys(plan_of(preset_config("latentwire-gsm8k")).values())))
+    tiny = validate_config(yaml.safe_load((REPOSITORY / "config.yaml").read_text()))
+    assert tiny["bridge"]["source_state_cache"]["enabled"]
+    # the tiny world's models and data are in no table: every size is unknown, and nothing is left on the fly
+    assert not informative(list(dict.fromkeys(plan_of(tiny).values())))
 
 
 def test_a_bad_prompts_value_names_the_key_and_the_allowed_values():
