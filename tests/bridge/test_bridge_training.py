@@ -127,6 +127,10 @@ def test_the_original_training_layout_and_kl_baseline_change_only_what_they_name
     no_eos = losses(train_answer_eos=False)
     assert no_eos["nll"] != pytest.approx(ours["nll"]) and no_eos["prompt_alignment"] == ours["prompt_alignment"]
     assert losses(prompt_alignment_reduction="sum_hidden")["prompt_alignment"] > ours["prompt_alignment"]
+    # the decode loss reconstructs the whole prompt or only its question: another loss, the rest unchanged
+    prompt_decode = losses(decode_loss_weight=1.0, decode_interval=1)
+    question_decode = losses(decode_loss_weight=1.0, decode_interval=1, decode_target="question")
+    assert question_decode["decode"] != pytest.approx(prompt_decode["decode"]) and question_decode["nll"] == prompt_decode["nll"]
 
 
 def test_prompt_alignment_pulls_each_question_toward_its_own_tokens_or_the_originals_prompt_start(micro_bridge_world):
