@@ -167,9 +167,23 @@ def cache_plan(runs: dict[str, dict], bridge: dict, device: str) -> list[CacheEs
             entry["runs"].append(run)
     return [
         CacheEstimate(kind, name, tuple(entry["runs"]), entry["size"],
-                      entry["left_out"] or _decision(entry["size"].bytes, cache["max_gb"]))  # fmt: skip
+                      entry["left_out"] or _few_readers(len(entry["runs"]), cache["min_runs"])
+                      or _decision(entry["size"].bytes, cache["max_gb"]))  # fmt: skip
         for (kind, name), entry in entries.items()
     ]
+
+
+def _few_readers(runs: int, min_runs: int) -> str | None:
+    return f"on the fly: read by {runs} run{'s' if runs > 1 else ''}, fewer than min_runs {min_runs}" if runs < min_runs else None
+
+
+def shared_keys(keys: dict[str, dict], min_runs: int) -> dict[str, dict]:
+    """``keys`` (run -> cache key) without the keys fewer than ``min_runs`` runs read: building a
+    cache costs about what computing its rows in one run's steps does, so it pays only when shared."""
+    readers: dict[str, int] = {}
+    for key in keys.values():
+        readers[source_state_name(key)] = readers.get(source_state_name(key), 0) + 1
+    return {run: key for run, key in keys.items() if readers[source_state_name(key)] >= min_runs}
 
 
 def informative(plan: list[CacheEstimate]) -> bool:

@@ -183,7 +183,7 @@ class Bridge:
                     aligned_embeds, aligned_mask = self.target.embeddings(question_ids.to(device)), aligned_mask.to(device)
                 values["prompt_alignment"] = L.prompt_alignment(soft, aligned_embeds, aligned_mask, s["prompt_alignment_reduction"])
             if s["decode_loss_weight"] > 0 and step % s["decode_interval"] == 0:
-                decoded = prompts if s["decode_target"] == "prompt" else [soft_question(dataset, row) for row in rows]
+                decoded = prompts if s["decode_target"] == "prompt" else [row["question"] for row in rows]
                 decode_batch = tokenize_target(self.target.tokenizer, [""] * len(rows), [" " + text for text in decoded],
                                                max_lead_tokens=1, max_answer_tokens=s["max_prompt_tokens"])
                 decode_inputs, decode_attention, decode_labels = bridged_inputs(soft, self.target.embeddings, decode_batch)

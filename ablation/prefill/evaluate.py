@@ -151,7 +151,7 @@ def evaluate_model(
     started = time.perf_counter()
     check_mask_mode(mask)
     task_names = resolve_tasks(task_set, tasks)
-    manager = task_manager(tasks_dir)
+    manager = task_manager(tasks_dir, task_names)
     original = task_set == "original"
     model = MaskedHFLM(
         model_id,

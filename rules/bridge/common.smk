@@ -2,7 +2,7 @@
 
 import sys
 
-from ablation.bridge.cache_plan import cache_plan, format_plan, informative, reads_source_states
+from ablation.bridge.cache_plan import cache_plan, format_plan, informative, reads_source_states, shared_keys
 from ablation.bridge.settings import (
     embedded_model_name,
     inference_run,
@@ -48,6 +48,9 @@ BRIDGE_SOURCE_STATE_KEYS = {
                           BRIDGE["datasets"][BRIDGE_RUNS[run]["dataset"]], BRIDGE["eval"], config["model"]["device"])
     for run in BRIDGE_TRAINED_RUNS if reads_source_states(BRIDGE_RUNS[run], BRIDGE["source_state_cache"]["prompts"])
 } if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] else {}  # fmt: skip
+BRIDGE_SOURCE_STATE_KEYS = (
+    shared_keys(BRIDGE_SOURCE_STATE_KEYS, BRIDGE["source_state_cache"]["min_runs"]) if BRIDGE_ACTIVE else {}
+)
 BRIDGE_SOURCE_STATE_RUNS = {}
 for _run, _key in BRIDGE_SOURCE_STATE_KEYS.items():
     BRIDGE_SOURCE_STATE_RUNS.setdefault(source_state_name(_key), _run)
@@ -57,6 +60,9 @@ BRIDGE_KL_BASELINE_KEYS = {
                          BRIDGE["datasets"][BRIDGE_RUNS[run]["dataset"]], BRIDGE["eval"], config["model"]["device"])
     for run in BRIDGE_TRAINED_RUNS if BRIDGE_RUNS[run]["kl_weight"] > 0
 } if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] else {}  # fmt: skip
+BRIDGE_KL_BASELINE_KEYS = (
+    shared_keys(BRIDGE_KL_BASELINE_KEYS, BRIDGE["source_state_cache"]["min_runs"]) if BRIDGE_ACTIVE else {}
+)
 BRIDGE_KL_BASELINE_RUNS = {}
 for _run, _key in BRIDGE_KL_BASELINE_KEYS.items():
     BRIDGE_KL_BASELINE_RUNS.setdefault(source_state_name(_key), _run)

@@ -19,6 +19,7 @@ from ablation.bridge.cache_plan import (
     cache_plan,
     format_plan,
     informative,
+    shared_keys,
     kl_baseline_estimate,
     prompt_tokens,
     source_state_estimate,
@@ -112,6 +113,17 @@ def test_the_improved_preset_caches_its_simple_prompt_and_prints_the_plan():
     assert plan[("source states", "phase1_all_fix")].plan == "built"
     table = format_plan(list(dict.fromkeys(plan.values())), config["bridge"]["source_state_cache"])
     assert "prompts task_prompt_runs" in table and "7,473 × " in table and "128,256" in table
+
+
+def test_min_runs_leaves_a_key_of_a_single_run_to_compute_on_the_fly():
+    keys = {"1a": {"layer": 1}, "2a": {"layer": 1}, "3a": {"layer": 2}}
+    assert shared_keys(keys, 1) == keys and shared_keys(keys, 2) == {"1a": {"layer": 1}, "2a": {"layer": 1}}
+    assert shared_keys(keys, 3) == {}
+    plan = plan_of(preset_config("latentwire-gsm8k", min_runs=2))
+    assert {entry.plan for entry in plan.values()} == {"on the fly: read by 1 run, fewer than min_runs 2"}
+    tiny = validate_config(yaml.safe_load((REPOSITORY / "config.yaml").read_text()))
+    shared = {run for (kind, run), entry in plan_of(tiny).items() if not entry.plan.startswith("on the fly: read by")}
+    assert shared == {"1a", "1b", "2a", "2b", "ablB"}  # the GSM8K runs on one source layer; 3a and the swap alone
 
 
 def test_the_plan_is_printed_only_where_it_says_something():

@@ -41,6 +41,20 @@ def test_causal_mode_gives_stock_lm_eval_results(micro_world):
         assert loglikelihoods(ours, task) == pytest.approx(loglikelihoods(stock, task), abs=1e-4)
 
 
+def test_the_tiny_tasks_are_read_without_indexing_lm_evals_registry(micro_world):
+    tiny = task_manager(micro_world / "tasks", list(TINY_TASKS))
+    assert set(TINY_TASKS) <= set(tiny.task_index) and "hellaswag" not in tiny.task_index
+    # a task that only lm-eval's registry has brings the registry back
+    assert "hellaswag" in task_manager(micro_world / "tasks", [*TINY_TASKS, "hellaswag"]).task_index
+    # and the tiny tasks score the same through either manager
+    model = MaskedHFLM(str(micro_world / "base_model"), mask="causal", batch_size=8)
+    lean = lm_eval.simple_evaluate(model=model, tasks=list(TINY_TASKS), task_manager=tiny, log_samples=True)
+    full = run_lm_eval(model, micro_world)
+    for task in TINY_TASKS:
+        assert lean["results"][task]["acc,none"] == full["results"][task]["acc,none"]
+        assert loglikelihoods(lean, task) == loglikelihoods(full, task)
+
+
 def test_shared_prefill_and_single_pass_give_the_same_numbers(micro_world):
     model = str(micro_world / "base_model")
     shared = run_lm_eval(MaskedHFLM(model, mask="prefill_bidir", scoring="shared_prefill"), micro_world)
