@@ -162,5 +162,7 @@ def test_the_prompts_setting_picks_which_runs_read_a_source_state_cache(tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     assert planned_jobs(result)["bridge_source_states"] == cached_keys  # gsm8k and hotpotqa on the task prompt (+ the eval prompt)
     output = result.stdout + result.stderr
-    assert "Bridge caches (bridge.source_state_cache:" in output
-    assert ("micro_eval_prompt" in output) and (("trains on the evaluation prompt" in output) == (prompts == "task_prompt_runs"))
+    # the micro world's sizes are not estimated: the plan is printed when it leaves a run on the fly
+    left_out = prompts == "task_prompt_runs"
+    assert ("Bridge caches (bridge.source_state_cache:" in output) == left_out
+    assert ("micro_eval_prompt" in output) and (("trains on the evaluation prompt" in output) == left_out)
