@@ -16,9 +16,12 @@ forward and backward of the frozen target alone on the same batches read as text
 from the same translator: uncached (the source and the target's KL baseline run at every step, the
 original's) and cached (the source's states and the KL baselines read from their caches,
 ``ablation.bridge.frozen_cache``, built here for every training and eval prompt and training row, and
-timed). ``suite_train_speedup`` charges the cached suite each of its distinct cache keys' builds, each
-timed as this run's: (suite steps × uncached step) / (suite steps × cached step + source keys × source
-build + KL keys × KL build); the suite's steps are the built runs' trained steps (early stopping
+timed). ``suite_train_speedup`` routes the suite's runs as the workflow does, every run's step timed as this run's
+(``cache_plan.cached_run_keys``: caches on, ``prompts``, ``min_runs``): a run reading every cache it
+has a key for is charged the cached step, the others the uncached one, and the cached suite each of
+its built keys' builds, each timed as this run's: (suite steps × uncached step) / (cached runs' steps
+× cached step + other runs' steps × uncached step + source keys × source build + KL keys × KL
+build); the suite's steps are the built runs' trained steps (early stopping
 included) where their summaries exist, else their train_steps. With CUDA it also gives the caches'
 GB per 1,000 questions at 7B scale (bf16; source width 4096 at this world's source tokens per question;
 KL baselines at this world's compared positions per row over 32k and 128k vocabularies).
@@ -57,13 +60,12 @@ from ablation.bridge.frozen_cache import (  # noqa: E402
     open_source_states,
     source_state_prompts,
 )
+from ablation.bridge.cache_plan import cached_run_keys  # noqa: E402
 from ablation.bridge.generation import Hygiene, generate_from_text  # noqa: E402
 from ablation.bridge.prompts import answer_text, task_prompt  # noqa: E402
 from ablation.bridge.settings import (  # noqa: E402
     embedded_model_name,
-    kl_baseline_key,
     resolve_runs,
-    source_state_key,
     source_state_name,
     trained_run_of,
 )
@@ -202,16 +204,16 @@ def main() -> None:
     evals_per_run = s["train_steps"] // s["eval_every"] + 2
     prompts = list(dict.fromkeys(source_state_prompts(s, source_data, data_dir, bridge_config["eval"])))
     kl_rows = kl_baseline_rows(s, source_data, data_dir, bridge_config["eval"])
-    suite = set(trained_run_of(runs).values())  # the runs the default suite trains; each cache key is built once
-    suite_steps = sum(suite_run_steps(results, name, runs[name]) for name in suite)
-
-    def keys(key_of, role: str, runs_with=suite) -> int:
-        return len({source_state_name(key_of(runs[name], bridge_config["models"][runs[name][role]],
-                                             bridge_config["datasets"][runs[name]["dataset"]], bridge_config["eval"], "cpu"))
-                    for name in runs_with})  # fmt: skip
-
-    suite_keys = keys(source_state_key, "source")
-    suite_kl_keys = keys(kl_baseline_key, "target", [name for name in suite if runs[name]["kl_weight"] > 0])
+    suite = list(dict.fromkeys(trained_run_of(runs).values()))  # the runs the default suite trains
+    steps_of = {name: suite_run_steps(results, name, runs[name]) for name in suite}
+    suite_steps = sum(steps_of.values())
+    # as the workflow routes them: each built key once; a run reading every cache it has a key for
+    # steps as the cached step, the others (keys of fewer than min_runs runs, caches off) as the uncached
+    state_keys, kl_keys = cached_run_keys({name: runs[name] for name in suite}, bridge_config, "cpu")
+    suite_keys = len({source_state_name(key) for key in state_keys.values()})
+    suite_kl_keys = len({source_state_name(key) for key in kl_keys.values()})
+    reads_all = {name for name in suite if name in state_keys and (name in kl_keys or runs[name]["kl_weight"] == 0)}
+    cached_steps = sum(steps_of[name] for name in reads_all)
     torch.manual_seed(s["seed"])
 
     figures = {}
@@ -230,9 +232,9 @@ def main() -> None:
                 training = train_seconds(bridge, train_rows, arguments.steps, prompts, kl_rows, Path(cache_dir), dtype)
         amortized = evaluation["ours"] + evaluation["baselines_once"] / evals_per_run
         builds = suite_keys * training["cache_build_s"] + suite_kl_keys * training["kl_cache_build_s"]
-        build_per_step = builds / suite_steps  # the builds spread over the suite's steps
+        build_per_step = builds / max(1, cached_steps)  # the builds spread over the steps that read them
         suite_uncached = suite_steps * training["uncached_step_s"]
-        suite_cached = suite_steps * training["cached_step_s"] + builds
+        suite_cached = cached_steps * training["cached_step_s"] + (suite_steps - cached_steps) * training["uncached_step_s"] + builds
         figures[f"{device}_{dtype}"] = {
             **evaluation, **training,
             "eval_step_vs_original": evaluation["original"] / evaluation["ours"],
@@ -254,8 +256,9 @@ def main() -> None:
     for name, f in figures.items():
         print(f"{name:<16}{f['original']:>12.2f}{f['ours']:>10.2f}{f['eval_step_vs_original']:>12.2f}x"
               f"{f['eval_step_vs_original_amortized']:>10.2f}x{f['train_tokens_per_s']:>13.0f}{f['train_vs_target_alone']:>16.2f}x")  # fmt: skip
-    print(f"training, {arguments.steps} steps; suite: {len(suite)} trained runs, {suite_steps} steps, "
-          f"{suite_keys} source-state caches, {suite_kl_keys} KL-baseline caches")  # fmt: skip
+    print(f"training, {arguments.steps} steps; suite: {len(suite)} trained runs, {suite_steps} steps, {cached_steps} of them "
+          f"reading every cache ({', '.join(sorted(reads_all)) or 'none'}); {suite_keys} source-state caches, "
+          f"{suite_kl_keys} KL-baseline caches built")  # fmt: skip
     print(f"{'device':<16}{'uncached s/step':>16}{'cached s/step':>15}{'+build amortized':>18}{'floor tok/s':>13}"
           f"{'uncached/floor':>16}{'cached/floor':>14}{'suite speedup':>15}{'build s':>9}{'KL build s':>12}")  # fmt: skip
     for name, f in figures.items():
@@ -279,6 +282,7 @@ def main() -> None:
         "cached_vs_target_alone": headline["cached_vs_target_alone"],
         "suite_train_speedup": headline["suite_train_speedup"],
         "suite_steps": suite_steps,
+        "suite_cached_steps": cached_steps,
         "evals_per_run": evals_per_run,
         "threads": torch.get_num_threads(),
         "translator_trained": trained.exists(),

@@ -186,6 +186,21 @@ def shared_keys(keys: dict[str, dict], min_runs: int) -> dict[str, dict]:
     return {run: key for run, key in keys.items() if readers[source_state_name(key)] >= min_runs}
 
 
+def cached_run_keys(runs: dict[str, dict], bridge: dict, device: str) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The cache keys that the trained ``runs`` (name -> effective settings) read from a built cache:
+    (run -> source-state key, run -> KL-baseline key). None while ``source_state_cache.enabled`` is
+    off; source states for the runs ``prompts`` lets read them, KL baselines for the runs with a KL
+    term, and either only where ``min_runs`` runs share the key (``shared_keys``)."""
+    cache = bridge["source_state_cache"]
+    if not cache["enabled"]:
+        return {}, {}
+    states = {run: source_state_key(s, bridge["models"][s["source"]], bridge["datasets"][s["dataset"]], bridge["eval"], device)
+              for run, s in runs.items() if reads_source_states(s, cache["prompts"])}  # fmt: skip
+    kl = {run: kl_baseline_key(s, bridge["models"][s["target"]], bridge["datasets"][s["dataset"]], bridge["eval"], device)
+          for run, s in runs.items() if s["kl_weight"] > 0}  # fmt: skip
+    return shared_keys(states, cache["min_runs"]), shared_keys(kl, cache["min_runs"])
+
+
 def informative(plan: list[CacheEstimate]) -> bool:
     """Whether the plan says more than "each job decides": an estimated size, or a run left on the fly.
     The tiny world's models and data are in no table, so its plan would be a column of question marks."""

@@ -2,13 +2,11 @@
 
 import sys
 
-from ablation.bridge.cache_plan import cache_plan, format_plan, informative, reads_source_states, shared_keys
+from ablation.bridge.cache_plan import cache_plan, cached_run_keys, format_plan, informative
 from ablation.bridge.settings import (
     embedded_model_name,
     inference_run,
-    kl_baseline_key,
     resolve_runs,
-    source_state_key,
     source_state_name,
     trained_run_of,
 )
@@ -42,30 +40,19 @@ BRIDGE_LMS = BRIDGE["world"]["models"]
 BRIDGE_LM_PATTERN = "|".join(BRIDGE_LMS)
 # ablation.world.corpus.DOCUMENT_SEPARATOR (the bridge's prompts hold blank lines); importing it here would load torch
 BRIDGE_DOCUMENT_SEPARATOR = "\n\n\n"
-# source-state caches (ablation.bridge.frozen_cache): run -> key, key name -> the first run with it
-BRIDGE_SOURCE_STATE_KEYS = {
-    run: source_state_key(BRIDGE_RUNS[run], BRIDGE["models"][BRIDGE_RUNS[run]["source"]],
-                          BRIDGE["datasets"][BRIDGE_RUNS[run]["dataset"]], BRIDGE["eval"], config["model"]["device"])
-    for run in BRIDGE_TRAINED_RUNS if reads_source_states(BRIDGE_RUNS[run], BRIDGE["source_state_cache"]["prompts"])
-} if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] else {}  # fmt: skip
-BRIDGE_SOURCE_STATE_KEYS = (
-    shared_keys(BRIDGE_SOURCE_STATE_KEYS, BRIDGE["source_state_cache"]["min_runs"]) if BRIDGE_ACTIVE else {}
+# the frozen-output caches (ablation.bridge.frozen_cache) the trained runs read: run -> key, key name -> the first run with it
+BRIDGE_SOURCE_STATE_KEYS, BRIDGE_KL_BASELINE_KEYS = (
+    cached_run_keys({run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}, BRIDGE, config["model"]["device"])
+    if BRIDGE_ACTIVE
+    else ({}, {})
 )
-BRIDGE_SOURCE_STATE_RUNS = {}
-for _run, _key in BRIDGE_SOURCE_STATE_KEYS.items():
-    BRIDGE_SOURCE_STATE_RUNS.setdefault(source_state_name(_key), _run)
-# KL-baseline caches of the runs with a KL (same switch): run -> key, key name -> the first run with it
-BRIDGE_KL_BASELINE_KEYS = {
-    run: kl_baseline_key(BRIDGE_RUNS[run], BRIDGE["models"][BRIDGE_RUNS[run]["target"]],
-                         BRIDGE["datasets"][BRIDGE_RUNS[run]["dataset"]], BRIDGE["eval"], config["model"]["device"])
-    for run in BRIDGE_TRAINED_RUNS if BRIDGE_RUNS[run]["kl_weight"] > 0
-} if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] else {}  # fmt: skip
-BRIDGE_KL_BASELINE_KEYS = (
-    shared_keys(BRIDGE_KL_BASELINE_KEYS, BRIDGE["source_state_cache"]["min_runs"]) if BRIDGE_ACTIVE else {}
-)
-BRIDGE_KL_BASELINE_RUNS = {}
-for _run, _key in BRIDGE_KL_BASELINE_KEYS.items():
-    BRIDGE_KL_BASELINE_RUNS.setdefault(source_state_name(_key), _run)
+BRIDGE_SOURCE_STATE_RUNS, BRIDGE_KL_BASELINE_RUNS = {}, {}
+for _keys, _first_runs in (
+    (BRIDGE_SOURCE_STATE_KEYS, BRIDGE_SOURCE_STATE_RUNS),
+    (BRIDGE_KL_BASELINE_KEYS, BRIDGE_KL_BASELINE_RUNS),
+):
+    for _run, _key in _keys.items():
+        _first_runs.setdefault(source_state_name(_key), _run)
 # each cache's estimated size and whether it is built, on the dry run too (once, not in every job's own parse)
 if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] and workflow.is_main_process:
     _plan = cache_plan({run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}, BRIDGE, config["model"]["device"])

@@ -17,6 +17,7 @@ from ablation.bridge.cache_plan import (
     DatasetStats,
     cache_bytes,
     cache_plan,
+    cached_run_keys,
     format_plan,
     informative,
     shared_keys,
@@ -124,6 +125,25 @@ def test_min_runs_leaves_a_key_of_a_single_run_to_compute_on_the_fly():
     tiny = validate_config(yaml.safe_load((REPOSITORY / "config.yaml").read_text()))
     shared = {run for (kind, run), entry in plan_of(tiny).items() if not entry.plan.startswith("on the fly: read by")}
     assert shared == {"1a", "1b", "2a", "2b", "ablB"}  # the GSM8K runs on one source layer; 3a and the swap alone
+
+
+def test_the_runs_reading_each_cache_are_routed_once_for_the_rules_and_the_bench():
+    tiny = validate_config(yaml.safe_load((REPOSITORY / "config.yaml").read_text()))
+    runs = resolve_runs(tiny["bridge"], load_schema(), tiny["seed"])
+    trained = {run: runs[run] for run in dict.fromkeys(trained_run_of(runs).values())}
+    states, kl = cached_run_keys(trained, tiny["bridge"], "cpu")
+    assert set(states) == set(kl) == {"1a", "1b", "2a", "2b", "ablB"}  # one GSM8K key each; 3a and the swap alone
+    assert len({str(key) for key in states.values()}) == len({str(key) for key in kl.values()}) == 1
+    off = copy.deepcopy(tiny["bridge"])
+    off["source_state_cache"]["enabled"] = False
+    assert cached_run_keys(trained, off, "cpu") == ({}, {})
+    every = copy.deepcopy(tiny["bridge"])
+    every["source_state_cache"]["min_runs"] = 1
+    states, kl = cached_run_keys(trained, every, "cpu")
+    assert set(states) == set(trained) and set(kl) == {run for run, s in trained.items() if s["kl_weight"] > 0}
+    eight_shot = {run: {**s, "train_prompt": "eval"} if run == "1b" else s for run, s in trained.items()}
+    states, kl = cached_run_keys(eight_shot, every, "cpu")
+    assert "1b" not in states and "1b" in kl  # prompts task_prompt_runs: 1b computes its source states on the fly
 
 
 def test_the_plan_is_printed_only_where_it_says_something():
