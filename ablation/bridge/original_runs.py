@@ -34,6 +34,7 @@ from ablation.bridge.run_format import (
     history_row,
     samples_step,
     step_order,
+    trained_evaluations,
 )
 from ablation.io import atomic_directory, atomic_write_json, file_sha256
 
@@ -354,8 +355,7 @@ def legacy_summary(
 ) -> dict:
     """``summary.json`` from the log, the recomputed history, the wall time and the provenance."""
     final = history[-1]  # the "final" evaluation sorts last; without one, the last step stands in
-    trained = [row for row in history if row["step"] != FINAL_STEP] or history
-    peak = max(trained, key=lambda row: row["bridged_acc"])  # the earliest of equal peaks
+    peak = max(trained_evaluations(history), key=lambda row: row["bridged_acc"])  # the earliest of equal peaks
     soft_tokens = log.settings.get("soft_tokens")
     notes = []
     if "dataset" not in log.settings:

@@ -53,6 +53,13 @@ def step_order(step: int | str) -> tuple[int, int]:
     return (1, 0) if step == FINAL_STEP else (0, step)
 
 
+def trained_evaluations(history: list[dict]) -> list[dict]:
+    """The evaluations a run's peak is read from: those of a trained translator, after step 0 (the
+    untrained one is a reference) and before the final evaluation; the whole history when it has no
+    such evaluation (a log cut short)."""
+    return [row for row in history if row["step"] not in (0, FINAL_STEP)] or history
+
+
 def history_row(step: int | str, rows: list[dict], dataset: str) -> dict:
     """One ``history.jsonl`` row from an evaluation's sample rows: accuracy per side and invalid counts."""
     if not rows:

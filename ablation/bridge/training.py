@@ -66,6 +66,7 @@ from ablation.bridge.run_format import (
     history_row,
     samples_filename,
     samples_step,
+    trained_evaluations,
 )
 from ablation.bridge.model import LOSS_NAMES, Bridge, NonFiniteLossError, batch_indices, optimizer_and_schedule
 from ablation.bridge.translators import soft_token_spread
@@ -357,18 +358,20 @@ def _mean_losses(rows: list[dict]) -> dict:
 
 
 def _early_stop_update(state: dict, row: dict, translator, patience: int) -> str | None:
-    """Track the best bridged accuracy; the stop reason once ``patience`` evaluations brought no new best."""
-    if patience == 0:
+    """Track the best bridged accuracy as the original did: from the first evaluation after step 0 (the
+    untrained translator is a reference, never kept) and above 0; the stop reason once ``patience``
+    evaluations brought no new best."""
+    if patience == 0 or row["step"] == 0:
         return None
     best = state["best"]
-    if best is None or row["bridged_acc"] > best["bridged_acc"]:
+    if row["bridged_acc"] > (0.0 if best is None else best["bridged_acc"]):
         state["best"] = {"step": row["step"], "bridged_acc": row["bridged_acc"], "translator": copy.deepcopy(translator.state_dict())}
         state["stale_evals"] = 0
         return None
     state["stale_evals"] += 1
     if state["stale_evals"] >= patience:
-        return (f"early_stop: no new best bridged accuracy for {patience} evaluations "
-                f"(best {best['bridged_acc']:.3f} at step {best['step']})")  # fmt: skip
+        kept = "none above 0" if best is None else f"best {best['bridged_acc']:.3f} at step {best['step']}"
+        return f"early_stop: no new best bridged accuracy for {patience} evaluations ({kept})"
     return None
 
 
@@ -381,8 +384,7 @@ def _notes(s, state) -> list[str]:
 
 
 def _summary(run, s, state, final, examples, frozen, config, wall_seconds) -> dict:
-    evals = [row for row in state["history"] if row["step"] != FINAL_STEP]
-    peak = max(evals, key=lambda row: row["bridged_acc"])
+    peak = max(trained_evaluations(state["history"]), key=lambda row: row["bridged_acc"])
     target_tokens = [len(frozen["target"].tokenizer(e.prompt, add_special_tokens=False)["input_ids"]) for e in examples]
     source_tokens = [len(frozen["source"].tokenizer(e.prompt, add_special_tokens=False)["input_ids"]) for e in examples]
     mean_target_tokens = sum(target_tokens) / len(target_tokens)

@@ -18,7 +18,7 @@ from ablation.bridge.batches import generation_inputs, lead_text
 from ablation.bridge.data import eval_examples, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, opening_ids, trim_to_answer
 from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
-from ablation.bridge.training import run_bridge
+from ablation.bridge.training import _early_stop_update, run_bridge
 from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
 from ablation.bridge.translators import TranslatorOutput
 from ablation.io import atomic_write_jsonl
@@ -302,29 +302,77 @@ def test_a_run_trains_only_the_translator_and_writes_its_files(micro_bridge_worl
                             "source_extracted", "target_full", "target_extracted", "bridged_full", "bridged_extracted"]
 
 
-def test_early_stopping_keeps_and_reloads_the_best_translator(micro_bridge_world, baselines, tmp_path):
-    summary = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", train_steps=8, eval_every=1, early_stop_patience=1))
+@pytest.fixture(scope="module")
+def four_questions(micro_bridge_world, tmp_path_factory):
+    """Four questions, four answers, and a target pre-trained to answer each from its soft slot (its
+    world and its baselines' samples): a micro world where a translator can score above 0."""
+    tmp_path = tmp_path_factory.mktemp("four_questions")
+    rows = [{"question": question, "answer": f"#### {n}"} for question, n in (
+        ("Anna has 3 cats.", 3), ("Simon sells 5 boxes.", 5), ("Mark finds 8 keys.", 8), ("Clara buys 12 lamps.", 12)
+    )]  # fmt: skip
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        atomic_write_jsonl(data / "gsm8k" / f"{split}.jsonl", rows)
+    documents = [soft_slot_prompt("gsm8k", row, SPECIAL_TOKENS["bos_token"]) + " " + row["answer"] for row in rows]
+    (data / "corpus.txt").write_text(DOCUMENT_SEPARATOR.join(documents * 16))
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=1000.0)
+    training = dict(max_steps=200, batch_size=8, seq_len=64, learning_rate=1e-2, warmup_steps=5, weight_decay=0.0)
+    pretrain_model(data / "corpus.txt", micro_bridge_world["data"] / "tokenizer", data / "target", seed=0, model=shape, training=training,
+                   architecture="llama", document_separator=DOCUMENT_SEPARATOR)  # fmt: skip
+    world = {"data": data, "source": micro_bridge_world["source"], "target": data / "target"}
+    four = {**EVAL, "samples": 4}
+    samples = {}
+    for role, name in (("source", "src"), ("target", "tgt")):
+        evaluate_alone(
+            model_name=name, model=models(world)[name], dataset="gsm8k", dataset_source=EMBEDDED, embedded_data_dir=data, eval_settings=four,
+            metrics_path=tmp_path / f"{name}.json", samples_path=tmp_path / f"{name}.jsonl", config={}, seed=1, device="cpu",
+        )  # fmt: skip
+        samples[role] = str(tmp_path / f"{name}.jsonl")
+    assert json.loads((tmp_path / "tgt.json").read_text())["soft_slot_accuracy"] == 1.0  # the question in its soft slot: answered
+    return {"world": world, "samples": samples, "eval": four}
+
+
+def four_question_run(four_questions, run_dir, **changes) -> dict:
+    run = job(four_questions["world"], four_questions["samples"], run_dir, **changes)
+    return run_bridge(**{**run, "eval_settings": four_questions["eval"]})
+
+
+def test_early_stopping_tracks_the_best_as_the_original_did():
+    """The original's loop: the step-0 evaluation is a reference outside early stopping, the best starts
+    at 0.0 and only a strictly higher accuracy replaces it (and resets the patience)."""
+    translator = torch.nn.Linear(2, 2)
+    state = {"best": None, "stale_evals": 0}
+    updates = [(step, acc, _early_stop_update(state, {"step": step, "bridged_acc": acc}, translator, patience=2))
+               for step, acc in ((0, 0.9), (250, 0.0), (500, 0.4), (750, 0.4), (1000, 0.3))]  # fmt: skip
+    assert [stop for _, _, stop in updates[:-1]] == [None] * 4
+    assert state["best"]["step"] == 500 and state["best"]["bridged_acc"] == 0.4  # not step 0's 0.9, not the equal 0.4 after it
+    assert updates[-1][2] == "early_stop: no new best bridged accuracy for 2 evaluations (best 0.400 at step 500)"
+    zeros = {"best": None, "stale_evals": 0}
+    assert _early_stop_update(zeros, {"step": 1, "bridged_acc": 0.0}, translator, patience=1).endswith("(none above 0)")
+    assert zeros["best"] is None  # nothing kept: the final evaluation reads the last weights, as the original's did
+
+
+def test_early_stopping_stops_a_run_that_never_scores(micro_bridge_world, baselines, tmp_path):
+    summary = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", train_steps=8, eval_every=1, early_stop_patience=2))
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
-    assert summary["stop_reason"].startswith("early_stop: no new best bridged accuracy for 1 evaluations")
-    assert summary["trained_steps"] < 8
-    # the final evaluation reads the kept translator: the best one, at the earliest best step
-    assert summary["final_bridged_acc"] == summary["peak_bridged_acc"] == max(row["bridged_acc"] for row in history)
+    assert [row["bridged_acc"] for row in history] == [0.0] * 4  # steps 0, 1, 2 and the final evaluation
+    assert summary["trained_steps"] == 2 and summary["stop_reason"].endswith("(none above 0)")
+    assert summary["peak_step"] == 1  # the untrained translator is a reference, never the peak
 
 
-def test_the_final_evaluation_reads_the_weights_final_weights_names(micro_bridge_world, baselines, tmp_path):
-    """'best' reloads a copy of the best translator; 'last' (the original's in effect) evaluates the last weights."""
-    changes = dict(train_steps=6, eval_every=1, early_stop_patience=10, lr=3e-2)
+def test_the_final_evaluation_reads_the_weights_final_weights_names(four_questions, tmp_path):
+    """'best' reloads a copy of the best translator; 'last' (the original's in effect) evaluates the last weights.
+    The four questions' run scores 0.25 until step 50, 0.5 from step 55 and 0.25 again at its last, step 80."""
     answers, summaries = {}, {}
     for choice in ("best", "last"):
-        summaries[choice] = run_bridge(**job(micro_bridge_world, baselines, tmp_path / choice, final_weights=choice, **changes))
-        peak = summaries[choice]["peak_step"]
+        summaries[choice] = four_question_run(four_questions, tmp_path / choice, train_steps=80, warmup_steps=5, eval_every=5,
+                                              checkpoint_every=80, lr=1e-2, early_stop_patience=100, final_weights=choice)  # fmt: skip
         answers[choice] = {step: [row["bridged_full"] for row in map(json.loads, (tmp_path / choice / f"eval_samples_step_{step}.jsonl").read_text().splitlines())]
-                           for step in (peak, 6, "final")}  # fmt: skip
+                           for step in (55, 80, "final")}  # fmt: skip
         assert summaries[choice]["settings"]["final_weights"] == choice
-    best_peak, last_peak = summaries["best"]["peak_step"], summaries["last"]["peak_step"]
-    assert answers["best"]["final"] == answers["best"][best_peak]
-    assert answers["last"]["final"] == answers["last"][6]
-    assert last_peak != 6 and answers["last"][last_peak] != answers["last"][6]  # the last evaluation is not the best one
+        assert (summaries[choice]["peak_step"], summaries[choice]["peak_bridged_acc"]) == (55, 0.5)
+    assert summaries["best"]["final_bridged_acc"] == 0.5 and answers["best"]["final"] == answers["best"][55]
+    assert summaries["last"]["final_bridged_acc"] == 0.25 and answers["last"]["final"] == answers["last"][80]
     assert summaries["last"]["notes"] and "last weights" in summaries["last"]["notes"][0] and not summaries["best"]["notes"]
 
 
@@ -439,32 +487,8 @@ def test_two_processes_train_the_same_global_batch(micro_bridge_world, baselines
     assert distance("two", "one") < 0.5 * distance("two", "half")
 
 
-def test_a_translator_trained_on_a_few_questions_reads_them_back(micro_bridge_world, tmp_path):
-    """Four questions, four answers, and a target that has learnt to answer each from its soft slot: a
-    translator that ignores its source hands all four the same tokens and scores at most the majority
-    floor, 1/4; one that reads the source answers them."""
-    rows = [{"question": question, "answer": f"#### {n}"} for question, n in (
-        ("Anna has 3 cats.", 3), ("Simon sells 5 boxes.", 5), ("Mark finds 8 keys.", 8), ("Clara buys 12 lamps.", 12)
-    )]  # fmt: skip
-    data = tmp_path / "data"
-    for split in ("train", "test"):
-        atomic_write_jsonl(data / "gsm8k" / f"{split}.jsonl", rows)
-    documents = [soft_slot_prompt("gsm8k", row, SPECIAL_TOKENS["bos_token"]) + " " + row["answer"] for row in rows]
-    (data / "corpus.txt").write_text(DOCUMENT_SEPARATOR.join(documents * 16))
-    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=1000.0)
-    training = dict(max_steps=200, batch_size=8, seq_len=64, learning_rate=1e-2, warmup_steps=5, weight_decay=0.0)
-    pretrain_model(data / "corpus.txt", micro_bridge_world["data"] / "tokenizer", data / "target", seed=0, model=shape, training=training,
-                   architecture="llama", document_separator=DOCUMENT_SEPARATOR)  # fmt: skip
-    world = {"data": data, "source": micro_bridge_world["source"], "target": data / "target"}
-    four = {**EVAL, "samples": 4}
-    samples = {}
-    for role, name in (("source", "src"), ("target", "tgt")):
-        evaluate_alone(
-            model_name=name, model=models(world)[name], dataset="gsm8k", dataset_source=EMBEDDED, embedded_data_dir=data, eval_settings=four,
-            metrics_path=tmp_path / f"{name}.json", samples_path=tmp_path / f"{name}.jsonl", config={}, seed=1, device="cpu",
-        )  # fmt: skip
-        samples[role] = str(tmp_path / f"{name}.jsonl")
-    assert json.loads((tmp_path / "tgt.json").read_text())["soft_slot_accuracy"] == 1.0  # the question in its soft slot: answered
-    run = job(world, samples, tmp_path / "run", train_steps=150, warmup_steps=5, eval_every=150, checkpoint_every=150, lr=3e-3)
-    summary = run_bridge(**{**run, "eval_settings": four})
+def test_a_translator_trained_on_a_few_questions_reads_them_back(four_questions, tmp_path):
+    """A translator that ignores its source hands all four questions the same tokens and scores at
+    most the majority floor, 1/4; one that reads the source answers them."""
+    summary = four_question_run(four_questions, tmp_path / "run", train_steps=150, warmup_steps=5, eval_every=150, checkpoint_every=150, lr=3e-3)
     assert summary["majority_acc"] == 0.25 and summary["final_bridged_acc"] >= 0.75
