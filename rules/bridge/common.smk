@@ -2,7 +2,7 @@
 
 import sys
 
-from ablation.bridge.cache_plan import cache_plan, cached_run_keys, format_plan, informative
+from ablation.bridge.cache_plan import cache_plan, cached_run_keys, format_plan, informative, longest_first
 from ablation.bridge.settings import (
     embedded_model_name,
     inference_run,
@@ -45,6 +45,10 @@ BRIDGE_SOURCE_STATE_KEYS, BRIDGE_KL_BASELINE_KEYS = (
     cached_run_keys({run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}, BRIDGE, config["model"]["device"])
     if BRIDGE_ACTIVE
     else ({}, {})
+)
+# the runs expected to take longest start first (between the caches' and baselines' priority 2 and 1)
+BRIDGE_RUN_PRIORITY = longest_first(
+    {run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}, BRIDGE_SOURCE_STATE_KEYS, BRIDGE_KL_BASELINE_KEYS
 )
 BRIDGE_SOURCE_STATE_RUNS, BRIDGE_KL_BASELINE_RUNS = {}, {}
 for _keys, _first_runs in (

@@ -131,7 +131,7 @@ rule train_bridge:
     threads: config["resources"]["bridge_train"]["threads"]
     resources:
         **scheduler_resources("bridge_train"),
-    priority: 1
+    priority: lambda wildcards: BRIDGE_RUN_PRIORITY[wildcards.bridge_run]
     conda:
         "../../envs/ablation.yaml"
     script:

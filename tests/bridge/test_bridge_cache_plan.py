@@ -20,6 +20,7 @@ from ablation.bridge.cache_plan import (
     cached_run_keys,
     format_plan,
     informative,
+    longest_first,
     shared_keys,
     kl_baseline_estimate,
     prompt_tokens,
@@ -141,6 +142,11 @@ def test_the_runs_reading_each_cache_are_routed_once_for_the_rules_and_the_bench
     every["source_state_cache"]["min_runs"] = 1
     states, kl = cached_run_keys(trained, every, "cpu")
     assert set(states) == set(trained) and set(kl) == {run for run, s in trained.items() if s["kl_weight"] > 0}
+    priorities = longest_first(trained, *cached_run_keys(trained, tiny["bridge"], "cpu"))
+    # 3a computes its frozen outputs on the fly for 600 steps, the swap for 200; the GSM8K runs read caches
+    assert max(priorities, key=priorities.get) == "3a" and min(priorities, key=priorities.get) == "swap"
+    assert priorities["3a"] == pytest.approx(1.9) and all(1 <= value <= 1.9 for value in priorities.values())
+    assert priorities["swap"] < priorities["1a"] == priorities["ablB"] < priorities["3a"]
     eight_shot = {run: {**s, "train_prompt": "eval"} if run == "1b" else s for run, s in trained.items()}
     states, kl = cached_run_keys(eight_shot, every, "cpu")
     assert "1b" not in states and "1b" in kl  # prompts task_prompt_runs: 1b computes its source states on the fly
