@@ -15,6 +15,7 @@ rule finetune:
     threads: config["resources"]["finetune"]["threads"]
     resources:
         **scheduler_resources("finetune"),
+    priority: 2  # the fine-tunes gate the study's last evaluations: first once the base model is ready
     conda:
         "../../envs/ablation.yaml"
     script:
