@@ -16,12 +16,12 @@ forward and backward of the frozen target alone on the same batches read as text
 from the same translator: uncached (the source and the target's KL baseline run at every step, the
 original's) and cached (the source's states and the KL baselines read from their caches,
 ``ablation.bridge.frozen_cache``, built here for every training and eval prompt and training row, and
-timed). ``suite_train_speedup`` routes the suite's runs as the workflow does, every run's step timed as this run's
-(``cache_plan.cached_run_keys``: caches on, ``prompts``, ``min_runs``): a run reading every cache it
-has a key for is charged the cached step, the others the uncached one, and the cached suite each of
-its built keys' builds, each timed as this run's: (suite steps × uncached step) / (cached runs' steps
-× cached step + other runs' steps × uncached step + source keys × source build + KL keys × KL
-build); the suite's steps are the built runs' trained steps (early stopping
+timed). ``suite_train_speedup`` routes the suite's runs as the workflow does
+(``cache_plan.cached_run_keys``: caches on, ``prompts``, ``min_runs``) and times every run's step
+as this run's: a run reading every cache it has a key for is charged the cached step, the others
+the uncached one, and the cached suite each of its built keys' builds: (suite steps × uncached
+step) / (cached runs' steps × cached step + other runs' steps × uncached step + source keys ×
+source build + KL keys × KL build); the suite's steps are the built runs' trained steps (early stopping
 included) where their summaries exist, else their train_steps. With CUDA it also gives the caches'
 GB per 1,000 questions at 7B scale (bf16; source width 4096 at this world's source tokens per question;
 KL baselines at this world's compared positions per row over 32k and 128k vocabularies).
@@ -60,7 +60,7 @@ from ablation.bridge.frozen_cache import (  # noqa: E402
     open_source_states,
     source_state_prompts,
 )
-from ablation.bridge.cache_plan import cached_run_keys  # noqa: E402
+from ablation.bridge.cache_plan import cached_run_keys, reads_every_cache  # noqa: E402
 from ablation.bridge.generation import Hygiene, generate_from_text  # noqa: E402
 from ablation.bridge.prompts import answer_text, task_prompt  # noqa: E402
 from ablation.bridge.settings import (  # noqa: E402
@@ -212,7 +212,7 @@ def main() -> None:
     state_keys, kl_keys = cached_run_keys({name: runs[name] for name in suite}, bridge_config, "cpu")
     suite_keys = len({source_state_name(key) for key in state_keys.values()})
     suite_kl_keys = len({source_state_name(key) for key in kl_keys.values()})
-    reads_all = {name for name in suite if name in state_keys and (name in kl_keys or runs[name]["kl_weight"] == 0)}
+    reads_all = {name for name in suite if reads_every_cache(name, runs[name], state_keys, kl_keys)}
     cached_steps = sum(steps_of[name] for name in reads_all)
     torch.manual_seed(s["seed"])
 

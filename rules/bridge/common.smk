@@ -46,7 +46,7 @@ BRIDGE_SOURCE_STATE_KEYS, BRIDGE_KL_BASELINE_KEYS = (
     if BRIDGE_ACTIVE
     else ({}, {})
 )
-# the runs expected to take longest start first (between the caches' and baselines' priority 2 and 1)
+# the runs expected to take longest start first (priorities 1 to 1.9, below the caches' and baselines' 2)
 BRIDGE_RUN_PRIORITY = longest_first(
     {run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}, BRIDGE_SOURCE_STATE_KEYS, BRIDGE_KL_BASELINE_KEYS
 )
