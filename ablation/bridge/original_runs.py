@@ -40,7 +40,7 @@ from ablation.io import atomic_directory, atomic_write_json, file_sha256
 
 ACCURACY_FIELDS = tuple(f"{side}_acc" for side in SIDES)
 DEFAULT_DATASET = "gsm8k"  # the original's --dataset default, for logs whose config omits it
-SOFT_TOKENS_CAP = 2048  # the original read every prompt token, up to this many, when soft_tokens <= 0
+SOFT_TOKENS_CAP = 2048  # soft_tokens <= 0: the original fixed K = min(the source tokenizer's model_max_length, this)
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")  # tqdm redraws its bar after a bare carriage return
 RANK_PREFIX = re.compile(r"^\s*\[(?:rank\s*(?P<rank>\d+)(?:/\d+)?|default(?P<default>\d+))\]:?\s?", re.IGNORECASE)
@@ -52,6 +52,7 @@ ACCURACIES = (  # the older format printed no source-alone accuracy
 EVAL_LINE = re.compile(rf"\[Eval\] Step (?P<step>\d+) \| {ACCURACIES}")
 FINAL_LINE = re.compile(rf"\[Final Eval\] {ACCURACIES}")
 EARLY_STOP_LINE = re.compile(r"\[Early Stop\]\s*(?P<message>.*\S)")
+CAPPED_SOFT_TOKENS = re.compile(r"Soft tokens not specified; capping to (?P<k>\d+) tokens")
 STOPPED = re.compile(r"\bstop", re.IGNORECASE)  # "Stopping early at step N…", not "No improvement…"
 PATIENCE = re.compile(r"patience:?\s*(?P<used>\d+)\s*/\s*(?P<limit>\d+)", re.IGNORECASE)
 OPTIONAL_FIELDS = ("source_extracted",)  # the older format evaluated no source alone
@@ -82,6 +83,7 @@ class LegacyLog:
     losses: dict = field(default_factory=dict)  # step -> {"total": mean loss over the log's window, "window": N, other printed terms}
     early_stop: list[str] = field(default_factory=list)
     first_stamp: re.Match | None = None
+    capped_soft_tokens: int | None = None  # the K that soft_tokens <= 0 resolved to, as the log says
 
 
 def config_value(text: str):
@@ -158,6 +160,8 @@ def parse_train_log(path: Path) -> LegacyLog:
     blocks = config_blocks(lines)
     log.settings = blocks[-1] if blocks else {}
     for _, line in lines:
+        if match := CAPPED_SOFT_TOKENS.search(line):
+            log.capped_soft_tokens = int(match["k"])
         if match := LOSS_LINE.match(line):
             step, row = loss_row(match)
             log.losses[step] = row
@@ -360,8 +364,11 @@ def legacy_summary(
     notes = []
     if "dataset" not in log.settings:
         notes.append(f"the config block names no dataset: {DEFAULT_DATASET}, the original's default, assumed")
+    resolved = soft_tokens if not isinstance(soft_tokens, int) or soft_tokens > 0 else log.capped_soft_tokens
     if isinstance(soft_tokens, int) and soft_tokens <= 0:
-        notes.append(f"soft_tokens {soft_tokens}: the original used every prompt token, capped at {SOFT_TOKENS_CAP}")
+        found = f"K = {resolved} (its log: 'capping to {resolved} tokens')" if resolved else "its log does not say which"
+        notes.append(f"soft_tokens {soft_tokens}: the original fixed K at min(the source tokenizer's model_max_length, "
+                     f"{SOFT_TOKENS_CAP}), {found}")  # fmt: skip
     if final["step"] != FINAL_STEP:
         notes.append(f"no final evaluation: source, target and final bridged accuracy are step {final['step']}'s")
     else:
@@ -385,6 +392,7 @@ def legacy_summary(
         "stop_reason": stop_reason(log),
         "wall_seconds": wall,
         "soft_tokens": soft_tokens,
+        "resolved_soft_tokens": resolved,
         "steps_evaluated": [row["step"] for row in history],
         "invalid_per_step": {str(row["step"]): row["invalid"] for row in history},
         "log_check": check_against_log(history, log.printed),

@@ -32,7 +32,7 @@ HISTORY_FIELDS = ("step", *(f"{side}_acc" for side in SIDES), "samples", "invali
 SUMMARY_FIELDS = (
     "run", "study", "origin", "role", "settings", "dataset", "source_acc", "target_acc",
     "peak_bridged_acc", "peak_step", "final_bridged_acc", "degradation", "stop_reason", "wall_seconds",
-    "soft_tokens", "steps_evaluated", "invalid_per_step", "log_check", "provenance", "notes",
+    "soft_tokens", "resolved_soft_tokens", "steps_evaluated", "invalid_per_step", "log_check", "provenance", "notes",
 )
 
 

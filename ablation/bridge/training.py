@@ -400,7 +400,7 @@ def _summary(run, s, state, final, examples, frozen, config, wall_seconds) -> di
         "final_bridged_acc": final["bridged_acc"], "degradation": peak["bridged_acc"] - final["bridged_acc"],
         "final_soft_token_spread": final["soft_token_spread"],
         "stop_reason": state["stop_reason"], "trained_steps": state["step"], "wall_seconds": round(wall_seconds, 3),
-        "soft_tokens": s["soft_tokens"],
+        "soft_tokens": s["soft_tokens"], "resolved_soft_tokens": final["mean_soft_tokens"],
         "mean_prompt_tokens": {"target": mean_target_tokens, "source": sum(source_tokens) / len(source_tokens)},
         "compression": mean_target_tokens / final["mean_soft_tokens"],
         "steps_evaluated": [row["step"] for row in state["history"]],

@@ -59,8 +59,16 @@ def test_reads_the_config_block_into_typed_settings(tmp_path):
     assert settings["bf16"] is True and settings["dit_cfg_dropout"] is None
     assert settings["log_dir"] == "runs/x: y" and settings["empty"] == ""
     assert "Base seed" not in settings  # the block ends at the first line that is not `key: value`
-    assert summary["soft_tokens"] == -1
-    assert any("capped at 2048" in note for note in summary["notes"])
+    assert summary["soft_tokens"] == -1 and summary["resolved_soft_tokens"] is None  # this log does not say which K
+    assert any("min(the source tokenizer's model_max_length, 2048), its log does not say which" in note for note in summary["notes"])
+
+
+def test_soft_tokens_minus_one_is_the_fixed_k_the_log_says_it_capped_to(tmp_path):
+    """The original resolved soft_tokens <= 0 to K = min(model_max_length, 2048) and logged it; K is not the prompt's length."""
+    body = ["Soft tokens not specified; capping to 2048 tokens"] + [eval_line(step, correct) for step, correct in EVALS.items()]
+    summary = import_legacy_run(write_run(tmp_path / "run", log_text(body)), tmp_path / "out", name="r")
+    assert (summary["soft_tokens"], summary["resolved_soft_tokens"]) == (-1, 2048)
+    assert any("K = 2048 (its log: 'capping to 2048 tokens')" in note for note in summary["notes"])
 
 
 def test_strips_rank_prefixes(tmp_path):
@@ -308,6 +316,8 @@ def test_imports_the_preserved_legacy_run(tmp_path):
     assert (summary["final_bridged_acc"], summary["peak_bridged_acc"], summary["peak_step"]) == (0.025, 0.025, 1500)
     assert summary["settings"]["bridge"] == "dit" and summary["settings"]["dit_teacher"] == "prompt"
     assert summary["soft_tokens"] == summary["settings"]["soft_tokens"] == -1
+    assert summary["resolved_soft_tokens"] == 2048  # "Soft tokens not specified; capping to 2048 tokens": a fixed K
+    assert "K = 2048 (its log: 'capping to 2048 tokens')" in " ".join(summary["notes"])
     assert summary["stop_reason"] == "max_steps"  # patience was at 2/3 when step 2000 came
     assert summary["wall_seconds"] == 6856.0
     assert summary["provenance"]["experiment"] == "phase2_swap_all_fix"

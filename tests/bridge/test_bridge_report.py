@@ -33,8 +33,10 @@ def correct(count: int) -> list[bool]:
 
 
 def write_run(results: Path, name: str, bridged: dict, *, source: int = 20, target: int = 30, dataset: str = "gsm8k",
-              soft_tokens: int = 64, origin: str = "trained", stop_reason: str = "max_steps: trained all 4 steps") -> Path:
-    """A run directory in the run format: samples per evaluation (bridged correct counts by step), history, summary."""
+              soft_tokens: int = 64, resolved_soft_tokens: int | None = None, origin: str = "trained",
+              stop_reason: str = "max_steps: trained all 4 steps") -> Path:
+    """A run directory in the run format: samples per evaluation (bridged correct counts by step), history, summary.
+    ``resolved_soft_tokens``: the K a ``soft_tokens`` <= 0 resolved to (None: unknown, as in a log that does not say)."""
     golds = GSM8K_GOLDS if dataset == "gsm8k" else HOTPOT_GOLDS
     directory = results / name
     directory.mkdir(parents=True)
@@ -61,12 +63,13 @@ def write_run(results: Path, name: str, bridged: dict, *, source: int = 20, targ
         "source_acc": final["source_acc"], "target_acc": final["target_acc"],
         "peak_bridged_acc": peak["bridged_acc"], "peak_step": peak["step"], "final_bridged_acc": final["bridged_acc"],
         "degradation": peak["bridged_acc"] - final["bridged_acc"], "stop_reason": stop_reason, "wall_seconds": 12.5,
-        "soft_tokens": soft_tokens, "steps_evaluated": [row["step"] for row in history],
+        "soft_tokens": soft_tokens, "resolved_soft_tokens": soft_tokens if soft_tokens > 0 else resolved_soft_tokens,
+        "steps_evaluated": [row["step"] for row in history],
         "log_check": None if origin == "trained" else {"agrees": True, "disagreements": []},
         "provenance": {"code_commit": "abc123", "config_sha256": "f" * 64, "seed": 7}, "notes": [],
     }  # fmt: skip
     if origin == "trained":
-        summary["compression"] = 150 / soft_tokens
+        summary["compression"] = 150 / summary["resolved_soft_tokens"]
     (directory / "summary.json").write_text(json.dumps(summary))
     return directory / "summary.json"
 
@@ -202,13 +205,14 @@ def pd_missing(value) -> bool:
 
 
 def test_a_legacy_run_in_a_role_shows_under_its_own_name(tmp_path):
-    path = write_run(tmp_path / "legacy", "phase1_all_fix", SUPPORTING_RUNS["1a"][0], soft_tokens=-1, origin="legacy",
-                     stop_reason="early_stop: Stopping early at step 4")  # fmt: skip
+    path = write_run(tmp_path / "legacy", "phase1_all_fix", SUPPORTING_RUNS["1a"][0], soft_tokens=-1, resolved_soft_tokens=2048,
+                     origin="legacy", stop_reason="early_stop: Stopping early at step 4")  # fmt: skip
     roles = {**REPORT["roles"], "1a": "phase1_all_fix", "2c": "phase1_all_fix"}
     study = load_bridge_study({BRIDGE_RUN_PREFIX + "phase1_all_fix": path}, roles=roles, report=REPORT)
     table = runs_table(study).set_index("role")
-    assert (table.loc["1a", "run"], table.loc["1a", "origin"], table.loc["1a", "K"]) == ("phase1_all_fix", "legacy", "all")
-    assert table.loc["1a", "stop"] == "early stop at 4" and table.loc["1a", "compression"] == 1.0
+    # soft_tokens -1 was a fixed K of 2048 in the original, not one soft token per prompt token
+    assert (table.loc["1a", "run"], table.loc["1a", "origin"], table.loc["1a", "K"]) == ("phase1_all_fix", "legacy", "2048 (soft_tokens -1)")
+    assert table.loc["1a", "stop"] == "early stop at 4" and pd_missing(table.loc["1a", "compression"])  # no prompt length in a legacy log
     assert table.loc["2c", "note"] == "reuses 1a"
 
 
@@ -289,7 +293,7 @@ def test_figures_are_drawn_when_nothing_has_run(tmp_path):
 
 def test_the_parity_table_sets_a_preserved_run_beside_its_rerun(tmp_path):
     legacy = write_run(tmp_path / "legacy", "phase1_all_fix", {0: 5, 2: 33, 4: 32, "final": 20}, soft_tokens=-1, origin="legacy")
-    rerun = write_run(tmp_path / "runs", "phase1_rerun", {0: 5, 2: 30, 4: 30, "final": 30}, soft_tokens=-1)
+    rerun = write_run(tmp_path / "runs", "phase1_rerun", {0: 5, 2: 30, 4: 30, "final": 30}, soft_tokens=-1, resolved_soft_tokens=2048)
     for path, settings in ((legacy, {"soft_tokens": -1, "lr": 0.0001, "source_model": "org/mistral", "eval_samples": 40,
                                      "log_dir": "runs/x", "dit_cond_dim": 512}),
                            (rerun, {"soft_tokens": -1, "lr": 0.0002, "source": "mistral", "prompt_mode_forced": False})):  # fmt: skip

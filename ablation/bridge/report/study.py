@@ -26,7 +26,6 @@ from ablation.io import read_json, read_jsonl
 from ablation.layout import BRIDGE_INFERENCE_PREFIX, BRIDGE_RUN_PREFIX
 
 NOT_YET_RUN = "not yet run"
-ALL_TOKENS = math.inf  # a legacy run with soft_tokens <= 0 read every prompt token
 
 
 @cache
@@ -69,22 +68,28 @@ class BridgeRun:
         return bool(unscorable_note(self.dataset, self.scoring))
 
     @property
-    def soft_tokens(self) -> float | None:
-        """K; ``ALL_TOKENS`` for a legacy run that read every prompt token, None where its log does not say."""
-        tokens = self.summary.get("soft_tokens")
-        return None if tokens is None else ALL_TOKENS if tokens <= 0 else tokens
+    def soft_tokens_setting(self) -> int | None:
+        """``soft_tokens`` as configured (or as the legacy log's config block printed it)."""
+        return self.summary.get("soft_tokens")
+
+    @property
+    def soft_tokens(self) -> int | None:
+        """K, the soft tokens the run trained with: its setting, or the fixed K that a setting <= 0
+        resolved to (the source tokenizer's ``model_max_length``, capped); None where that is unknown."""
+        setting = self.soft_tokens_setting
+        if setting is not None and setting > 0:
+            return setting
+        return self.summary.get("resolved_soft_tokens")
 
     @property
     def k_order(self) -> float:
-        """Sort key along a K sweep: fewest soft tokens first, every token or an unknown K last."""
-        return ALL_TOKENS if self.soft_tokens is None else self.soft_tokens
+        """Sort key along a K sweep: fewest soft tokens first, an unknown K last."""
+        return math.inf if self.soft_tokens is None else self.soft_tokens
 
     @property
     def compression(self) -> float | None:
-        """Prompt tokens per soft token; 1 for every token read, None where the prompt length is unknown."""
-        if "compression" in self.summary:
-            return self.summary["compression"]
-        return 1.0 if self.soft_tokens == ALL_TOKENS else None
+        """Prompt tokens per soft token; None where the prompt length is unknown (a legacy run)."""
+        return self.summary.get("compression")
 
     @property
     def final_step(self) -> int | str:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from ablation.bridge.parity import DIFFERS, NO_COUNTERPART, SAME, parity_rows
 from ablation.bridge.report.claims import Claim
-from ablation.bridge.report.study import ALL_TOKENS, NOT_YET_RUN, BridgeRun, BridgeStudy, paired_difference
+from ablation.bridge.report.study import NOT_YET_RUN, BridgeRun, BridgeStudy, paired_difference
 from ablation.layout import BRIDGE_ABLATION_TABLE
 from ablation.writers import TableStyle, duration, write_table
 
@@ -53,7 +53,10 @@ def interval_text(ci, spec: str = ".3f") -> str:
 
 
 def soft_tokens_label(run: BridgeRun) -> str:
-    return "?" if run.soft_tokens is None else "all" if run.soft_tokens == ALL_TOKENS else str(run.soft_tokens)
+    """K, and the setting it was resolved from where that was not K itself: "2048 (soft_tokens -1)"."""
+    k = "?" if run.soft_tokens is None else str(run.soft_tokens)
+    setting = run.soft_tokens_setting
+    return k if setting is None or setting > 0 else f"{k} (soft_tokens {setting})"
 
 
 def stop_label(run: BridgeRun) -> str:
