@@ -75,11 +75,13 @@ class BridgeRun:
     @property
     def soft_tokens(self) -> int | None:
         """K, the soft tokens the run trained with: its setting, or the fixed K that a setting <= 0
-        resolved to (the source tokenizer's ``model_max_length``, capped); None where that is unknown."""
+        resolved to (the source tokenizer's ``model_max_length``, capped; a run trained before its
+        summary recorded it has it in its history); None where that is unknown."""
         setting = self.soft_tokens_setting
         if setting is not None and setting > 0:
             return setting
-        return self.summary.get("resolved_soft_tokens")
+        recorded = self.history[-1].get("mean_soft_tokens") if self.history else None
+        return self.summary.get("resolved_soft_tokens", recorded)
 
     @property
     def k_order(self) -> float:
