@@ -34,6 +34,7 @@ BRIDGE_RUNS = resolve_runs(BRIDGE, load_schema(), config["seed"]) if BRIDGE_ACTI
 # seed 004's "2c = reuse 1a": runs with equal settings share the first one's translator
 BRIDGE_TRAINED_BY = trained_run_of(BRIDGE_RUNS)
 BRIDGE_TRAINED_RUNS = list(dict.fromkeys(BRIDGE_TRAINED_BY.values()))
+BRIDGE_TRAINED_SETTINGS = {run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}
 BRIDGE_WORLD = bridge_world_dir(RESULTS)
 # the bridge's own tiny LMs (bridge.world.models), by their embedded name
 BRIDGE_LMS = BRIDGE["world"]["models"]
@@ -42,14 +43,10 @@ BRIDGE_LM_PATTERN = "|".join(BRIDGE_LMS)
 BRIDGE_DOCUMENT_SEPARATOR = "\n\n\n"
 # the frozen-output caches (ablation.bridge.frozen_cache) the trained runs read: run -> key, key name -> the first run with it
 BRIDGE_SOURCE_STATE_KEYS, BRIDGE_KL_BASELINE_KEYS = (
-    cached_run_keys({run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}, BRIDGE, config["model"]["device"])
-    if BRIDGE_ACTIVE
-    else ({}, {})
+    cached_run_keys(BRIDGE_TRAINED_SETTINGS, BRIDGE, config["model"]["device"]) if BRIDGE_ACTIVE else ({}, {})
 )
 # the runs expected to take longest start first (priorities 1 to 1.9, below the caches' and baselines' 2)
-BRIDGE_RUN_PRIORITY = longest_first(
-    {run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}, BRIDGE_SOURCE_STATE_KEYS, BRIDGE_KL_BASELINE_KEYS
-)
+BRIDGE_RUN_PRIORITY = longest_first(BRIDGE_TRAINED_SETTINGS, BRIDGE_SOURCE_STATE_KEYS, BRIDGE_KL_BASELINE_KEYS)
 BRIDGE_SOURCE_STATE_RUNS, BRIDGE_KL_BASELINE_RUNS = {}, {}
 for _keys, _first_runs in (
     (BRIDGE_SOURCE_STATE_KEYS, BRIDGE_SOURCE_STATE_RUNS),
@@ -59,7 +56,7 @@ for _keys, _first_runs in (
         _first_runs.setdefault(source_state_name(_key), _run)
 # each cache's estimated size and whether it is built, on the dry run too (once, not in every job's own parse)
 if BRIDGE_ACTIVE and BRIDGE["source_state_cache"]["enabled"] and workflow.is_main_process:
-    _plan = cache_plan({run: BRIDGE_RUNS[run] for run in BRIDGE_TRAINED_RUNS}, BRIDGE, config["model"]["device"])
+    _plan = cache_plan(BRIDGE_TRAINED_SETTINGS, BRIDGE, config["model"]["device"])
     if informative(_plan):
         print(format_plan(_plan, BRIDGE["source_state_cache"]), file=sys.stderr)
 BRIDGE_RUN_FILES = (SUMMARY_FILE, HISTORY_FILE, LOSS_HISTORY_FILE, TRANSLATOR_FILE)
