@@ -82,6 +82,9 @@ CHECKPOINTS = Path("checkpoints")
 LATEST_CHECKPOINT = "latest.json"  # names the one complete checkpoint folder; written last, atomically
 TRAINING_STATE = "training_state.pt"  # step, history, early-stopping state: what accelerate's state lacks
 LIVE_LOG_FILE = "live_log.csv"
+# Part of the resume hash: a checkpoint's kept best was chosen by the rule of the code that wrote it,
+# and one written under another rule (an earlier one kept step 0's untrained translator) is not resumed.
+EARLY_STOPPING_RULE = "the best of the evaluations after step 0, above 0"
 
 
 def read_baseline(path: str | Path, examples: list[EvalExample], role: str) -> dict[int, dict]:
@@ -240,7 +243,7 @@ def run_bridge(
             "settings": s, "models": {name: model_identity(frozen[name].model_id, frozen[name].revision) for name in frozen},
             "train_rows": train_rows, "eval": [dataclasses.asdict(example) for example in examples], "eval_settings": eval_settings,
             "baselines": {role: file_sha256(path) for role, path in baseline_samples.items()}, "processes": accelerator.num_processes,
-            "caches_read": caches_read(source_cache, kl_cache),
+            "caches_read": caches_read(source_cache, kl_cache), "early_stopping": EARLY_STOPPING_RULE,
         }),  # fmt: skip
         job=f"bridge run {run}",
         attempt_files=sorted(path for path in run_dir.glob("eval_samples_step_*.jsonl")),

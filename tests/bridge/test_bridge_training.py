@@ -425,6 +425,34 @@ def test_a_killed_run_with_changed_settings_starts_afresh(micro_bridge_world, ba
     assert samples == sorted(path.name for path in (tmp_path / "fresh").glob("eval_samples_step_*.jsonl"))
 
 
+def test_a_checkpoint_kept_under_another_early_stopping_rule_is_not_resumed(micro_bridge_world, baselines, tmp_path, monkeypatch):
+    """A checkpoint holds the best its code's rule kept; code with another rule starts the run afresh,
+    code with the same rule resumes it."""
+    from ablation.bridge import training
+
+    changes = dict(train_steps=8, eval_every=2, checkpoint_every=4, early_stop_patience=8, lr=1e-2)
+    train_losses = Bridge.losses
+
+    def stop_at_step_6(self, translator, rows, step):
+        if step == 6:
+            raise RuntimeError("stopped after the step-4 checkpoint")
+        return train_losses(self, translator, rows, step)
+
+    def interrupted_then_rerun(run_dir, rule_of_the_interrupted_run):
+        with monkeypatch.context() as patch:
+            patch.setattr(training, "EARLY_STOPPING_RULE", rule_of_the_interrupted_run)
+            patch.setattr(Bridge, "losses", stop_at_step_6)
+            with pytest.raises(RuntimeError, match="step-4 checkpoint"):
+                run_bridge(**job(micro_bridge_world, baselines, run_dir, **changes))
+        assert (run_dir / "checkpoints" / "latest.json").exists()
+        return run_bridge(**job(micro_bridge_world, baselines, run_dir, **changes))["resume"]
+
+    same_rule = interrupted_then_rerun(tmp_path / "same_rule", training.EARLY_STOPPING_RULE)
+    assert same_rule["resumes"] == 1 and same_rule["restarted_because"] is None
+    earlier_rule = interrupted_then_rerun(tmp_path / "earlier_rule", "the best of every evaluation, step 0 included")
+    assert earlier_rule["resumes"] == 0 and "settings or inputs changed" in earlier_rule["restarted_because"]
+
+
 # ---------------------------------------------------------------- bad input
 def test_a_non_finite_loss_stops_the_run_without_a_summary(micro_bridge_world, baselines, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
