@@ -47,6 +47,12 @@ def tokenize_source(tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_
     return tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=max_tokens)
 
 
+def cut_source_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_tokens: int) -> list[int]:
+    """The full lengths (special tokens included) of the prompts that ``tokenize_source`` cuts."""
+    lengths = (len(ids) for ids in tokenizer(prompts)["input_ids"])
+    return [length for length in lengths if length > max_tokens]
+
+
 def lead_text(dataset: str, prompt: str, prompt_mode: str) -> str:
     """What the target reads right after the soft tokens."""
     return SOFT_SUFFIX[dataset] if prompt_mode == "soft_only" else prompt + SOFT_SUFFIX[dataset]

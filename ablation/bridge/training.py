@@ -43,6 +43,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, broadcast_object_list, set_seed
 
 from ablation.bridge.answers import extract_answer
+from ablation.bridge.batches import cut_source_prompts
 from ablation.bridge.data import (
     EvalExample,
     eval_examples,
@@ -378,12 +379,16 @@ def _early_stop_update(state: dict, row: dict, translator, patience: int) -> str
     return None
 
 
-def _notes(s, state) -> list[str]:
-    """What a reader of the final accuracy must know about the weights it read."""
+def _notes(s, state, cut_prompts: list[int], eval_prompts: int) -> list[str]:
+    """What a reader of the final accuracy must know about the weights it read and the prompts its source read."""
+    notes = []
     if s["final_weights"] == "last" and state["best"] is not None:
-        return [f"final_weights last: the final evaluation read the last weights, as the original effectively did, "
-                f"not the best (step {state['best']['step']})"]  # fmt: skip
-    return []
+        notes.append(f"final_weights last: the final evaluation read the last weights, as the original effectively did, "
+                     f"not the best (step {state['best']['step']})")  # fmt: skip
+    if cut_prompts:
+        notes.append(f"max_prompt_tokens {s['max_prompt_tokens']}: the source read only the end of {len(cut_prompts)} of "
+                     f"{eval_prompts} evaluation prompts (up to {max(cut_prompts)} tokens long)")  # fmt: skip
+    return notes
 
 
 def _summary(run, s, state, final, examples, frozen, config, wall_seconds) -> dict:
@@ -391,6 +396,7 @@ def _summary(run, s, state, final, examples, frozen, config, wall_seconds) -> di
     target_tokens = [len(frozen["target"].tokenizer(e.prompt, add_special_tokens=False)["input_ids"]) for e in examples]
     source_tokens = [len(frozen["source"].tokenizer(e.prompt, add_special_tokens=False)["input_ids"]) for e in examples]
     mean_target_tokens = sum(target_tokens) / len(target_tokens)
+    cut_prompts = cut_source_prompts(frozen["source"].tokenizer, [e.prompt for e in examples], s["max_prompt_tokens"])
     stamp = provenance(
         model_id=frozen["target"].model_id, revision=frozen["target"].revision, mask=None,
         config=config, seed=s["seed"], wall_seconds=wall_seconds,
@@ -408,6 +414,7 @@ def _summary(run, s, state, final, examples, frozen, config, wall_seconds) -> di
         "compression": mean_target_tokens / final["mean_soft_tokens"],
         "steps_evaluated": [row["step"] for row in state["history"]],
         "invalid_per_step": {str(row["step"]): row["invalid"] for row in state["history"]},
-        "log_check": None, "provenance": stamp, "notes": _notes(s, state),
+        "source_prompts_cut": len(cut_prompts),
+        "log_check": None, "provenance": stamp, "notes": _notes(s, state, cut_prompts, len(examples)),
         **({"source_f1": final["source_f1"], "target_f1": final["target_f1"], "final_bridged_f1": final["bridged_f1"]} if "bridged_f1" in final else {}),
     }  # fmt: skip

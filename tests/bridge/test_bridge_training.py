@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from ablation.bridge import losses as L
 from ablation.bridge.baselines import BASELINE_HYGIENE, evaluate_alone
-from ablation.bridge.batches import generation_inputs, lead_text
+from ablation.bridge.batches import generation_inputs, lead_text, tokenize_source
 from ablation.bridge.data import eval_examples, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, opening_ids, trim_to_answer
 from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
@@ -335,6 +335,21 @@ def four_questions(micro_bridge_world, tmp_path_factory):
 def four_question_run(four_questions, run_dir, **changes) -> dict:
     run = job(four_questions["world"], four_questions["samples"], run_dir, **changes)
     return run_bridge(**{**run, "eval_settings": four_questions["eval"]})
+
+
+def test_a_run_names_the_evaluation_prompts_its_source_read_cut(micro_bridge_world, baselines, tmp_path):
+    """max_prompt_tokens below some prompts' length: the summary counts the prompts the source read only the end of."""
+    train_rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])
+    prompts = [e.prompt for e in eval_examples("gsm8k", load_rows("gsm8k", EMBEDDED, "test", micro_bridge_world["data"]), train_rows, EVAL, EMBEDDED)]
+    source, _ = frozen_pair(micro_bridge_world)
+    full = [len(ids) for ids in source.tokenizer(prompts)["input_ids"]]
+    limit = sorted(full)[len(full) // 2]
+    read = tokenize_source(source.tokenizer, prompts, limit)["attention_mask"].sum(dim=1).tolist()
+    cut = sum(kept < length for kept, length in zip(read, full))
+    assert 0 < cut < len(prompts)
+    summary = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", max_prompt_tokens=limit, train_steps=2))
+    assert summary["source_prompts_cut"] == cut
+    assert f"the source read only the end of {cut} of {len(prompts)} evaluation prompts (up to {max(full)} tokens long)" in "; ".join(summary["notes"])
 
 
 def test_early_stopping_tracks_the_best_as_the_original_did():
