@@ -57,7 +57,7 @@ def make_metrics(
         "chance_macro": sum(CHANCES) / len(CHANCES),
         "task_set": task_set,
         "limit": None,
-        "scoring": "shared_prefill",
+        "scoring": "single_pass" if mask == "full_bidir" else "shared_prefill",  # the workflow's default strategies
         "requests": 4200,
         "requests_per_second": 350.0,
         "provenance": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def test_page_describes_what_was_run(page):
     assert "Task set: `tiny` (hellaswag, piqa, arc_easy, arc_challenge, winogrande); limit: all examples" in text
     assert "| `stage3b_prefix_lm` | `prefill_bidir` | 100 / 150 | 0.27 | auto-stopped: eval-loss plateau | 1.1600 | 56.7 min |" in text
     assert "Code commit: `2144bcc` (all evaluations)" in text
+    # the original's full_bidir patch is scored in one pass: the page says which evaluations
+    assert "- Scoring: `shared_prefill`, except `single_pass` in Stage 2 full_bidir (original patch), no FT\n" in text
 
 
 def test_page_answers_both_questions_with_numbers(page):
@@ -144,6 +147,20 @@ def test_page_without_fine_tunes_says_question_two_is_open(tmp_path):
     assert "**Not answered yet:**" in text
     assert "Fine-tune runs: none in this report." in text
     assert "### Derived numbers" not in text
+
+
+def test_evaluations_that_scored_different_examples_are_flagged(tmp_path):
+    paths = write_study_files(tmp_path / "results")
+    stage2 = json.loads(paths["stage2_prefill_bidir"].read_text())
+    stage2["limit"] = 100
+    for entry in stage2["tasks"].values():
+        entry["n"] = 100
+    paths["stage2_prefill_bidir"].write_text(json.dumps(stage2))
+    text = results_markdown(load_study({key: paths[key] for key in ("stage1", "stage2_prefill_bidir")}), tmp_path)
+    line = next(line for line in text.splitlines() if line.startswith("- Task set:"))
+    assert "**examples scored differ between evaluations**" in line
+    assert "Stage 2 ablated (prefill_bidir), no FT: limit: first 100 per task; examples scored: hellaswag 100" in line
+    assert "Stage 1 baseline, causal: limit: all examples; examples scored: hellaswag 300" in line
 
 
 def test_page_needs_both_base_evaluations(tmp_path):

@@ -97,21 +97,45 @@ def _run_rows(study: Study) -> list[str]:
     return lines
 
 
+def _shared_except(values: dict[str, str]) -> str:
+    """The value most evaluations (label -> value) share, then each other value with the evaluations that have it."""
+    groups: dict[str, list[str]] = {}
+    for label, value in values.items():
+        groups.setdefault(value, []).append(label)
+    shared = max(groups, key=lambda value: len(groups[value]))
+    others = [f"`{value}` in {', '.join(labels)}" for value, labels in groups.items() if value != shared]
+    return f"`{shared}`" + (f", except {'; '.join(others)}" if others else " (all evaluations)")
+
+
+def _examples_line(study: Study) -> str:
+    """Task set, limit and examples scored per task: one line when every evaluation scored the same
+    examples, each evaluation's in bold where they differ (their numbers are then not comparable)."""
+    tasks = study.tasks
+
+    def scored(metrics: dict) -> str:
+        limit = metrics.get("limit")
+        counts = ", ".join(f"{display_task(t)} {(metrics['tasks'][t] or {}).get('n', '?')}" for t in tasks)
+        return f"limit: {'all examples' if limit is None else f'first {limit} per task'}; examples scored: {counts}"
+
+    reference = study.conditions()[0].metrics
+    line = f"- Task set: `{reference.get('task_set', '?')}` ({', '.join(display_task(t) for t in tasks)}); "
+    each = {c.label: scored(c.metrics) for c in study.conditions()}
+    if len(set(each.values())) == 1:
+        return line + scored(reference)
+    return line + "**examples scored differ between evaluations**: " + "; ".join(f"{label}: {text}" for label, text in each.items())
+
+
 def what_was_run(study: Study) -> str:
     """The setup: model, tasks and limit, evaluations, fine-tune runs, provenance."""
     reference = study.conditions()[0].metrics
-    tasks = study.tasks
-    limit = reference.get("limit")
-    counts = ", ".join(f"{display_task(t)} {(reference['tasks'][t] or {}).get('n', '?')}" for t in tasks)
     evaluations = [
         f"  - {c.label}: model `{c.model}`, mask `{c.mask}`, macro acc {c.metrics['macro_acc']:.4f}"
         for c in study.conditions()
     ]
     lines = [
         f"- Model: {_model_line(reference)}",
-        f"- Task set: `{reference.get('task_set', '?')}` ({', '.join(display_task(t) for t in tasks)}); "
-        f"limit: {'all examples' if limit is None else f'first {limit} per task'}; examples scored: {counts}",
-        f"- Scoring: `{reference.get('scoring', '?')}`",
+        _examples_line(study),
+        f"- Scoring: {_shared_except({c.label: c.metrics.get('scoring', '?') for c in study.conditions()})}",
         "- Evaluations:",
         *evaluations,
         *_run_rows(study),
