@@ -56,6 +56,12 @@ def our_value(key: str, settings: dict, config: dict):
     return NO_COUNTERPART
 
 
+def parity_config(bridge: dict) -> dict:
+    """What ``our_value`` reads of a config besides a run's settings: the report's parity table gets
+    this much of the bridge config."""
+    return {"bridge": {key: bridge[key] for key in ("models", "eval", "datasets")}}
+
+
 def as_the_original_ran(dataset: str, source: dict) -> str:
     """Our dataset as the original's ``--dataset`` would name it: the original showed and scored every
     dataset as GSM8K (prompts: gsm8k, scoring: gsm8k), so any other form is named with it and differs."""

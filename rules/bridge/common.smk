@@ -10,6 +10,7 @@ from ablation.bridge.settings import (
     source_state_name,
     trained_run_of,
 )
+from ablation.bridge.parity import parity_config
 from ablation.bridge.roles import reproductions, role_runs, run_descriptions
 from ablation.config import load_schema
 from ablation.bridge.run_format import HISTORY_FILE, LOSS_HISTORY_FILE, SUMMARY_FILE, TRANSLATOR_FILE

@@ -55,7 +55,7 @@ rule report_bridge:
         report=BRIDGE["report"],
         experiment=config["experiment"],
         reproductions=reproductions(BRIDGE),
-        parity_config={"bridge": {"models": BRIDGE["models"], "eval": BRIDGE["eval"]}},
+        parity_config=parity_config(BRIDGE),
         allow_mixed_code=config["report"]["allow_mixed_code"],
     localrule: True
     conda:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ablation.bridge.original_runs import parse_config_block
-from ablation.bridge.parity import DIFFERS, NO_COUNTERPART, SAME, load_run, main, parity_rows
+from ablation.bridge.parity import DIFFERS, NO_COUNTERPART, SAME, load_run, main, parity_config, parity_rows
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 ORIGINAL_PRESET = REPOSITORY / "presets" / "latentwire-original.yaml"
@@ -40,6 +40,15 @@ def test_the_original_preset_matches_the_preserved_swap_on_every_key_with_a_coun
     assert "37 of 37 keys with a counterpart are the same" in out
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line}
     assert rows["log_dir"].endswith(NO_COUNTERPART) and rows["save_path"].endswith(NO_COUNTERPART)
+
+
+@pytest.mark.skipif(not LEGACY_LOG.is_file(), reason="shared/legacy is not beside the repository")
+def test_the_reports_parity_config_answers_every_key_of_a_preserved_log():
+    """The report compares with the part of the config ``parity_config`` hands it (the dataset key included)."""
+    config, settings = load_run(ORIGINAL_PRESET, "phase2_swap_soft_only")
+    original = parse_config_block(LEGACY_LOG)
+    assert "dataset" in original
+    assert parity_rows(original, settings, parity_config(config["bridge"])) == parity_rows(original, settings, config)
 
 
 def test_a_deliberate_difference_is_flagged(tmp_path, capsys):

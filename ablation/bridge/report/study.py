@@ -146,7 +146,7 @@ class BridgeStudy:
     descriptions: Mapping[str, str] = field(default_factory=dict)
     experiment: str | None = None
     reproductions: Mapping[str, str] = field(default_factory=dict)  # legacy run -> the run that re-runs it
-    parity_config: Mapping = field(default_factory=dict)  # {"bridge": {"models", "eval"}}: what parity reads besides a run's settings
+    parity_config: Mapping = field(default_factory=dict)  # ablation.bridge.parity.parity_config: what parity reads besides a run's settings
 
     def run_of(self, role: str) -> BridgeRun | None:
         """The run playing ``role``; None when no run is named or it has no files yet."""
