@@ -85,6 +85,16 @@ def eval_prompt(dataset: str, row: dict, shots: list[dict]) -> str:
     return task_prompt(dataset, row)
 
 
+def asked_question(text: str) -> str:
+    """The question a sample row asks: ``text`` itself, or, where ``text`` is a whole few-shot evaluation
+    prompt (the original's rows hold the prompt in their ``question`` field), its last question."""
+    head, marker, question = text.rpartition("\n\n" + GSM8K_FEWSHOT_QUESTION.split("{question}")[0])
+    ending = GSM8K_FEWSHOT_QUESTION.split("{question}")[1]
+    if marker and head.startswith(GSM8K_FEWSHOT_HEADER) and question.endswith(ending):
+        return question.removesuffix(ending)
+    return text
+
+
 def training_prompt(dataset: str, row: dict, train_prompt: str, shots: list[dict]) -> str:
     """What the source reads in training: the task prompt, or (``train_prompt: eval``, the original's) the evaluation prompt."""
     return eval_prompt(dataset, row, shots) if train_prompt == "eval" else task_prompt(dataset, row)

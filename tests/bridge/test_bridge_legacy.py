@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ablation.bridge.original_runs import LegacyImportError, import_legacy_run, tolerance
+from ablation.bridge.prompts import asked_question, task_prompt
 from ablation.bridge.run_format import HISTORY_FIELDS, SUMMARY_FIELDS
 from tests.bridge.legacy_logs import CONFIG, CUDA_WARNING, EVALS, eval_line, log_text, write_run
 
@@ -323,3 +324,15 @@ def test_imports_the_preserved_legacy_run(tmp_path):
     assert summary["provenance"]["experiment"] == "phase2_swap_all_fix"
     losses = (tmp_path / "out" / "loss_history.csv").read_text().splitlines()
     assert losses[0] == "step,total,window" and losses[1] == "20,191.893,20" and len(losses) == 1 + 100
+
+
+@pytest.mark.skipif(not LEGACY_RUN.is_dir(), reason="shared/legacy is not beside the repository")
+def test_the_preserved_rows_ask_their_question_inside_the_whole_prompt():
+    """The original's rows hold the 8-shot prompt in ``question``; the report pairs them by the question it asks."""
+    rows = [json.loads(line) for line in (LEGACY_RUN / "phase2_swap_all_fix" / "eval_samples_step_0.jsonl").read_text().splitlines()]
+    asked = [asked_question(row["question"]) for row in rows]
+    assert asked[0].startswith("Janet’s ducks lay 16 eggs per day.") and asked[0].endswith("at the farmers' market?")
+    assert all("\nQ: " not in question and len(question) < len(row["question"]) for question, row in zip(asked, rows))
+    assert asked_question(asked[0]) == asked[0]  # a bare question is its own
+    hotpotqa = task_prompt("hotpotqa", {"question": "Q: where?", "context": {"title": ["T"], "sentences": [["S."]]}})
+    assert asked_question(hotpotqa) == hotpotqa

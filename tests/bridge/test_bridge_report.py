@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ablation.bridge.prompts import eval_prompt
 from ablation.bridge.report import build_bridge_report, evaluate_claims, load_bridge_study
 from ablation.bridge.report.tables import ablation_table, expected_table, inference_table, parity_table, runs_table
 from ablation.bridge.roles import role_runs
@@ -32,6 +33,9 @@ def correct(count: int) -> list[bool]:
     return [index < count for index in range(QUESTIONS)]
 
 
+LEGACY_SHOTS = [{"question": f"Shot {n}?", "answer": f"So {n}.\n#### {n}"} for n in range(8)]
+
+
 def write_run(results: Path, name: str, bridged: dict, *, source: int = 20, target: int = 30, dataset: str = "gsm8k",
               soft_tokens: int = 64, resolved_soft_tokens: int | None = None, origin: str = "trained",
               stop_reason: str = "max_steps: trained all 4 steps") -> Path:
@@ -46,6 +50,8 @@ def write_run(results: Path, name: str, bridged: dict, *, source: int = 20, targ
         rows = []
         for index, gold in enumerate(golds):
             question = f"Question {index}?" if dataset == "gsm8k" else f"Which city is number {index}?"
+            if origin == "legacy" and dataset == "gsm8k":  # the original's rows hold the whole 8-shot prompt
+                question = eval_prompt("gsm8k", {"question": question}, LEGACY_SHOTS)
             row = {"eval_step": str(step), "index": index, "question": question, "gold_full_text": gold, "gold_extracted": gold}
             for side in SIDES:
                 answer = gold if correct(counts[side])[index] else "wrong"

@@ -21,6 +21,7 @@ from pathlib import Path
 from ablation.bridge.answers import score_extracted
 from ablation.bridge.data import unscorable_note
 from ablation.bridge.run_format import FINAL_STEP, HISTORY_FILE, samples_filename
+from ablation.bridge.prompts import asked_question
 from ablation.stats import bootstrap_mean_ci, mcnemar_exact, paired_bootstrap_difference
 from ablation.io import read_json, read_jsonl
 from ablation.layout import BRIDGE_INFERENCE_PREFIX, BRIDGE_RUN_PREFIX
@@ -111,9 +112,10 @@ class BridgeRun:
         return _samples(self.directory / samples_filename(step))
 
     def scores(self, step: int | str, side: str = "bridged") -> dict[tuple[int, str], float]:
-        """(index, question) -> 1.0 / 0.0: was ``side``'s answer right at evaluation ``step``."""
+        """(index, question asked) -> 1.0 / 0.0: was ``side``'s answer right at evaluation ``step``. Keyed by the
+        question asked, so a preserved run's rows (which hold the whole prompt) pair with ours."""
         return {
-            (row["index"], row["question"]): float(score_extracted(self.scoring, row[f"{side}_extracted"], row["gold_extracted"])["correct"])
+            (row["index"], asked_question(row["question"])): float(score_extracted(self.scoring, row[f"{side}_extracted"], row["gold_extracted"])["correct"])
             for row in self.samples(step)
         }
 
