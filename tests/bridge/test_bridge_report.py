@@ -183,6 +183,17 @@ def test_a_verdict_rests_on_the_paired_interval_not_the_point_difference(tmp_pat
     assert claim.verdict == "not supported"
 
 
+def test_a_preserved_run_against_a_trained_one_is_paired_and_said_to_differ_in_more(tmp_path):
+    """The paper preset's stability test: the original's 1a (rows holding the 8-shot prompt) against a 1b trained here."""
+    runs = {"1a": ({0: 5, 2: 33, "final": 33}, {"origin": "legacy"}), "1b": ({0: 5, 2: 34, "final": 20}, {})}
+    versus, _ = next(c for c in evaluate_claims(study_of(tmp_path, runs)) if c.key == "stability_fixes_work").parts
+    assert versus.outcome == "pass" and "40 paired questions" in versus.numbers
+    assert "1a is legacy, 1b is trained: they differ in more than the ablated settings" in versus.numbers
+    trained = {"1a": ({0: 5, 2: 33, "final": 33}, {}), "1b": runs["1b"]}
+    versus, _ = next(c for c in evaluate_claims(study_of(tmp_path / "trained", trained)) if c.key == "stability_fixes_work").parts
+    assert "differ in more" not in versus.numbers
+
+
 def test_a_missing_compression_run_leaves_the_rest_of_the_sweep_tested(tmp_path):
     runs = {role: SUPPORTING_RUNS[role] for role in ("1a", "2a")}
     claim = next(c for c in evaluate_claims(study_of(tmp_path, runs)) if c.key == "compression_tradeoff")

@@ -101,12 +101,15 @@ def _run_or_missing(study: BridgeStudy, role: str) -> BridgeRun | str:
     return f"{role}: {NOT_YET_RUN}" + ("" if name is None else f" (run {name!r} has no summary)")
 
 
-def _paired_part(test: str, first: Mapping, second: Mapping, check: Callable[[Mapping], str], what: str) -> Part:
-    """A part decided on the paired difference ``first − second``."""
+def _paired_part(test: str, first: Mapping, second: Mapping, check: Callable[[Mapping], str], what: str, runs=()) -> Part:
+    """A part decided on the paired difference ``first − second`` (of ``runs``' evaluations, when two runs are compared)."""
     difference = paired_difference(first, second)
     if difference is None:
         return _missing(test, f"{what}: the two evaluations share no question")
-    return Part(test, check(difference), f"{what} {_interval(difference)}, {difference['n']} paired questions, McNemar p = {difference['mcnemar_p']:.3g}")
+    numbers = f"{what} {_interval(difference)}, {difference['n']} paired questions, McNemar p = {difference['mcnemar_p']:.3g}"
+    if len({run.origin for run in runs}) > 1:  # a preserved run's settings are the original's, not the ablation's
+        numbers += f"; {', '.join(f'{run.name} is {run.origin}' for run in runs)}: they differ in more than the ablated settings"
+    return Part(test, check(difference), numbers)
 
 
 def _benchmark(study: BridgeStudy) -> tuple[str, Mapping] | None:
@@ -166,7 +169,8 @@ def stability_fixes_work(study: BridgeStudy, params: Mapping) -> list[Part]:
         why = "; ".join(item for item in (stable, unstable) if isinstance(item, str))
         parts = [_missing(versus, why)]
     else:
-        parts = [_paired_part(versus, stable.scores(stable.final_step), unstable.scores(unstable.final_step), positive, "difference")]
+        parts = [_paired_part(versus, stable.scores(stable.final_step), unstable.scores(unstable.final_step), positive, "difference",
+                              runs=(stable, unstable))]  # fmt: skip
     if isinstance(stable, str):
         return [*parts, _missing(kept, stable)]
     peak, final = stable.summary["peak_step"], stable.final_step
@@ -181,7 +185,7 @@ def compression_tradeoff(study: BridgeStudy, params: Mapping) -> list[Part]:
     parts = []
     for (fewer_role, fewer), (more_role, more) in zip(present, present[1:]):
         test = f"final bridged accuracy {_run_label(study, more_role)} − {_run_label(study, fewer_role)} > 0 (more soft tokens, higher accuracy)"
-        parts.append(_paired_part(test, more.scores(more.final_step), fewer.scores(fewer.final_step), positive, "difference"))
+        parts.append(_paired_part(test, more.scores(more.final_step), fewer.scores(fewer.final_step), positive, "difference", runs=(more, fewer)))
     if missing:
         parts.append(_missing("every run of the K sweep", "; ".join(missing)))
     return parts
