@@ -333,7 +333,8 @@ def run_bridge(
     if not accelerator.is_main_process:
         return {}
     state["stop_reason"] = state["stop_reason"] or f"max_steps: trained all {s['train_steps']} steps"
-    if state["best"] is not None and s["final_weights"] == "best":
+    read_best = state["best"] is not None and s["final_weights"] == "best"
+    if read_best:
         unwrapped.load_state_dict(state["best"]["translator"])
     final = evaluate(FINAL_STEP)
     state["history"].append(final)
@@ -350,6 +351,7 @@ def run_bridge(
     summary["source_legibility"] = legibility
     summary["resume"] = claim.summary()
     summary["caches_read"] = caches_read(source_cache, kl_cache)
+    summary["final_weights_read"] = f"best (step {state['best']['step']})" if read_best else "last"
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     claim.finish()
     return summary
@@ -385,6 +387,9 @@ def _notes(s, state, cut_prompts: list[int], eval_prompts: int) -> list[str]:
     if s["final_weights"] == "last" and state["best"] is not None:
         notes.append(f"final_weights last: the final evaluation read the last weights, as the original effectively did, "
                      f"not the best (step {state['best']['step']})")  # fmt: skip
+    if s["final_weights"] == "best" and state["best"] is None:
+        why = "early stopping is off (early_stop_patience 0)" if s["early_stop_patience"] == 0 else "no evaluation after step 0 scored above 0"
+        notes.append(f"final_weights best: no best was kept ({why}), so the final evaluation read the last weights")
     if cut_prompts:
         notes.append(f"max_prompt_tokens {s['max_prompt_tokens']}: the source read only the end of {len(cut_prompts)} of "
                      f"{eval_prompts} evaluation prompts (up to {max(cut_prompts)} tokens long)")  # fmt: skip

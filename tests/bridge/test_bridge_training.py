@@ -373,6 +373,8 @@ def test_early_stopping_stops_a_run_that_never_scores(micro_bridge_world, baseli
     assert [row["bridged_acc"] for row in history] == [0.0] * 4  # steps 0, 1, 2 and the final evaluation
     assert summary["trained_steps"] == 2 and summary["stop_reason"].endswith("(none above 0)")
     assert summary["peak_step"] == 1  # the untrained translator is a reference, never the peak
+    assert summary["final_weights_read"] == "last"
+    assert "final_weights best: no best was kept (no evaluation after step 0 scored above 0)" in "; ".join(summary["notes"])
 
 
 def test_the_final_evaluation_reads_the_weights_final_weights_names(four_questions, tmp_path):
@@ -389,6 +391,7 @@ def test_the_final_evaluation_reads_the_weights_final_weights_names(four_questio
     assert summaries["best"]["final_bridged_acc"] == 0.5 and answers["best"]["final"] == answers["best"][55]
     assert summaries["last"]["final_bridged_acc"] == 0.25 and answers["last"]["final"] == answers["last"][80]
     assert summaries["last"]["notes"] and "last weights" in summaries["last"]["notes"][0] and not summaries["best"]["notes"]
+    assert (summaries["best"]["final_weights_read"], summaries["last"]["final_weights_read"]) == ("best (step 55)", "last")
 
 
 def test_a_killed_run_resumes_to_the_same_translator(micro_bridge_world, baselines, tmp_path):

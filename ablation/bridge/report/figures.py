@@ -1,7 +1,7 @@
 """The bridge study's figures, saved as PDF and PNG by the prefill report's ``save_figure``.
 
 - ``bridge_accuracy``: bridged accuracy against step, one panel per trained or imported run, the
-  source-alone and target-alone accuracies as lines, the final evaluation (the kept translator)
+  source-alone and target-alone accuracies as lines, the final evaluation (the weights the run kept: its best or its last)
   and an early stop marked.
 - ``bridge_compression``: the K sweep of ``bridge.report.claims.compression_tradeoff``: peak and
   final bridged accuracy with 95% intervals per run, ordered by K, compression ratio on the axis.
@@ -100,7 +100,7 @@ def accuracy_figure(study: BridgeStudy) -> Figure:
             Line2D([], [], label="bridged (target reads the soft tokens)", **SIDE_STYLES["bridged"]),
             Line2D([], [], label="source alone", **SIDE_STYLES["source"]),
             Line2D([], [], label="target alone", **SIDE_STYLES["target"]),
-            Line2D([], [], label="final evaluation (kept translator)", **FINAL_MARKER),
+            Line2D([], [], label="final evaluation (the weights the run kept: its best or its last)", **FINAL_MARKER),
             Line2D([], [], color="#333333", linestyle="none", label="stopped early", **STOP_MARKER),
         ]
         figure.legend(handles=handles, loc="outside lower center", ncols=3, frameon=False)
