@@ -23,6 +23,8 @@ What is measured, per sample (``samples.jsonl``):
   other; both are in the row).
 - ``latency_s``: wall time of the sample's batch from text prompts to answer texts, tokenisation
   included, CUDA synchronised; every baseline first answers its first batch once untimed (warm-up).
+  It and the peak memory are the batch's (``batch``): their means and intervals, and latency's paired
+  difference, count each batch once, not once per question in it.
 - ``peak_memory_mb``: on CUDA the batch's peak allocated memory (weights included,
   ``cuda_max_allocated``); on CPU how far the process's resident set grew above where it stood
   (``cpu_rss_growth``: the high-water mark is reset through /proc/self/clear_refs, so Linux only).
@@ -206,20 +208,30 @@ def benchmark_baseline(bench: Bench, name: str, examples: list[EvalExample], *, 
             kv_bytes = answer.pop("kv_cache_bytes")
             rows.append({
                 "baseline": name, "index": example.index, "gold": example.gold, **score(bench.dataset, answer["text"], example.gold),
-                **answer, "kv_cache_mb": kv_bytes / MB, "latency_s": seconds, "batch_size": len(batch),
+                **answer, "kv_cache_mb": kv_bytes / MB, "latency_s": seconds, "batch": start // batch_size, "batch_size": len(batch),
                 "peak_memory_mb": peak_mb, "peak_memory_kind": peak_memory_kind(device),
             })  # fmt: skip
     return rows, wall
 
 
 # ---------------------------------------------------------------- summary
+BATCH_FIELDS = ("latency_s", "peak_memory_mb")  # measured per batch, repeated on each of its rows
+
+
+def per_batch(rows: list[dict], field: str) -> dict[int, float]:
+    """A per-batch measurement once per batch, by batch number."""
+    return {row["batch"]: row[field] for row in rows}
+
+
 def baseline_summary(rows: list[dict], wall_seconds: float, dataset: str) -> dict:
     """Means with 95 % bootstrap intervals over the questions, and throughput."""
     summary = {"n": len(rows), "accuracy": bootstrap_mean_ci([row["correct"] for row in rows])}
     if dataset == "hotpotqa":
         summary["f1"] = bootstrap_mean_ci([row["f1"] for row in rows])
-    for field in ("latency_s", "kv_cache_mb", "peak_memory_mb", "input_tokens", "output_tokens"):
+    for field in ("kv_cache_mb", "input_tokens", "output_tokens"):
         summary[field] = bootstrap_mean_ci([row[field] for row in rows])
+    for field in BATCH_FIELDS:
+        summary[field] = bootstrap_mean_ci(list(per_batch(rows, field).values()))
     summary["peak_memory_kind"] = rows[0]["peak_memory_kind"]
     summary["wall_seconds"] = wall_seconds
     summary["throughput_samples_per_s"] = len(rows) / wall_seconds
@@ -241,7 +253,8 @@ def comparisons(by_baseline: dict[str, list[dict]], dataset: str) -> dict:
             "accuracy_difference": paired_bootstrap_difference([r["correct"] for r in ours], [r["correct"] for r in rows]),
             "mcnemar_p": mcnemar_exact([r["correct"] for r in ours], [r["correct"] for r in rows]),
             "kv_cache_mb_saved": paired_bootstrap_difference([r["kv_cache_mb"] for r in rows], [r["kv_cache_mb"] for r in ours]),
-            "latency_s_difference": paired_bootstrap_difference([r["latency_s"] for r in ours], [r["latency_s"] for r in rows]),
+            "latency_s_difference": paired_bootstrap_difference(list(per_batch(ours, "latency_s").values()),
+                                                                list(per_batch(rows, "latency_s").values())),  # fmt: skip
         }
         if dataset == "hotpotqa":
             pair["f1_difference"] = paired_bootstrap_difference([r["f1"] for r in ours], [r["f1"] for r in rows])

@@ -183,6 +183,9 @@ def test_the_summary_holds_intervals_comparisons_and_compression(benchmark, benc
         assert baseline["accuracy"]["mean"] == pytest.approx(mean(name, "correct"))
         assert baseline["kv_cache_mb"]["mean"] == pytest.approx(mean(name, "kv_cache_mb"))
         assert baseline["throughput_samples_per_s"] == pytest.approx(16 / sum(set(row["latency_s"] for row in rows[name])))
+        batches = {row["batch"]: row["latency_s"] for row in rows[name]}  # a batch's latency, once per batch
+        assert sorted(batches) == [0, 1, 2, 3]
+        assert baseline["latency_s"] == json.loads(json.dumps(stats.bootstrap_mean_ci(list(batches.values()))))
         assert "f1" not in baseline  # GSM8K: accuracy only
     assert set(summary["comparisons"]) == {f"latent_vs_{name}" for name in BASELINES if name != "latent"}
     for key, comparison in summary["comparisons"].items():

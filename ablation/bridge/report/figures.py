@@ -162,7 +162,7 @@ def _sweep_label(study: BridgeStudy, role: str) -> str:
 
 
 INFERENCE_PANELS = (  # summary key, title, value format
-    ("accuracy", "accuracy", ".3f"), ("latency_s", "latency per question (s)", ".3g"), ("kv_cache_mb", "KV cache (MB)", ".3g"),
+    ("accuracy", "accuracy", ".3f"), ("latency_s", "latency of a question's batch (s)", ".3g"), ("kv_cache_mb", "KV cache (MB)", ".3g"),
 )
 
 

@@ -40,8 +40,8 @@ BRIDGE_STYLE = TableStyle(
     }),
     formats={
         "peak step": "d", "compression": ".2f", "gap to target": "+.3f", "Δ final": "+.3f", "latent − this": "+.3f",
-        "McNemar p": ".3g", "KV cache MB": ".1f", "peak memory MB": ".0f", "input tokens": ".1f", "output tokens": ".1f",
-        "samples/s": ".2f", "latency s": ".3f",
+        "McNemar p": ".3g", "KV cache MB": ".1f", "batch peak memory MB": ".0f", "input tokens": ".1f", "output tokens": ".1f",
+        "samples/s": ".2f", "batch latency s": ".3f",
     },
     number_format=".3f",
 )  # fmt: skip
@@ -181,15 +181,15 @@ def inference_table(study: BridgeStudy) -> pd.DataFrame:
             rows.append({
                 **row, "status": "measured", "n": entry["n"],
                 "accuracy": entry["accuracy"]["mean"], "accuracy 95% CI": interval_text(entry["accuracy"]["ci95"]),
-                "F1": _mean(entry, "f1"), "latency s": _mean(entry, "latency_s"), "KV cache MB": _mean(entry, "kv_cache_mb"),
-                "peak memory MB": _mean(entry, "peak_memory_mb"), "input tokens": _mean(entry, "input_tokens"),
+                "F1": _mean(entry, "f1"), "batch latency s": _mean(entry, "latency_s"), "KV cache MB": _mean(entry, "kv_cache_mb"),
+                "batch peak memory MB": _mean(entry, "peak_memory_mb"), "input tokens": _mean(entry, "input_tokens"),
                 "output tokens": _mean(entry, "output_tokens"), "samples/s": entry.get("throughput_samples_per_s"),
                 "latent − this": None if difference is None else difference["mean"],
                 "95% CI (latent − this)": None if difference is None else interval_text(difference["ci95"], "+.3f"),
                 "McNemar p": comparison.get("mcnemar_p"),
             })  # fmt: skip
-    columns = ["run", "baseline", "status", "n", "accuracy", "accuracy 95% CI", "F1", "latency s", "KV cache MB",
-               "peak memory MB", "input tokens", "output tokens", "samples/s", "latent − this", "95% CI (latent − this)",
+    columns = ["run", "baseline", "status", "n", "accuracy", "accuracy 95% CI", "F1", "batch latency s", "KV cache MB",
+               "batch peak memory MB", "input tokens", "output tokens", "samples/s", "latent − this", "95% CI (latent − this)",
                "McNemar p"]  # fmt: skip
     return pd.DataFrame(rows, columns=columns).astype({"n": "Int64"})
 
