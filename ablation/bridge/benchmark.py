@@ -262,9 +262,12 @@ def comparisons(by_baseline: dict[str, list[dict]], dataset: str) -> dict:
     return result
 
 
-def compression(by_baseline: dict[str, list[dict]], prompt_tokens: list[int], soft_tokens: int) -> dict:
-    """Prompt tokens per soft token, and the KV cache saved per request: measured, and as the seed priced it."""
+def compression(by_baseline: dict[str, list[dict]], prompt_tokens: list[int], soft_tokens: int, prompt_mode: str = "soft_only") -> dict:
+    """Prompt tokens per soft token, and the KV cache saved per request: measured, and as the seed priced it.
+    Under ``soft_plus_text`` the target reads the whole prompt besides the soft tokens: no ratio and no
+    seed estimate, since nothing was compressed; the measured saving says what it cost instead."""
     mean_prompt = sum(prompt_tokens) / len(prompt_tokens)
+    compressed = prompt_mode == "soft_only"
 
     def mean_kv(name):
         return sum(row["kv_cache_mb"] for row in by_baseline[name]) / len(by_baseline[name])
@@ -275,9 +278,10 @@ def compression(by_baseline: dict[str, list[dict]], prompt_tokens: list[int], so
     return {
         "mean_prompt_tokens": mean_prompt,
         "soft_tokens": soft_tokens,
-        "ratio": mean_prompt / soft_tokens,
+        "prompt_mode": prompt_mode,
+        "ratio": mean_prompt / soft_tokens if compressed else None,
         "kv_saved_mb_measured": measured_saving,
-        "kv_saved_mb_seed_estimate": SEED_KV_MB_PER_TOKEN * (mean_prompt - soft_tokens),
+        "kv_saved_mb_seed_estimate": SEED_KV_MB_PER_TOKEN * (mean_prompt - soft_tokens) if compressed else None,
         "target_kv_mb_per_token_measured": per_token,
         "seed_kv_mb_per_token": SEED_KV_MB_PER_TOKEN,
     }
@@ -292,10 +296,14 @@ def _log_summary(summary: dict) -> None:
         log.info("%s: accuracy difference %+.3f [%+.3f, %+.3f], McNemar p %.4g, KV saved %.3f MB",
                  name, c["accuracy_difference"]["mean"], *c["accuracy_difference"]["ci95"], c["mcnemar_p"], c["kv_cache_mb_saved"]["mean"])  # fmt: skip
     c = summary["compression"]
-    log.info("compression: %.1f prompt tokens / %d soft tokens = %.2fx", c["mean_prompt_tokens"], c["soft_tokens"], c["ratio"])
     measured_saving = "n/a (needs target_alone and latent)" if c["kv_saved_mb_measured"] is None else f"{c['kv_saved_mb_measured']:.4f} MB"
-    log.info("KV cache saved per request: measured %s; seed estimate %.4f MB (%.1f MB x (%.1f - %d) tokens)",
-             measured_saving, c["kv_saved_mb_seed_estimate"], SEED_KV_MB_PER_TOKEN, c["mean_prompt_tokens"], c["soft_tokens"])  # fmt: skip
+    if c["ratio"] is None:
+        log.info("no compression: %s, the target read the %.1f prompt tokens besides %d soft tokens; KV cache saved per request: measured %s",
+                 c["prompt_mode"], c["mean_prompt_tokens"], c["soft_tokens"], measured_saving)  # fmt: skip
+    else:
+        log.info("compression: %.1f prompt tokens / %d soft tokens = %.2fx", c["mean_prompt_tokens"], c["soft_tokens"], c["ratio"])
+        log.info("KV cache saved per request: measured %s; seed estimate %.4f MB (%.1f MB x (%.1f - %d) tokens)",
+                 measured_saving, c["kv_saved_mb_seed_estimate"], SEED_KV_MB_PER_TOKEN, c["mean_prompt_tokens"], c["soft_tokens"])  # fmt: skip
     if c["target_kv_mb_per_token_measured"] is not None:
         log.info("target KV cache per token: measured %.6f MB, seed %.1f MB", c["target_kv_mb_per_token_measured"], SEED_KV_MB_PER_TOKEN)
 
@@ -316,7 +324,7 @@ def load_bench(translator_path: str | Path, models: dict[str, dict], device: str
     bridge = Bridge(frozen["source"], frozen["target"], s, s["dataset"])
     bridge.translator.load_state_dict(saved["state_dict"])
     bridge.translator.eval()
-    return Bench(frozen["source"], frozen["target"], bridge, bridge.translator, s["dataset"], s["soft_tokens"])
+    return Bench(frozen["source"], frozen["target"], bridge, bridge.translator, s["dataset"], bridge.translator.soft_tokens)  # K, -1 resolved
 
 
 def run_inference_benchmark(
@@ -364,7 +372,7 @@ def run_inference_benchmark(
         "batch_size": inference["batch_size"], "max_new_tokens": eval_settings["max_new_tokens"],
         "baselines": {name: baseline_summary(rows, walls[name], dataset) for name, rows in by_baseline.items()},
         "comparisons": comparisons(by_baseline, dataset),
-        "compression": compression(by_baseline, prompt_tokens, bench.soft_tokens),
+        "compression": compression(by_baseline, prompt_tokens, bench.soft_tokens, bench.bridge.settings["prompt_mode"]),
         "statistics": {"interval": "percentile bootstrap over questions", "paired": "paired bootstrap of the mean difference",
                        "mcnemar": "exact two-sided binomial on discordant pairs", "confidence": CONFIDENCE,
                        "resamples": RESAMPLES, "seed": SEED},

@@ -390,6 +390,8 @@ def _notes(s, state, cut_prompts: list[int], eval_prompts: int) -> list[str]:
     if s["final_weights"] == "best" and state["best"] is None:
         why = "early stopping is off (early_stop_patience 0)" if s["early_stop_patience"] == 0 else "no evaluation after step 0 scored above 0"
         notes.append(f"final_weights best: no best was kept ({why}), so the final evaluation read the last weights")
+    if s["prompt_mode"] != "soft_only":
+        notes.append(f"prompt_mode {s['prompt_mode']}: the target read the whole prompt besides the soft tokens, so nothing was compressed")
     if cut_prompts:
         notes.append(f"max_prompt_tokens {s['max_prompt_tokens']}: the source read only the end of {len(cut_prompts)} of "
                      f"{eval_prompts} evaluation prompts (up to {max(cut_prompts)} tokens long)")  # fmt: skip
@@ -416,7 +418,7 @@ def _summary(run, s, state, final, examples, frozen, config, wall_seconds) -> di
         "stop_reason": state["stop_reason"], "trained_steps": state["step"], "wall_seconds": round(wall_seconds, 3),
         "soft_tokens": s["soft_tokens"], "resolved_soft_tokens": final["mean_soft_tokens"],
         "mean_prompt_tokens": {"target": mean_target_tokens, "source": sum(source_tokens) / len(source_tokens)},
-        "compression": mean_target_tokens / final["mean_soft_tokens"],
+        "compression": mean_target_tokens / final["mean_soft_tokens"] if s["prompt_mode"] == "soft_only" else None,
         "steps_evaluated": [row["step"] for row in state["history"]],
         "invalid_per_step": {str(row["step"]): row["invalid"] for row in state["history"]},
         "source_prompts_cut": len(cut_prompts),

@@ -21,6 +21,7 @@ from ablation.bridge.benchmark import (
     RUNNERS,
     benchmark_baseline,
     cascade_prompt,
+    compression,
     load_bench,
     run_inference_benchmark,
     token_budget_ids,
@@ -206,6 +207,16 @@ def test_the_summary_holds_intervals_comparisons_and_compression(benchmark, benc
     assert "KV cache saved per request: measured" in benchmark["log"] and "seed estimate" in benchmark["log"]
     stamp = summary["provenance"]
     assert stamp["source_model"]["local_dir_sha256"] and len(stamp["translator"]["sha256"]) == 64 and stamp["device"] == "cpu"
+
+
+def test_soft_plus_text_has_no_compression_ratio_and_no_seed_estimate():
+    """The target reads the whole prompt besides the soft tokens: what was saved is only what was measured."""
+    rows = {"target_alone": [{"kv_cache_mb": 2.0, "cache_positions": 100}], "latent": [{"kv_cache_mb": 2.5, "cache_positions": 124}]}
+    plus_text = compression(rows, [100], 24, "soft_plus_text")
+    assert plus_text["ratio"] is None and plus_text["kv_saved_mb_seed_estimate"] is None
+    assert plus_text["kv_saved_mb_measured"] == pytest.approx(-0.5)
+    soft_only = compression(rows, [100], 24)
+    assert soft_only["ratio"] == pytest.approx(100 / 24) and soft_only["kv_saved_mb_seed_estimate"] == pytest.approx(0.5 * 76)
 
 
 def test_a_subset_of_baselines_and_samples(micro_bridge_world, trained, tmp_path):

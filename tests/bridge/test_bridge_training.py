@@ -352,6 +352,12 @@ def test_a_run_names_the_evaluation_prompts_its_source_read_cut(micro_bridge_wor
     assert f"the source read only the end of {cut} of {len(prompts)} evaluation prompts (up to {max(full)} tokens long)" in "; ".join(summary["notes"])
 
 
+def test_a_soft_plus_text_run_claims_no_compression(micro_bridge_world, baselines, tmp_path):
+    summary = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", prompt_mode="soft_plus_text", train_steps=2))
+    assert summary["compression"] is None
+    assert "prompt_mode soft_plus_text: the target read the whole prompt besides the soft tokens" in "; ".join(summary["notes"])
+
+
 def test_early_stopping_tracks_the_best_as_the_original_did():
     """The original's loop: the step-0 evaluation is a reference outside early stopping, the best starts
     at 0.0 and only a strictly higher accuracy replaces it (and resets the patience)."""
