@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ablation.bridge.data import unscorable_note
 from ablation.bridge.prompts import check_dataset
 from ablation.bridge.run_format import (
     FINAL_STEP,
@@ -40,6 +41,7 @@ from ablation.io import atomic_directory, atomic_write_json, file_sha256
 
 ACCURACY_FIELDS = tuple(f"{side}_acc" for side in SIDES)
 DEFAULT_DATASET = "gsm8k"  # the original's --dataset default, for logs whose config omits it
+ORIGINAL_TASK = "gsm8k"  # the original showed every dataset in GSM8K's prompts and scored it with GSM8K's '#### n' rule
 SOFT_TOKENS_CAP = 2048  # soft_tokens <= 0: the original fixed K = min(the source tokenizer's model_max_length, this)
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")  # tqdm redraws its bar after a bare carriage return
@@ -318,7 +320,7 @@ def import_legacy_run(
     if not sample_files:
         raise LegacyImportError(f"{experiment_dir}: no eval_samples_step_*.jsonl files")
     contents = {path.name: path.read_bytes() for _, path in sample_files}
-    history = [history_row(step, read_samples(path, contents[path.name]), dataset) for step, path in sample_files]
+    history = [history_row(step, read_samples(path, contents[path.name]), ORIGINAL_TASK) for step, path in sample_files]
 
     summary_log = parse_summary_log(run_dir / "summary.log")
     provenance = {
@@ -376,6 +378,7 @@ def legacy_summary(
                      "live weights), so degradation is peak minus last-weights accuracy")  # fmt: skip
     if final["source_acc"] is None:
         notes.append("an older log format: no source-alone accuracy was evaluated or printed")
+    notes += unscorable_note(dataset, ORIGINAL_TASK)
     return {
         "run": name,
         "study": "bridge",
@@ -383,6 +386,8 @@ def legacy_summary(
         "role": role,
         "settings": log.settings,
         "dataset": dataset,
+        "prompts": ORIGINAL_TASK,
+        "scoring": ORIGINAL_TASK,
         "source_acc": final["source_acc"],
         "target_acc": final["target_acc"],
         "peak_bridged_acc": peak["bridged_acc"],

@@ -30,7 +30,7 @@ SCORED_FIELDS = ("gold_extracted", *(f"{side}_extracted" for side in SIDES))
 # HotpotQA rows add "{side}_f1"; new runs add a "losses" dict
 HISTORY_FIELDS = ("step", *(f"{side}_acc" for side in SIDES), "samples", "invalid")
 SUMMARY_FIELDS = (
-    "run", "study", "origin", "role", "settings", "dataset", "source_acc", "target_acc",
+    "run", "study", "origin", "role", "settings", "dataset", "prompts", "scoring", "source_acc", "target_acc",
     "peak_bridged_acc", "peak_step", "final_bridged_acc", "degradation", "stop_reason", "wall_seconds",
     "soft_tokens", "resolved_soft_tokens", "steps_evaluated", "invalid_per_step", "log_check", "provenance", "notes",
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ablation.bridge.data import UNSCORABLE
 from ablation.bridge.original_runs import LegacyImportError, import_legacy_run, tolerance
 from ablation.bridge.prompts import asked_question, task_prompt
 from ablation.bridge.run_format import HISTORY_FIELDS, SUMMARY_FIELDS
@@ -243,11 +244,16 @@ def test_wall_time_is_null_without_a_readable_end_time(tmp_path):
     assert no_stamp["wall_seconds"] is None
 
 
-def test_imports_a_hotpotqa_run_with_f1(tmp_path):
+def test_a_hotpotqa_run_is_scored_as_the_original_scored_it(tmp_path):
+    """The original showed and scored HotpotQA as GSM8K ('#### n'): the import says so, and the report then
+    treats the run as one that cannot score, as it does a trained run with scoring: gsm8k."""
     summary = import_legacy_run(write_run(tmp_path / "run", log_text(config={**CONFIG, "dataset": "hotpotqa"})),
                                 tmp_path / "out", name="r")
-    assert summary["dataset"] == "hotpotqa" and summary["log_check"] == AGREES
-    assert history(tmp_path / "out")[1]["bridged_f1"] == 0.5
+    assert summary["dataset"] == "hotpotqa" and (summary["prompts"], summary["scoring"]) == ("gsm8k", "gsm8k")
+    assert UNSCORABLE in summary["notes"]
+    assert "bridged_f1" not in history(tmp_path / "out")[1]
+    gsm8k = import_legacy_run(write_run(tmp_path / "gsm8k_run"), tmp_path / "gsm8k_out", name="r")
+    assert (gsm8k["prompts"], gsm8k["scoring"]) == ("gsm8k", "gsm8k") and UNSCORABLE not in gsm8k["notes"]
 
 
 def test_detects_the_experiment_or_takes_the_one_named(tmp_path):
