@@ -45,7 +45,7 @@ ORIGINAL_TASK = "gsm8k"  # the original showed every dataset in GSM8K's prompts 
 SOFT_TOKENS_CAP = 2048  # soft_tokens <= 0: the original fixed K = min(the source tokenizer's model_max_length, this)
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")  # tqdm redraws its bar after a bare carriage return
-RANK_PREFIX = re.compile(r"^\s*\[(?:rank\s*(?P<rank>\d+)(?:/\d+)?|default(?P<default>\d+))\]:?\s?", re.IGNORECASE)
+RANK_PREFIX = re.compile(r"^\s*\[(?:rank\s*(?P<rank>\d+)(?:/(?P<world>\d+))?|default(?P<default>\d+))\]:?\s?", re.IGNORECASE)
 NUMBER = r"-?\d+(?:\.\d+)?"
 ACCURACIES = (  # the older format printed no source-alone accuracy
     rf"(?:Source-alone acc: (?P<source_acc>{NUMBER}) \| )?Target-alone acc: (?P<target_acc>{NUMBER})"
@@ -111,6 +111,19 @@ def ranked_lines(text: str) -> list[tuple[int | None, str]]:
     return lines
 
 
+def world_size(text: str) -> int | None:
+    """The DDP world size the log's ``[Rank r/N]`` prefixes name (None: they name none)."""
+    sizes = {int(prefix["world"]) for line in LINE_BREAK.split(text) if (prefix := RANK_PREFIX.match(line)) and prefix["world"]}
+    return max(sizes) if sizes else None
+
+
+def echoed_settings(text: str) -> dict:
+    """The settings the log's last ``==== Config ====`` block echoes, and ``world_size`` where its rank prefixes name it."""
+    blocks = config_blocks(ranked_lines(text))
+    size = world_size(text)
+    return {**(blocks[-1] if blocks else {}), **({"world_size": size} if size is not None else {})}
+
+
 def _interleaved(rank: int | None, line: str, block_rank: int | None) -> bool:
     """Whether a line inside a config block is another process's output: another rank's line, an
     unprefixed line (a warning on stderr) in a prefixed log, or a warning and its indented source line."""
@@ -140,11 +153,12 @@ def config_blocks(lines: list[tuple[int | None, str]]) -> list[dict]:
 
 
 def parse_config_block(path: Path) -> dict:
-    """The settings the log's last ``==== Config ====`` block echoes; an error naming the file when it has none."""
-    blocks = config_blocks(ranked_lines(path.read_bytes().decode("utf-8", errors="replace")))
+    """The settings the log echoes (``echoed_settings``); an error naming the file when it has no config block."""
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    blocks = config_blocks(ranked_lines(text))
     if not blocks or not blocks[-1]:
         raise LegacyImportError(f"{path}: no '{CONFIG_HEADER}' block with 'key: value' lines")
-    return blocks[-1]
+    return echoed_settings(text)
 
 
 def loss_row(match: re.Match) -> tuple[int, dict]:
@@ -158,9 +172,9 @@ def loss_row(match: re.Match) -> tuple[int, dict]:
 def parse_train_log(path: Path) -> LegacyLog:
     """Settings, eval lines, early-stop messages and the first timestamp; a later config block or step repeat wins."""
     log = LegacyLog()
-    lines = ranked_lines(path.read_bytes().decode("utf-8", errors="replace"))
-    blocks = config_blocks(lines)
-    log.settings = blocks[-1] if blocks else {}
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    lines = ranked_lines(text)
+    log.settings = echoed_settings(text)
     for _, line in lines:
         if match := CAPPED_SOFT_TOKENS.search(line):
             log.capped_soft_tokens = int(match["k"])

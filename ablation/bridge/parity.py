@@ -18,7 +18,7 @@ import yaml
 
 from ablation.bridge.data import prompt_task, scoring_task
 from ablation.bridge.original_runs import LegacyImportError, parse_config_block
-from ablation.bridge.settings import run_settings
+from ablation.bridge.settings import default_processes, run_settings
 from ablation.config import load_schema, validate_config
 
 SAME, DIFFERS, NO_COUNTERPART = "same", "differs", "no counterpart"
@@ -33,6 +33,7 @@ RUN_KEYS = {
     "dit_heads": "dit_heads", "dit_steps_train": "dit_steps_train", "dit_steps_eval": "dit_steps_eval",
     "dit_dropout": "dit_dropout", "dit_cfg": "dit_cfg", "dit_drop_cond": "dit_drop_cond", "dit_pool": "dit_pool",
     "dit_loss_weight": "dit_loss_weight", "dit_teacher": "dit_teacher",
+    "world_size": "processes",  # not in the config block: the log's [Rank r/N] prefixes (original_runs.echoed_settings)
 }  # fmt: skip
 EVAL_KEYS = {"eval_samples": "samples", "eval_batch_size": "batch_size", "max_new_tokens": "max_new_tokens"}
 TRANSLATOR_NAMES = {"dit": "dit", "bottleneck_gated": "cross"}  # the original's --bridge -> our translator
@@ -42,7 +43,7 @@ def our_value(key: str, settings: dict, config: dict):
     """Our effective value for the original's ``key``; ``NO_COUNTERPART`` where we have none."""
     bridge = config["bridge"]
     if key in RUN_KEYS:
-        return settings[RUN_KEYS[key]]
+        return settings.get(RUN_KEYS[key])  # None: a run summarised before the setting existed
     if key in EVAL_KEYS:
         return bridge["eval"][EVAL_KEYS[key]]
     if key in ("source_model", "target_model"):
@@ -95,7 +96,7 @@ def load_run(config_path: str | Path, run: str) -> tuple[dict, dict]:
     config = validate_config(yaml.safe_load(Path(config_path).read_text()))
     if run not in config["bridge"]["runs"]:
         raise ValueError(f"{config_path}: no bridge run {run!r}; configured: {', '.join(config['bridge']['runs']) or 'none'}")
-    return config, run_settings(config["bridge"], run, load_schema(), config["seed"])
+    return config, run_settings(config["bridge"], run, load_schema(), config["seed"], default_processes(config))
 
 
 def format_table(rows: list[dict]) -> str:

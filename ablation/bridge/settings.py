@@ -37,9 +37,15 @@ def _lineage(runs: dict, run: str) -> list[str]:
     return chain
 
 
-def run_settings(bridge: dict, run: str, schema: dict, seed: int) -> dict:
+def default_processes(config: dict) -> int:
+    """The processes a bridge run without its own ``processes`` trains on: one per GPU of ``resources.bridge_train``."""
+    return max(1, config["resources"]["bridge_train"]["gpus"])
+
+
+def run_settings(bridge: dict, run: str, schema: dict, seed: int, processes: int = 1) -> dict:
     """The settings ``run`` trains with; ``prompt_mode_forced`` records the seeds' prompt-teacher fix
-    (``prompt_teacher_forces_soft_only: false`` turns it off, to re-run the original's first swap)."""
+    (``prompt_teacher_forces_soft_only: false`` turns it off, to re-run the original's first swap);
+    ``processes`` is the run's own, else the given default (``default_processes``)."""
     runs = bridge["runs"]
     if run not in runs:
         raise ValueError(f"unknown bridge run {run!r}; configured: {', '.join(runs) or 'none'}")
@@ -49,6 +55,8 @@ def run_settings(bridge: dict, run: str, schema: dict, seed: int) -> dict:
     settings["description"] = runs[run].get("description", "")
     if settings["seed"] is None:
         settings["seed"] = seed
+    if settings["processes"] is None:
+        settings["processes"] = processes
     # a prompt-supervised DiT reproduces the question: reading it twice hurt the target (seed 003)
     settings["prompt_mode_forced"] = (
         settings["prompt_teacher_forces_soft_only"] and settings["dit_teacher"] == "prompt" and settings["prompt_mode"] != "soft_only"
@@ -101,9 +109,9 @@ def source_state_name(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def resolve_runs(bridge: dict, schema: dict, seed: int) -> dict[str, dict]:
-    """Every run's effective settings, by run name."""
-    return {run: run_settings(bridge, run, schema, seed) for run in bridge["runs"]}
+def resolve_runs(bridge: dict, schema: dict, seed: int, processes: int = 1) -> dict[str, dict]:
+    """Every run's effective settings, by run name (``processes``: the default, ``default_processes``)."""
+    return {run: run_settings(bridge, run, schema, seed, processes) for run in bridge["runs"]}
 
 
 def trained_run_of(resolved: dict[str, dict]) -> dict[str, str]:

@@ -227,6 +227,9 @@ def run_bridge(
     if source_cached:  # every state comes from the cache: the source's weights are never loaded
         log.info("every prompt's source states are cached: %s is not loaded", s["source"])
         frozen["source"] = load_frozen_tokenizer(s["source"], models[s["source"]]["id"], models[s["source"]]["revision"])
+    if s["processes"] not in (None, accelerator.num_processes):
+        raise ValueError(f"bridge run {run!r} is set to train on {s['processes']} processes (setting 'processes'), "
+                         f"but {accelerator.num_processes} were launched")  # fmt: skip
     global_batch = s["per_device_batch"] * accelerator.num_processes
     if global_batch > len(train_rows):
         raise ValueError(f"bridge run setting 'per_device_batch': a batch of {global_batch} exceeds the {len(train_rows)} training rows")
@@ -352,6 +355,7 @@ def run_bridge(
     summary["resume"] = claim.summary()
     summary["caches_read"] = caches_read(source_cache, kl_cache)
     summary["final_weights_read"] = f"best (step {state['best']['step']})" if read_best else "last"
+    summary["global_batch"] = global_batch  # per_device_batch × the processes that trained the run
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     claim.finish()
     return summary

@@ -4,6 +4,7 @@ import sys
 
 from ablation.bridge.cache_plan import cache_plan, cached_run_keys, format_plan, informative, longest_first
 from ablation.bridge.settings import (
+    default_processes,
     embedded_model_name,
     inference_run,
     resolve_runs,
@@ -31,7 +32,7 @@ from ablation.references import is_local_reference
 
 BRIDGE = config["bridge"]
 BRIDGE_ACTIVE = "bridge" in config["studies"]
-BRIDGE_RUNS = resolve_runs(BRIDGE, load_schema(), config["seed"]) if BRIDGE_ACTIVE else {}
+BRIDGE_RUNS = resolve_runs(BRIDGE, load_schema(), config["seed"], default_processes(config)) if BRIDGE_ACTIVE else {}
 # seed 004's "2c = reuse 1a": runs with equal settings share the first one's translator
 BRIDGE_TRAINED_BY = trained_run_of(BRIDGE_RUNS)
 BRIDGE_TRAINED_RUNS = list(dict.fromkeys(BRIDGE_TRAINED_BY.values()))
@@ -64,6 +65,14 @@ BRIDGE_RUN_FILES = (SUMMARY_FILE, HISTORY_FILE, LOSS_HISTORY_FILE, TRANSLATOR_FI
 # preserved runs of the original code, imported into the run format (rules/bridge/report.smk)
 BRIDGE_LEGACY = {entry["name"]: entry for entry in BRIDGE["legacy"]} if BRIDGE_ACTIVE else {}
 BRIDGE_REPORT_FILES = bridge_report_files(RESULTS, [ablation["name"] for ablation in BRIDGE["report"]["ablations"]])
+
+
+def bridge_train_resources():
+    """A bridge run's cluster request: resources.bridge_train's, with one GPU per process of the run where GPUs are requested."""
+    request = scheduler_resources("bridge_train")
+    if "gpu" in request:
+        request["gpu"] = lambda wildcards: BRIDGE_RUNS[wildcards.bridge_run]["processes"]
+    return request
 
 
 def bridge_hub_models():

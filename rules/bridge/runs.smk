@@ -125,12 +125,12 @@ rule train_bridge:
         embedded_data_dir=BRIDGE_WORLD,
         eval=BRIDGE["eval"],
         device=config["model"]["device"],
-        processes=max(1, config["resources"]["bridge_train"]["gpus"]),
+        processes=lambda wildcards: BRIDGE_RUNS[wildcards.bridge_run]["processes"],
         source_state_key=lambda wildcards: BRIDGE_SOURCE_STATE_KEYS.get(wildcards.bridge_run),
         kl_baseline_key=lambda wildcards: BRIDGE_KL_BASELINE_KEYS.get(wildcards.bridge_run),
     threads: config["resources"]["bridge_train"]["threads"]
     resources:
-        **scheduler_resources("bridge_train"),
+        **bridge_train_resources(),
     priority: lambda wildcards: BRIDGE_RUN_PRIORITY[wildcards.bridge_run]
     conda:
         "../../envs/ablation.yaml"

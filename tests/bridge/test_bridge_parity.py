@@ -37,8 +37,9 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
 def test_the_original_preset_matches_the_preserved_swap_on_every_key_with_a_counterpart(capsys):
     code, out, _ = run_main(capsys, "--config", ORIGINAL_PRESET, "--run", "phase2_swap_soft_only", "--log", LEGACY_LOG)
     assert code == 0, out
-    assert "37 of 37 keys with a counterpart are the same" in out
+    assert "38 of 38 keys with a counterpart are the same" in out
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line}
+    assert rows["world_size"].split()[1:] == ["1", "1", SAME]  # its [Rank 0/1]: one process, as the preset sets it
     assert rows["log_dir"].endswith(NO_COUNTERPART) and rows["save_path"].endswith(NO_COUNTERPART)
 
 
@@ -49,6 +50,19 @@ def test_the_reports_parity_config_answers_every_key_of_a_preserved_log():
     original = parse_config_block(LEGACY_LOG)
     assert "dataset" in original
     assert parity_rows(original, settings, parity_config(config["bridge"])) == parity_rows(original, settings, config)
+
+
+def test_the_world_size_of_a_logs_rank_prefixes_is_compared_with_the_runs_processes(tmp_path):
+    """Four [Rank r/4] processes against the preset's one for phase2_swap_soft_only: the global batch differs."""
+    log = write_log(tmp_path / "train.log", SWAP_BLOCK)
+    log.write_text("".join(f"[Rank {rank}/4] Starting DDP initialization...\n" for rank in range(4)) + log.read_text())
+    original = parse_config_block(log)
+    assert original["world_size"] == 4
+    config, settings = load_run(ORIGINAL_PRESET, "phase2_swap_soft_only")
+    assert settings["processes"] == 1
+    assert {row["key"]: row["verdict"] for row in parity_rows(original, settings, config)}["world_size"] == DIFFERS
+    _, four = load_run(ORIGINAL_PRESET, "phase2_swap")  # resources.bridge_train.gpus: 4
+    assert four["processes"] == 4
 
 
 def test_a_deliberate_difference_is_flagged(tmp_path, capsys):

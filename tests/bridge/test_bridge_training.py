@@ -527,9 +527,11 @@ def test_two_processes_train_the_same_global_batch(micro_bridge_world, baselines
     from ablation.bridge.launch import launch_bridge
 
     runs = {"one": (4, 1), "two": (2, 2), "half": (2, 1)}  # per-device batch, processes
-    summaries = {name: launch_bridge(job(micro_bridge_world, baselines, tmp_path / name, per_device_batch=batch, lr=1e-2, early_stop_patience=0), processes=processes)
+    summaries = {name: launch_bridge(job(micro_bridge_world, baselines, tmp_path / name, per_device_batch=batch, lr=1e-2, early_stop_patience=0,
+                                         processes=processes), processes=processes)
                  for name, (batch, processes) in runs.items()}  # fmt: skip
     assert summaries["two"]["trained_steps"] == summaries["one"]["trained_steps"] == 4
+    assert [summaries[name]["global_batch"] for name in runs] == [4, 4, 2]
     weights = {name: torch.load(tmp_path / name / "translator.pt", weights_only=False)["state_dict"] for name in runs}
 
     def distance(a, b):
@@ -537,6 +539,12 @@ def test_two_processes_train_the_same_global_batch(micro_bridge_world, baselines
 
     # DDP averages the halves' mean losses, one process takes the mean over all answer tokens: close, not equal
     assert distance("two", "one") < 0.5 * distance("two", "half")
+
+
+def test_a_run_launched_on_other_processes_than_its_setting_stops_before_training(micro_bridge_world, baselines, tmp_path):
+    with pytest.raises(ValueError, match=r"set to train on 2 processes \(setting 'processes'\), but 1 were launched"):
+        run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", processes=2))
+    assert not (tmp_path / "run" / "summary.json").exists()
 
 
 def test_a_translator_trained_on_a_few_questions_reads_them_back(four_questions, tmp_path):

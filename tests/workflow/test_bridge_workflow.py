@@ -139,6 +139,13 @@ def test_the_latentwire_preset_requests_its_gpus_from_slurm(tmp_path):
     assert "--gpus=h100:1" in baseline and "-t 60" in baseline
 
 
+def test_a_run_that_sets_its_processes_requests_one_gpu_each(tmp_path):
+    """The original preset's phase2_swap_soft_only ran on one H100 (its train.log's [Rank 0/1]), the others on four."""
+    jobs = [job for job in preset_dry_run(tmp_path, REPOSITORY / "presets" / "latentwire-original.yaml") if job["rule"] == "train_bridge"]
+    gpus = {job["wildcards"].removeprefix("bridge_run="): job["resources"]["gpu"] for job in jobs}
+    assert gpus == {"phase1_all_fix": "4", "ablB_kl_only": "4", "phase2_swap": "4", "phase2_swap_soft_only": "1"}
+
+
 @pytest.mark.workflow
 def test_the_plan_preset_plans_its_runs_with_hotpotqa_as_the_original_ran_it(tmp_path):
     import yaml
