@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -252,6 +253,17 @@ def test_ablation_tables_compare_each_role_with_the_first_on_shared_questions(tm
     assert dataset.loc["3a", "95% CI"] == "no questions in common"  # GSM8K and HotpotQA questions differ
     direction = ablation_table(study, REPORT["ablations"][4]).set_index("role")
     assert direction.loc["swap", "origin"] == "not yet run" and direction.loc["swap", "95% CI"] == "swap not yet run"
+
+
+def test_an_ablation_role_that_reuses_the_reference_run_is_no_second_measurement(tmp_path):
+    """ablC with 1a's settings reuses 1a's translator (config.yaml): the components table compares nothing for it."""
+    runs = {role: SUPPORTING_RUNS[role] for role in ("1a", "1b")}
+    paths = {BRIDGE_RUN_PREFIX + role: write_run(tmp_path / "runs", role, bridged, **options) for role, (bridged, options) in runs.items()}
+    paths[BRIDGE_RUN_PREFIX + "ablC"] = paths[BRIDGE_RUN_PREFIX + "1a"]
+    study = load_bridge_study(paths, roles=dict(REPORT["roles"]), report=REPORT)
+    components = ablation_table(study, next(a for a in REPORT["ablations"] if a["name"] == "components")).set_index("role")
+    assert components.loc["ablC", "95% CI"] == "the same run as 1a (1a): nothing to compare"
+    assert pd.isna(components.loc["ablC", "Δ final"]) and pd.isna(components.loc["ablC", "questions"])
 
 
 def test_the_inference_table_lists_five_baselines_measured_or_not_yet_run(tmp_path):

@@ -150,6 +150,8 @@ def ablation_table(study: BridgeStudy, ablation: Mapping) -> pd.DataFrame:
             row["95% CI"] = "reference"
         elif run is None or reference is None:
             row["95% CI"] = f"{reference_role if reference is None else role} {NOT_YET_RUN}"
+        elif run.trained_run == reference.trained_run:  # equal settings: one translator, no second measurement
+            row["95% CI"] = f"the same run as {reference_role} ({run.trained_run}): nothing to compare"
         elif (difference := paired_difference(run.scores(run.final_step), reference.scores(reference.final_step))) is None:
             row["95% CI"] = "no questions in common"
         else:
