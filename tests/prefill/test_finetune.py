@@ -23,6 +23,7 @@ from ablation.prefill.finetune.callbacks import (
     NonFiniteLossError,
     NonFiniteLossGuard,
     StopRecord,
+    ThroughputMeter,
     history_csv,
 )
 from ablation.prefill.finetune.data import (
@@ -171,8 +172,8 @@ def test_the_prefix_lm_mask_does_open_the_prompt():
 
 # --- stop rules -------------------------------------------------------------------------------
 
-def fake_state(step: int, history: list[dict]):
-    return SimpleNamespace(global_step=step, log_history=history)
+def fake_state(step: int, history: list[dict], max_steps: int = 10_000):
+    return SimpleNamespace(global_step=step, log_history=history, max_steps=max_steps)
 
 
 def test_no_learning_stop_fires_only_after_its_step_and_without_improvement():
@@ -297,6 +298,15 @@ def test_history_merges_train_and_eval_rows():
     ]
 
 
+def test_throughput_of_a_resumed_run_counts_the_time_its_checkpoint_recorded():
+    meter = ThroughputMeter()
+    checkpoint = SimpleNamespace(global_step=6, num_input_tokens_seen=600, log_history=[{"step": 6, "loss": 2.0, "elapsed_seconds": 100.0}])
+    meter.on_train_begin(None, checkpoint, None)
+    meter.on_train_end(None, SimpleNamespace(global_step=10, num_input_tokens_seen=1000, log_history=checkpoint.log_history), None)
+    assert 100.0 <= meter.seconds < 101.0
+    assert meter.seconds_per_step == pytest.approx(meter.seconds / 10) and meter.tokens_per_second == pytest.approx(1000 / meter.seconds)
+
+
 def test_config_tracking_reaches_the_trainer_through_transformers_integrations(tmp_path):
     # TensorBoard is attached as a callback writing to the run directory; the others go to report_to
     assert training_arguments(settings(), tmp_path, 1, "cpu", ["tensorboard"]).report_to == []
@@ -325,6 +335,27 @@ def test_eval_loss_plateau_stops_a_run_and_records_why(micro_world, tmp_path):
                        auto_stop={"patience_evals": 2, "min_delta": 0.5, "min_steps": 4, "mode": "ignore_before_min_steps"})
     assert summary["stop_reason"] == "auto_stop_plateau" and summary["steps_run"] < 40
     assert "did not improve" in summary["stop_detail"]
+
+
+@pytest.mark.parametrize(
+    ("eval_steps", "patience"),
+    [
+        (3, 3),  # evals at 3, 6, 9: the third stale one is the evaluation of the final weights after training, at 10
+        (2, 4),  # evals at 2, 4, 6, 8, 10: the fourth stale one is at the last step
+    ],
+)
+def test_a_run_that_trained_all_its_steps_reports_max_steps_though_a_rule_fires_at_its_end(micro_world, tmp_path, eval_steps, patience):
+    summary = finetune(micro_world, tmp_path / "run", learning_rate=1e-9, eval_steps=eval_steps,
+                       auto_stop={"patience_evals": patience, "min_delta": 0.5, "min_steps": 0, "mode": "count_before_min_steps"})
+    assert summary["steps_run"] == 10 and summary["stop_reason"] == "max_steps" and summary["stop_detail"] == ""
+
+
+def test_the_evaluation_after_an_early_stop_keeps_the_stop_reason(micro_world, tmp_path):
+    # no learning stops at step 5; the plateau rule's second stale eval is the evaluation of the final weights after it
+    summary = finetune(micro_world, tmp_path / "run", learning_rate=1e-9, eval_steps=2, logging_steps=1,
+                       kill_if_no_learning={"after_steps": 5, "min_improvement": 0.5, "mode": "first_step_to_latest"},
+                       auto_stop={"patience_evals": 2, "min_delta": 0.5, "min_steps": 0, "mode": "count_before_min_steps"})
+    assert summary["steps_run"] == 5 and summary["stop_reason"] == "no_learning"
 
 
 def test_no_learning_stops_a_run(micro_world, tmp_path):
@@ -385,6 +416,10 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(micro_wor
     for name, tensor in whole_weights.items():
         torch.testing.assert_close(resumed_weights[name], tensor, atol=1e-5, rtol=1e-4)
     assert resumed["final_eval_loss"] == pytest.approx(uninterrupted["final_eval_loss"], abs=1e-5)
+    # times cover both attempts, as the loss history's elapsed seconds do
+    history = (tmp_path / "killed" / "loss_history.csv").read_text().splitlines()
+    killed_attempts_seconds = float(next(line for line in history if line.startswith("6,")).split(",")[2])
+    assert resumed["provenance"]["wall_seconds"] >= resumed["train_seconds"] > killed_attempts_seconds
 
 
 def test_a_killed_run_resumes_only_under_its_own_settings_and_a_finished_run_retrains(micro_world, tmp_path):

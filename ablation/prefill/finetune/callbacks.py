@@ -22,14 +22,24 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the run stops and writes no final model."""
 
 
-class StopRecord:
-    """Why training ended, shared by the stop rules and the run summary."""
+class StopRecord(TrainerCallback):
+    """Why training ended, shared by the stop rules and the run summary.
+
+    Only a stop that cut training short counts: a rule firing at the last step, or on the evaluation of
+    the final weights after training, leaves the reason at ``max_steps``.
+    """
 
     def __init__(self) -> None:
         self.reason = "max_steps"
         self.detail = ""
+        self.training_ended = False
 
-    def stop(self, control, reason: str, detail: str) -> None:
+    def on_train_end(self, args, state, control, **kwargs):
+        self.training_ended = True
+
+    def stop(self, control, state, reason: str, detail: str) -> None:
+        if self.training_ended or state.global_step >= state.max_steps:
+            return
         self.reason, self.detail = reason, detail
         control.should_training_stop = True
 
@@ -80,6 +90,7 @@ class NoLearningStop(TrainerCallback):
         if improvement < self.min_improvement:
             self.record.stop(
                 control,
+                state,
                 "no_learning",
                 f"train loss improved by {improvement:.4f} < {self.min_improvement} after {state.global_step} steps ({self.mode})",
             )
@@ -110,6 +121,7 @@ class EvalLossPlateauStop(TrainerCallback):
         if stale >= self.patience and state.global_step >= self.min_steps:
             self.record.stop(
                 control,
+                state,
                 "auto_stop_plateau",
                 f"eval loss did not improve by {self.min_delta} for {stale} evals (best {best:.4f}, {self.mode})",
             )
@@ -137,11 +149,16 @@ class LossHistoryWriter(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.elapsed_before_resume is None:
-            stamped = [entry["elapsed_seconds"] for entry in state.log_history[:-1] if "elapsed_seconds" in entry]
-            self.elapsed_before_resume = stamped[-1] if stamped else 0.0
+            self.elapsed_before_resume = recorded_elapsed_seconds(state.log_history[:-1])
         state.log_history[-1]["elapsed_seconds"] = self.elapsed_before_resume + time.perf_counter() - self.started
         if state.is_world_process_zero:
             atomic_write_text(self.path, history_csv(state.log_history))
+
+
+def recorded_elapsed_seconds(log_history: list[dict]) -> float:
+    """The training time a resumed run's checkpoint carries (its last ``elapsed_seconds``); 0 for a fresh run."""
+    stamped = [entry["elapsed_seconds"] for entry in log_history if "elapsed_seconds" in entry]
+    return stamped[-1] if stamped else 0.0
 
 
 def history_csv(log_history: list[dict]) -> str:
@@ -167,15 +184,17 @@ def history_csv(log_history: list[dict]) -> str:
 
 
 class ThroughputMeter(TrainerCallback):
-    """Steps and tokens per second of this process's share of the run (a resumed run counts from its restart)."""
+    """Training seconds, seconds per step and tokens per second of all the run's steps, across attempts.
+
+    A resumed run adds the time its checkpoint recorded (the clock of ``loss_history.csv``) to its own, so
+    the summary agrees with the history; work an earlier attempt lost after its last checkpoint is not counted.
+    """
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
-        self.start_step, self.start_tokens = state.global_step, state.num_input_tokens_seen
+        self.earlier_attempts_seconds = recorded_elapsed_seconds(state.log_history)
 
     def on_train_end(self, args, state, control, **kwargs):
-        seconds = time.perf_counter() - self.started
-        steps = state.global_step - self.start_step
-        self.seconds = seconds
-        self.seconds_per_step = seconds / steps if steps else None
-        self.tokens_per_second = (state.num_input_tokens_seen - self.start_tokens) / seconds if seconds else None
+        self.seconds = self.earlier_attempts_seconds + time.perf_counter() - self.started
+        self.seconds_per_step = self.seconds / state.global_step if state.global_step else None
+        self.tokens_per_second = state.num_input_tokens_seen / self.seconds if self.seconds else None

@@ -290,6 +290,7 @@ def run_finetune(
     ).train()
     record, throughput = StopRecord(), ThroughputMeter()
     callbacks = [
+        record,
         throughput,
         NonFiniteLossGuard(),
         LossHistoryWriter(run_dir / LOSS_HISTORY_FILE),
@@ -367,13 +368,14 @@ def run_finetune(
             mask=settings.train_mask,
             config=config,
             seed=seed,
-            wall_seconds=time.perf_counter() - started,
+            wall_seconds=throughput.earlier_attempts_seconds + time.perf_counter() - started,  # all attempts, as train_seconds
             weights=model.weights_provenance,
         ),
     }
     if settings.hub_repo_id:
-        card = run_card(summary, run_name=run_name, dataset=str(dataset), results_dir=run_dir.parent.parent)
-        summary["hub_upload"] = upload_run(run_dir / FINAL_MODEL_DIR, summary, settings.hub_repo_id, run_name, card)
+        final_dir = run_dir / FINAL_MODEL_DIR
+        card = run_card(summary, run_name=run_name, dataset=str(dataset), results_dir=run_dir.parent.parent, final_dir=final_dir)
+        summary["hub_upload"] = upload_run(final_dir, summary, settings.hub_repo_id, run_name, card)
     atomic_write_json(run_dir / SUMMARY_FILE, summary)
     claim.finish(keep=settings.keep_checkpoints)
     log.info("%s: %d steps, stop reason %s, eval loss %.4f", run_name, state.global_step, record.reason, losses[-1])
