@@ -44,6 +44,13 @@ def test_page_describes_what_was_run(page):
     assert "- Scoring: `shared_prefill`, except `single_pass` in Stage 2 full_bidir (original patch), no FT\n" in text
 
 
+def test_a_resumed_runs_wall_time_says_it_sums_its_attempts(tmp_path):
+    summary = {"max_steps": 150, "steps_run": 150, "stop_reason": "max_steps", "resume": {"resumes": 2}, "provenance": {"wall_seconds": 3400.0}}
+    run = FinetuneRun("stage3b_prefix_lm", "prefill_bidir", summary=summary)
+    text = results_markdown(Study(stage1=make_metrics((0.7,) * 5), stage2=make_metrics((0.35,) * 5), runs=(run,)), tmp_path)
+    assert "| `stage3b_prefix_lm` | `prefill_bidir` | 150 / 150 | n/a | reached max_steps | n/a | 56.7 min (3 attempts) |" in text
+
+
 def test_page_answers_both_questions_with_numbers(page):
     _, text = page
     survival = text.split("### 1. Does zero-shot capability survive the prefill ablation?")[1].split("###")[0]
@@ -86,12 +93,13 @@ def original_set_metrics(accs, per_token, mask):
     return metrics
 
 
-def original_set_run(name, train_mask, max_steps, full_bidir_per_token):
-    """A fine-tune evaluated on the `original` set under all three masks."""
+def original_set_run(name, train_mask, max_steps, full_bidir_per_token, steps_run=None, stop_reason="max_steps"):
+    """A fine-tune evaluated on the `original` set under all three masks; it trains all ``max_steps`` unless ``steps_run`` says less."""
+    summary = {"max_steps": max_steps, "steps_run": steps_run or max_steps, "stop_reason": stop_reason, "epochs": 0.4, "final_eval_loss": 1.2}
     return FinetuneRun(
         name=name,
         train_mask=train_mask,
-        summary={"max_steps": max_steps, "steps_run": max_steps, "epochs": 0.4, "final_eval_loss": 1.2},
+        summary=summary,
         ablated=original_set_metrics((0.3,) * 5, (0.3,) * 5, "prefill_bidir"),
         causal=original_set_metrics((0.6,) * 5, (0.6,) * 5, "causal"),
         full_bidir=original_set_metrics((0.3,) * 5, full_bidir_per_token, "full_bidir"),
@@ -131,6 +139,20 @@ def test_published_numbers_sit_beside_the_original_sets_numbers(tmp_path):
     # a run no published one repeats closes the Stage 5 table
     assert list(rows)[-1] == "stage5_6000 (this study, no published run this long)"
     assert rows["stage5_6000 (this study, no published run this long)"][-1].strip() == "0.4500"
+
+
+def test_a_fine_tune_that_stopped_early_repeats_no_published_run(tmp_path):
+    study = Study(
+        stage1=original_set_metrics((0.6,) * 5, (0.6,) * 5, "causal"),
+        stage2=original_set_metrics((0.3,) * 5, (0.3,) * 5, "prefill_bidir"),
+        full_bidir=original_set_metrics((0.25,) * 5, (0.25,) * 5, "full_bidir"),
+        runs=(original_set_run("stage3b_prefix_lm", "prefill_bidir", 1200, (0.33,) * 5, steps_run=150, stop_reason="auto_stop_plateau"),),
+    )
+    original = results_markdown(study, tmp_path).split("## The original study, for comparison")[1]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in original.splitlines() if line.startswith("| ")}
+    assert not any(label.startswith("Stage 4") and "this study" in label for label in rows)
+    assert list(rows)[-1] == "stage3b_prefix_lm (this study, stopped at 150 of 1200 steps (auto_stop_plateau), repeats no published run)"
+    assert rows[list(rows)[-1]][0].strip() == "150"
 
 
 def test_published_numbers_are_refused_beside_another_task_set(tmp_path):

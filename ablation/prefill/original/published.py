@@ -9,7 +9,8 @@ rounded task values do not average to it exactly.
 They measure the original's prompts, tokenization (no BOS) and metric (argmax of the mean
 log-probability per continuation token), so they are put beside evaluations of the ``original``
 task set only, in its ``acc_per_token``. A fine-tune is put beside the published run of its
-length (``published_run``): the 3B row is Stage 4, the longer ones Stage 5.
+length (``published_run``): the 3B row is Stage 4, the longer ones Stage 5. One that stopped
+before its configured steps repeats none.
 """
 
 from __future__ import annotations
@@ -40,11 +41,16 @@ ORIGINAL_STAGE5 = (
 
 
 def published_run(run: FinetuneRun) -> str | None:
-    """The published Stage 5 row a fine-tune repeats: trained prefill_bidir for the same configured steps."""
-    if run.train_mask != "prefill_bidir" or run.summary is None:
+    """The published Stage 5 row a fine-tune repeats: trained prefill_bidir for as many steps, all it was configured for."""
+    if run.train_mask != "prefill_bidir" or run.summary is None or stopped_early(run.summary):
         return None
-    steps = run.summary.get("max_steps")
+    steps = run.summary.get("steps_run")
     return next((name for name, published_steps, *_ in ORIGINAL_STAGE5[1:] if published_steps == steps), None)
+
+
+def stopped_early(summary: Mapping) -> bool:
+    """Whether a fine-tune ended before its configured steps (a stop rule fired), so it repeats no published run."""
+    return summary.get("steps_run") != summary.get("max_steps")
 
 
 def _per_token_macro(metrics: Mapping | None) -> float | None:
@@ -96,6 +102,12 @@ def original_comparison_table(
     return pd.DataFrame(rows)
 
 
+def _unpaired_note(summary: Mapping) -> str:
+    if not stopped_early(summary):
+        return ", no published run this long"
+    return f", stopped at {summary['steps_run']} of {summary['max_steps']} steps ({summary.get('stop_reason')}), repeats no published run"
+
+
 def original_stage5_table(runs: Iterable[FinetuneRun] = ()) -> pd.DataFrame:
     """The published Stage 5 table; each published run followed by this study's fine-tunes that repeat it
     (``published_run``), and at the end the other prefill_bidir fine-tunes, all with their causal and
@@ -119,5 +131,5 @@ def original_stage5_table(runs: Iterable[FinetuneRun] = ()) -> pd.DataFrame:
     for published in ORIGINAL_STAGE5:
         rows.append(dict(zip(columns, published)))
         rows += [ours(run, "") for run in runs if published_run(run) == published[0]]
-    rows += [ours(run, ", no published run this long") for run in runs if published_run(run) is None]
+    rows += [ours(run, _unpaired_note(run.summary)) for run in runs if published_run(run) is None]
     return pd.DataFrame(rows, columns=columns)

@@ -88,6 +88,9 @@ def _run_rows(study: Study) -> list[str]:
     for run in study.runs:
         s = run.summary or {}
         wall = duration((s.get("provenance") or {}).get("wall_seconds"))
+        resumes = (s.get("resume") or {}).get("resumes")
+        if resumes:
+            wall += f" ({resumes + 1} attempts)"  # the summary counts each attempt up to the checkpoint the next resumed from
         steps = f"{s.get('steps_run', 'n/a')} / {s.get('max_steps', 'n/a')}"
         stop = stop_reason_label(s.get("stop_reason")) if run.summary else "no summary"
         lines.append(
@@ -304,7 +307,8 @@ def _original_section(study: Study) -> str:
             "each other and the future: its Stage 2 and Stage 4 rows, and the \"ablated\" column of its Stage 5 "
             "table, correspond to this report's `full_bidir` evaluations, not to the clean `prefill_bidir` "
             "ablation. A fine-tune is put beside the published run it repeats: trained `prefill_bidir` for the "
-            "same number of steps (3B: 1200, 5C: 6500, 5B: 10000).",
+            "same number of steps (3B: 1200, 5C: 6500, 5B: 10000); one that stopped before its configured steps "
+            "repeats none.",
             markdown_table(original_comparison_table(study.stage1, study.full_bidir, study.runs), PREFILL_STYLE),
             "The published tables (in the Stage 5 table, this study's fine-tunes beneath the run they repeat):",
             markdown_table(original_results_table(), PREFILL_STYLE),
