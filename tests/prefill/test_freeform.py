@@ -152,7 +152,11 @@ def micro_config(tmp_path, **freeform):
     return config
 
 
-def test_generation_after_a_settings_change_discards_the_saved_batches(micro_world, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("section", "key", "changed"),
+    [("freeform", "max_new_tokens", 4), ("model", "dtype", "bfloat16"), ("model", "attn_implementation", "eager")],
+)
+def test_generation_after_a_settings_change_discards_the_saved_batches(micro_world, tmp_path, monkeypatch, section, key, changed):
     config = micro_config(tmp_path)
     tasks = tmp_path / "tasks.jsonl"
     build_task_set(config["freeform"], 7, tasks)
@@ -175,9 +179,9 @@ def test_generation_after_a_settings_change_discards_the_saved_batches(micro_wor
         return real_generate(model, prompts, **options)
 
     monkeypatch.setattr(freeform_run, "generate", counting)
-    config["freeform"]["max_new_tokens"] = 4
+    config[section][key] = changed
     rows = generate_freeform(model_id=str(micro_world / "base_model"), mask="causal", tasks_path=tasks, output=output, config=config)
-    assert len(prompts_seen) == 6 and all(row["tokens"] <= 4 for row in rows)
+    assert len(prompts_seen) == 6 and all(row["tokens"] <= config["freeform"]["max_new_tokens"] for row in rows)
     assert "settings or inputs changed" in rows[0]["provenance"]["resume"]["restarted_because"]
 
 

@@ -1,10 +1,10 @@
 """The free-form stages' library entry points: build the task set, generate under a mask, score.
 
 Generation saves each finished batch to a partial file beside its output, claimed (ablation.resume)
-with a hash of the model, mask, task set, prompt format and decoding settings: a job that fails or
-is killed keeps what it generated, and a rerun with the same settings generates only the rest (any
-other rerun deletes the partial file and starts afresh). ``generations.jsonl`` itself appears atomically
-once every item has a response.
+with a hash of the model and how it was loaded, mask, task set, prompt format and decoding settings:
+a job that fails or is killed keeps what it generated, and a rerun with the same settings generates
+only the rest (any other rerun deletes the partial file and starts afresh). ``generations.jsonl``
+itself appears atomically once every item has a response.
 """
 
 from __future__ import annotations
@@ -69,9 +69,10 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def settings_key(model_identity: dict, mask: str, tasks_sha256: str, prompt_format: str, decoding: DecodingSettings) -> str:
-    """What makes a saved row reusable: same model weights, mask, task set, prompt format and decoding."""
-    return settings_sha256([model_identity, mask, tasks_sha256, prompt_format, asdict(decoding)])
+def settings_key(model_identity: dict, loading: dict, mask: str, tasks_sha256: str, prompt_format: str, decoding: DecodingSettings) -> str:
+    """What makes a saved row reusable: same model weights loaded the same way (``loading``: dtype, FP8 handling,
+    attention implementation), mask, task set, prompt format and decoding."""
+    return settings_sha256([model_identity, loading, mask, tasks_sha256, prompt_format, asdict(decoding)])
 
 
 def _append_rows(path: Path, rows: list[dict]) -> None:
@@ -118,7 +119,8 @@ def generate_freeform(
     tokenizer = load_tokenizer(model_id, revision)
     chat = uses_chat_template(tokenizer, freeform["prompt_format"])
     stamp = provenance(model_id=model_id, revision=revision, mask=mask, config=config, seed=config["seed"], wall_seconds=0.0, weights=model.weights_provenance)
-    key = settings_key(stamp["model"], mask, file_sha256(tasks_path), "chat" if chat else "plain", decoding)
+    loading = {"weights": model.weights_provenance, "attn_implementation": model_settings["attn_implementation"]}
+    key = settings_key(stamp["model"], loading, mask, file_sha256(tasks_path), "chat" if chat else "plain", decoding)
 
     partial = partial_path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
