@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ablation.io import atomic_write_text
+from ablation.layout import SUMMARY_FILE
 
 # per-GPU speed relative to one RTX 3090 (the original's estimator)
 SPEED_FACTORS = {"RTX_3090": 1.0, "RTX_4090": 1.6, "A100_SXM4": 2.0, "H100_PCIE": 3.2, "H100_SXM": 4.0, "H100_NVL": 3.8}
@@ -30,6 +32,8 @@ PARALLEL_EFFICIENCY = ((1, 1.0), (2, 0.90), (4, 0.85), (8, 0.78))
 LARGE_CLUSTER_EFFICIENCY = 0.72
 CASE_FACTORS = {"optimistic": 0.9, "base": 1.0, "pessimistic": 1.5}  # multiply the step time
 STARTUP_MINUTES = 10.0  # instance boot, image pull, model download, per run
+# the model number in the CUDA device name of each GPU kind (e.g. "NVIDIA A100-SXM4-80GB")
+GPU_MODELS = {"RTX_3090": "3090", "RTX_4090": "4090", "A100_SXM4": "A100", "H100_PCIE": "H100", "H100_SXM": "H100", "H100_NVL": "H100"}
 
 
 @dataclass(frozen=True)
@@ -114,13 +118,13 @@ def plan(
     return rows
 
 
-def plan_markdown(rows: Sequence[PlanRow], steps: int, seconds_per_step: float, measured_on: str) -> str:
+def plan_markdown(rows: Sequence[PlanRow], steps: int, seconds_per_step: float, measured_on: str, hardware_note: str = "") -> str:
     """The plan as the original printed it: wall and $ as optimistic / base / pessimistic."""
     cases = list(rows[0].wall_hours) if rows else list(CASE_FACTORS)
     lines = [
         f"# Fine-tune time and cost plan: {steps} steps",
         "",
-        f"Observed {seconds_per_step:.3f} s/step on {measured_on}; cases {' / '.join(cases)}.",
+        f"Observed {seconds_per_step:.3f} s/step on {measured_on}{hardware_note}; cases {' / '.join(cases)}.",
         "",
         "| offer | GPUs | $/h | s/step | wall h (" + " / ".join(cases) + ") | cost $ (" + " / ".join(cases) + ") |",
         "|---|---:|---:|---:|---:|---:|",
@@ -135,19 +139,33 @@ def plan_markdown(rows: Sequence[PlanRow], steps: int, seconds_per_step: float, 
     return "\n".join(lines) + "\n"
 
 
+def recorded_hardware_note(summary_path: Path, gpu: str) -> str:
+    """What the run's summary says it ran on, flagged where that is not the configured GPU kind the plan rescales from."""
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}  # a running fine-tune has none yet
+    hardware = (summary.get("provenance") or {}).get("hardware")
+    if not hardware:
+        return " (config `planner.measured_on`; no run summary records the hardware to check it against)"
+    name = hardware.get("gpu_name")
+    recorded = f"{hardware.get('gpu_count')}x {name}" if name else f"CPU ({hardware.get('cpu_model')})"
+    if name and GPU_MODELS[gpu] in name:
+        return f" (config `planner.measured_on`; the run's summary records {recorded})"
+    return f" (config `planner.measured_on`), **but the run's summary records {recorded}: the times below assume {gpu} gave it**"
+
+
 def write_plan(history: str | Path, settings: Mapping, out_path: str | Path) -> Path:
-    """``plan.md`` for the config's ``planner`` section, from a fine-tune's loss history."""
-    seconds = seconds_per_step_from_history(history)
+    """``plan.md`` for the config's ``planner`` section, from a fine-tune's loss history and the hardware its summary records."""
+    seconds, gpu = seconds_per_step_from_history(history), settings["measured_on"]["gpu"]
     rows = plan(
         seconds_per_step=seconds,
-        measured_on=settings["measured_on"]["gpu"],
+        measured_on=gpu,
         measured_gpus=settings["measured_on"]["gpus"],
         steps=settings["steps"],
         offers=[Offer(**offer) for offer in settings["offers"]],
         case_factors=settings["case_factors"],
         startup_minutes=settings["startup_minutes"],
     )
-    return atomic_write_text(out_path, plan_markdown(rows, settings["steps"], seconds, settings["measured_on"]["gpu"]))
+    note = recorded_hardware_note(Path(history).parent / SUMMARY_FILE, gpu)
+    return atomic_write_text(out_path, plan_markdown(rows, settings["steps"], seconds, gpu, note))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from ablation.prefill.planner import Offer, main, parallel_efficiency, plan, plan_markdown, seconds_per_step_from_history
+from ablation.prefill.planner import Offer, main, parallel_efficiency, plan, plan_markdown, seconds_per_step_from_history, write_plan
 
 A100 = Offer("A100 current", "A100_SXM4", 1, 0.7411)
 
@@ -42,6 +44,26 @@ def test_step_time_is_read_from_a_loss_history(tmp_path):
         "30,0.3,96.4,1.7,,2e-5\n"
     )
     assert seconds_per_step_from_history(history) == pytest.approx(2.82)
+
+
+@pytest.mark.parametrize(
+    ("gpu_name", "observed"),
+    [
+        ("NVIDIA A100-SXM4-80GB", "on A100_SXM4 (config `planner.measured_on`; the run's summary records 1x NVIDIA A100-SXM4-80GB);"),
+        ("NVIDIA H100 80GB HBM3", "on A100_SXM4 (config `planner.measured_on`), **but the run's summary records 1x NVIDIA H100 80GB HBM3: "
+                                  "the times below assume A100_SXM4 gave it**;"),
+        (None, "on A100_SXM4 (config `planner.measured_on`), **but the run's summary records CPU (AMD EPYC 7763)"),
+    ],
+)
+def test_the_plan_names_the_hardware_the_runs_summary_records(tmp_path, gpu_name, observed):
+    run = tmp_path / "finetune" / "stage5"
+    run.mkdir(parents=True)
+    (run / "loss_history.csv").write_text("step,epoch,elapsed_seconds,train_loss,eval_loss,learning_rate\n2,0,10.0,2,,0\n12,0,38.2,2,,0\n")
+    hardware = {"gpu_name": gpu_name, "gpu_count": 1 if gpu_name else None, "cpu_model": "AMD EPYC 7763"}
+    (run / "summary.json").write_text(json.dumps({"provenance": {"hardware": hardware}}))
+    settings = {"measured_on": {"gpu": "A100_SXM4", "gpus": 1}, "steps": 6000, "offers": [vars(A100)], "case_factors": {"base": 1.0}, "startup_minutes": 10}
+    text = write_plan(run / "loss_history.csv", settings, tmp_path / "plan.md").read_text()
+    assert f"Observed 2.820 s/step {observed}" in text
 
 
 def test_a_history_without_enough_steps_is_refused(tmp_path):
