@@ -7,7 +7,8 @@ import json
 from huggingface_hub import ModelCard
 
 from ablation.prefill.finetune.hub import run_card
-from ablation.layout import eval_metrics_path
+from ablation.layout import eval_metrics_path, finetune_dir
+from ablation.provenance import directory_hash
 from tests.prefill.study_files import ACCS, make_metrics
 
 
@@ -20,13 +21,29 @@ def finished_summary(model: dict) -> dict:
     }  # fmt: skip
 
 
+def final_weights(run_dir, weights: str):
+    """A stand-in ``final/`` directory whose content hash the evaluations' provenance names."""
+    final = run_dir / "final"
+    final.mkdir(parents=True, exist_ok=True)
+    (final / "model.safetensors").write_text(weights)
+    return final
+
+
+def write_evaluation(results, mask: str, final) -> None:
+    """Metrics of the run under ``mask``, stamped as scoring ``final`` as it is now."""
+    metrics = make_metrics(ACCS["stage4_stage3b_prefix_lm"], mask=mask)
+    metrics["provenance"]["model"] = {"id": str(final), "local_dir_sha256": directory_hash(final)}
+    path = eval_metrics_path(results, "stage3b_prefix_lm", mask)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics))
+
+
 def test_the_card_names_base_model_dataset_mask_steps_commit_and_the_metrics_on_disk(tmp_path):
     results = tmp_path / "results"
-    stage4 = eval_metrics_path(results, "stage3b_prefix_lm", "prefill_bidir")
-    stage4.parent.mkdir(parents=True)
-    stage4.write_text(json.dumps(make_metrics(ACCS["stage4_stage3b_prefix_lm"], mask="prefill_bidir")))
+    final = final_weights(finetune_dir(results, "stage3b_prefix_lm"), "weights")
+    write_evaluation(results, "prefill_bidir", final)
     model = {"id": "mistralai/Ministral-3-3B-Instruct-2512", "revision": "main", "resolved_commit": "c0ffee"}
-    card = run_card(finished_summary(model), run_name="stage3b_prefix_lm", dataset="yahma/alpaca-cleaned", results_dir=results)
+    card = run_card(finished_summary(model), run_name="stage3b_prefix_lm", dataset="yahma/alpaca-cleaned", results_dir=results, final_dir=final)
     card.save(tmp_path / "README.md")
 
     loaded = ModelCard.load(tmp_path / "README.md")
@@ -40,8 +57,21 @@ def test_the_card_names_base_model_dataset_mask_steps_commit_and_the_metrics_on_
     assert f"Side effect: evaluated causal: not yet evaluated at upload; the workflow writes it to `{side_effect}`" in text
 
 
+def test_metrics_of_an_earlier_fine_tunes_weights_are_not_put_on_the_card(tmp_path):
+    results = tmp_path / "results"
+    run_dir = finetune_dir(results, "stage3b_prefix_lm")
+    write_evaluation(results, "prefill_bidir", final_weights(run_dir, "the earlier run's weights"))
+    final = final_weights(run_dir, "the rerun's weights")
+    model = {"id": "mistralai/Ministral-3-3B-Instruct-2512", "revision": "main", "resolved_commit": "c0ffee"}
+    card = run_card(finished_summary(model), run_name="stage3b_prefix_lm", dataset="yahma/alpaca-cleaned", results_dir=results, final_dir=final)
+    stage4 = eval_metrics_path(results, "stage3b_prefix_lm", "prefill_bidir")
+    assert f"after the fine-tune: not yet evaluated at upload; the workflow writes it to `{stage4}` (the metrics there are of earlier weights)." in card.text
+    assert "macro acc" not in card.text
+
+
 def test_a_local_base_model_and_dataset_stay_out_of_the_hub_metadata(tmp_path):
     model = {"id": str(tmp_path / "base_model"), "local_dir_sha256": "ab" * 32}
-    card = run_card(finished_summary(model), run_name="stage3b_prefix_lm", dataset=str(tmp_path / "instructions.jsonl"), results_dir=tmp_path)
+    card = run_card(finished_summary(model), run_name="stage3b_prefix_lm", dataset=str(tmp_path / "instructions.jsonl"), results_dir=tmp_path,
+                    final_dir=final_weights(tmp_path, "weights"))
     assert card.data.base_model is None and card.data.datasets is None
     assert f"(local directory, sha256 {'ab' * 32})" in card.text and "(local file)" in card.text

@@ -2,9 +2,9 @@
 
 The run goes with a model card (``<run>/README.md``): base model and revision, dataset, train
 mask and steps, the workflow's commit, and the run's Stage 4 and side-effect metrics where they
-exist at upload time, else the paths they land at. The token comes only from the environment
-(HF_TOKEN) or the stored HF login, which huggingface_hub reads itself; it is never passed around,
-logged or written to outputs.
+exist at upload time and scored these weights, else the paths they land at. The token comes only
+from the environment (HF_TOKEN) or the stored HF login, which huggingface_hub reads itself; it is
+never passed around, logged or written to outputs.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from ablation.layout import SUMMARY_FILE, eval_metrics_path
+from ablation.provenance import directory_hash
 from ablation.references import is_local_reference
 
 log = logging.getLogger(__name__)
@@ -25,21 +26,23 @@ log = logging.getLogger(__name__)
 CARD_EVALUATIONS = (("Stage 4: ablated (prefill_bidir) after the fine-tune", "prefill_bidir"), ("Side effect: evaluated causal", "causal"))
 
 
-def _metrics_lines(results_dir: Path, run_name: str) -> list[str]:
-    lines = []
+def _metrics_lines(results_dir: Path, run_name: str, final_dir: Path) -> list[str]:
+    """Each evaluation's numbers, if its metrics on disk scored ``final_dir`` (a rerun's are its predecessor's until re-evaluated)."""
+    lines, final_sha256 = [], directory_hash(final_dir)
     for title, mask in CARD_EVALUATIONS:
         path = eval_metrics_path(results_dir, run_name, mask)
-        if not path.is_file():
-            lines.append(f"- {title}: not yet evaluated at upload; the workflow writes it to `{path}`.")
+        metrics = json.loads(path.read_text()) if path.is_file() else None
+        if metrics is None or metrics["provenance"]["model"].get("local_dir_sha256") != final_sha256:
+            earlier = " (the metrics there are of earlier weights)" if metrics is not None else ""
+            lines.append(f"- {title}: not yet evaluated at upload; the workflow writes it to `{path}`{earlier}.")
             continue
-        metrics = json.loads(path.read_text())
         tasks = ", ".join(f"{task} {numbers['acc']:.4f}" for task, numbers in metrics["tasks"].items())
         lines.append(f"- {title}: macro acc {metrics['macro_acc']:.4f} (chance {metrics['chance_macro']:.4f}); {tasks} (`{path}`)")
     return lines
 
 
-def run_card(summary: dict, *, run_name: str, dataset: str, results_dir: str | Path) -> ModelCard:
-    """The model card of a finished fine-tune, from its summary and the evaluations on disk."""
+def run_card(summary: dict, *, run_name: str, dataset: str, results_dir: str | Path, final_dir: str | Path) -> ModelCard:
+    """The model card of a finished fine-tune, from its summary and the evaluations on disk of its ``final_dir``."""
     base = summary["provenance"]["model"]
     base_id, revision = base["id"], base.get("resolved_commit") or base.get("revision")
     local_base, local_dataset = is_local_reference(base_id), is_local_reference(dataset)
@@ -63,7 +66,7 @@ def run_card(summary: dict, *, run_name: str, dataset: str, results_dir: str | P
         "",
         "## Evaluations",
         "",
-        *_metrics_lines(Path(results_dir), run_name),
+        *_metrics_lines(Path(results_dir), run_name, Path(final_dir)),
         "",
         "`summary.json` beside this card holds every setting and the full provenance.",
     ]
