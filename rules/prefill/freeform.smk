@@ -102,6 +102,7 @@ rule report_freeform:
         configurations=FREEFORM_CONFIGURATIONS,
         examples_shown=FREEFORM["examples_shown"],
         experiment=config["experiment"],
+        allow_mixed_code=config["report"]["allow_mixed_code"],
     localrule: True
     conda:
         "../../envs/ablation.yaml"

@@ -229,6 +229,19 @@ def test_generation_stage_resumes_after_a_failure_and_feeds_scores_and_report(mi
     page = (tmp_path / "RESULTS.md").read_text()
     assert "| base · prefill_bidir |" in page and "route-0000" in page and "move-0000" in page
     assert (tmp_path / "freeform.png").stat().st_size > 1000 and (tmp_path / "tables" / "freeform.tex").exists()
+    assert page.split("## Provenance")[1].strip().endswith("(all generations).")
+
+    # generations made by other library code: refused with nothing written, or tabulated and named when allowed
+    stale = [{**row, "provenance": {**row["provenance"], "library_code_sha256": "0" * 64}} for row in read_jsonl(bidir)]
+    bidir.write_text("".join(json.dumps(row) + "\n" for row in stale))
+    with pytest.raises(ValueError, match=r"free-form generations were made by different library code .*000000000000: base · prefill_bidir"):
+        write_report(scores, files, table_stem=tmp_path / "mixed" / "freeform", figure_stem=tmp_path / "mixed" / "freeform",
+                     page=tmp_path / "mixed" / "RESULTS.md", examples_per_task=1, experiment="micro")  # fmt: skip
+    assert not (tmp_path / "mixed").exists()
+    write_report(scores, files, table_stem=tmp_path / "mixed" / "freeform", figure_stem=tmp_path / "mixed" / "freeform",
+                 page=tmp_path / "mixed" / "RESULTS.md", examples_per_task=1, experiment="micro", allow_mixed_code=True)  # fmt: skip
+    mixed = (tmp_path / "mixed" / "RESULTS.md").read_text().split("## Provenance")[1]
+    assert "**The generations differ in provenance:**" in mixed and "- base · prefill_bidir: code commit" in mixed and "`000000000000`" in mixed
 
 
 def test_a_chat_template_wraps_the_prompt(micro_world):

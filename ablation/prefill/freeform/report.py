@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from ablation.prefill.freeform.metrics import JUDGE_METRIC
 from ablation.io import atomic_write_text, read_jsonl
+from ablation.provenance import check_one_library_code
 from ablation.prefill.report.tables import LABEL_COLUMNS
 from ablation.writers import TableStyle, markdown_table, save_figure, write_table
 
@@ -119,7 +120,6 @@ def examples_section(generations: dict[tuple[str, str], list[dict]], examples_pe
 
 def results_page(scores: dict, generations: dict[tuple[str, str], list[dict]], examples_per_task: int, experiment: str) -> str:
     table = scores_table(scores)
-    provenance = next(iter(generations.values()))[0]["provenance"]
     lines = [
         f"# Free-form generation — {experiment}",
         "",
@@ -142,11 +142,28 @@ def results_page(scores: dict, generations: dict[tuple[str, str], list[dict]], e
         *examples_section(generations, examples_per_task),
         "## Provenance",
         "",
-        f"code commit `{provenance['code_commit']}`, config sha256 `{provenance['config_sha256']}`, "
-        f"libraries {', '.join(f'{name} {version}' for name, version in provenance['library_versions'].items())}.",
+        *provenance_lines(generations),
         "",
     ]
     return "\n".join(lines)
+
+
+def _stamp(rows: list[dict]) -> dict:
+    return rows[0]["provenance"]
+
+
+def provenance_lines(generations: dict[tuple[str, str], list[dict]]) -> list[str]:
+    """Code commit, config hash and libraries: once when every configuration's generations share them,
+    else each configuration's."""
+    def described(stamp: dict) -> str:
+        libraries = ", ".join(f"{name} {version}" for name, version in stamp["library_versions"].items())
+        code = (stamp.get("library_code_sha256") or "unrecorded")[:12]
+        return f"code commit `{stamp['code_commit']}` (library code `{code}`), config sha256 `{stamp['config_sha256']}`, libraries {libraries}"
+
+    each = {configuration_label(*key): described(_stamp(rows)) for key, rows in generations.items()}
+    if len(set(each.values())) == 1:
+        return [f"{next(iter(each.values()))} (all generations)."]
+    return ["**The generations differ in provenance:**", "", *(f"- {label}: {text}." for label, text in each.items())]
 
 
 def write_report(
@@ -158,8 +175,13 @@ def write_report(
     page: str | Path,
     examples_per_task: int,
     experiment: str,
+    allow_mixed_code: bool = False,
 ) -> None:
+    """The free-form tables, figure and page; a ValueError, with nothing written, when the generations were
+    made by different library code, unless ``allow_mixed_code`` (config ``report.allow_mixed_code``)."""
     generations = {key: read_jsonl(path) for key, path in generation_files.items()}
+    stamps = {configuration_label(*key): _stamp(rows) for key, rows in generations.items()}
+    check_one_library_code(stamps, allow_mixed=allow_mixed_code, what="free-form generations")
     write_table(scores_table(scores), table_stem, STYLE)
     save_figure(scores_figure(scores), figure_stem)
     atomic_write_text(page, results_page(scores, generations, examples_per_task, experiment))

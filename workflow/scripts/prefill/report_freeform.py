@@ -15,4 +15,5 @@ write_report(
     page=snakemake.output.page,
     examples_per_task=snakemake.params.examples_shown,
     experiment=snakemake.params.experiment,
+    allow_mixed_code=snakemake.params.allow_mixed_code,
 )
