@@ -392,7 +392,7 @@ def _notes(s, state, cut_prompts: list[int], eval_prompts: int) -> list[str]:
         notes.append(f"final_weights last: the final evaluation read the last weights, as the original effectively did, "
                      f"not the best (step {state['best']['step']})")  # fmt: skip
     if s["final_weights"] == "best" and state["best"] is None:
-        why = "early stopping is off (early_stop_patience 0)" if s["early_stop_patience"] == 0 else "no evaluation after step 0 scored above 0"
+        why = "early stopping is off, early_stop_patience 0" if s["early_stop_patience"] == 0 else "no evaluation after step 0 scored above 0"
         notes.append(f"final_weights best: no best was kept ({why}), so the final evaluation read the last weights")
     if s["prompt_mode"] != "soft_only":
         notes.append(f"prompt_mode {s['prompt_mode']}: the target read the whole prompt besides the soft tokens, so nothing was compressed")

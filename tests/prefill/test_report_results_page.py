@@ -41,7 +41,7 @@ def test_page_describes_what_was_run(page):
     assert "| `stage3b_prefix_lm` | `prefill_bidir` | 100 / 150 | 0.27 | auto-stopped: eval-loss plateau | 1.1600 | 56.7 min |" in text
     assert "Code commit: `2144bcc` (all evaluations)" in text
     # the original's full_bidir patch is scored in one pass: the page says which evaluations
-    assert "- Scoring: `shared_prefill`, except `single_pass` in Stage 2 full_bidir (original patch), no FT\n" in text
+    assert "- Scoring: `shared_prefill`, except `single_pass` in: Stage 2 full_bidir (original patch), no FT\n" in text
 
 
 def test_a_resumed_runs_wall_time_says_it_sums_its_attempts(tmp_path):

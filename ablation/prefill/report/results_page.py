@@ -106,8 +106,8 @@ def _shared_except(values: dict[str, str]) -> str:
     for label, value in values.items():
         groups.setdefault(value, []).append(label)
     shared = max(groups, key=lambda value: len(groups[value]))
-    others = [f"`{value}` in {', '.join(labels)}" for value, labels in groups.items() if value != shared]
-    return f"`{shared}`" + (f", except {'; '.join(others)}" if others else " (all evaluations)")
+    others = [f"`{value}` in: {'; '.join(labels)}" for value, labels in groups.items() if value != shared]
+    return f"`{shared}`" + (f", except {' — '.join(others)}" if others else " (all evaluations)")
 
 
 def _examples_line(study: Study) -> str:
