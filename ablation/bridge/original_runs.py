@@ -117,9 +117,9 @@ def world_size(text: str) -> int | None:
     return max(sizes) if sizes else None
 
 
-def echoed_settings(text: str) -> dict:
-    """The settings the log's last ``==== Config ====`` block echoes, and ``world_size`` where its rank prefixes name it."""
-    blocks = config_blocks(ranked_lines(text))
+def echoed_settings(blocks: list[dict], text: str) -> dict:
+    """The settings a log echoes: its last ``==== Config ====`` block (of ``config_blocks``), and
+    ``world_size`` where the rank prefixes of its ``text`` name it."""
     size = world_size(text)
     return {**(blocks[-1] if blocks else {}), **({"world_size": size} if size is not None else {})}
 
@@ -158,7 +158,7 @@ def parse_config_block(path: Path) -> dict:
     blocks = config_blocks(ranked_lines(text))
     if not blocks or not blocks[-1]:
         raise LegacyImportError(f"{path}: no '{CONFIG_HEADER}' block with 'key: value' lines")
-    return echoed_settings(text)
+    return echoed_settings(blocks, text)
 
 
 def loss_row(match: re.Match) -> tuple[int, dict]:
@@ -174,7 +174,7 @@ def parse_train_log(path: Path) -> LegacyLog:
     log = LegacyLog()
     text = path.read_bytes().decode("utf-8", errors="replace")
     lines = ranked_lines(text)
-    log.settings = echoed_settings(text)
+    log.settings = echoed_settings(config_blocks(lines), text)
     for _, line in lines:
         if match := CAPPED_SOFT_TOKENS.search(line):
             log.capped_soft_tokens = int(match["k"])
