@@ -32,8 +32,6 @@ PARALLEL_EFFICIENCY = ((1, 1.0), (2, 0.90), (4, 0.85), (8, 0.78))
 LARGE_CLUSTER_EFFICIENCY = 0.72
 CASE_FACTORS = {"optimistic": 0.9, "base": 1.0, "pessimistic": 1.5}  # multiply the step time
 STARTUP_MINUTES = 10.0  # instance boot, image pull, model download, per run
-# the model number in the CUDA device name of each GPU kind (e.g. "NVIDIA A100-SXM4-80GB")
-GPU_MODELS = {"RTX_3090": "3090", "RTX_4090": "4090", "A100_SXM4": "A100", "H100_PCIE": "H100", "H100_SXM": "H100", "H100_NVL": "H100"}
 
 
 @dataclass(frozen=True)
@@ -139,6 +137,11 @@ def plan_markdown(rows: Sequence[PlanRow], steps: int, seconds_per_step: float, 
     return "\n".join(lines) + "\n"
 
 
+def gpu_model(kind: str) -> str:
+    """The model number a GPU kind's CUDA device name holds ("A100_SXM4" -> "A100", as in "NVIDIA A100-SXM4-80GB")."""
+    return kind.removeprefix("RTX_").split("_")[0]
+
+
 def recorded_hardware_note(summary_path: Path, gpu: str) -> str:
     """What the run's summary says it ran on, flagged where that is not the configured GPU kind the plan rescales from."""
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}  # a running fine-tune has none yet
@@ -147,7 +150,7 @@ def recorded_hardware_note(summary_path: Path, gpu: str) -> str:
         return " (config `planner.measured_on`; no run summary records the hardware to check it against)"
     name = hardware.get("gpu_name")
     recorded = f"{hardware.get('gpu_count')}x {name}" if name else f"CPU ({hardware.get('cpu_model')})"
-    if name and GPU_MODELS[gpu] in name:
+    if name and gpu_model(gpu) in name:
         return f" (config `planner.measured_on`; the run's summary records {recorded})"
     return f" (config `planner.measured_on`), **but the run's summary records {recorded}: the times below assume {gpu} gave it**"
 
