@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from ablation.prefill.report.study import FinetuneRun, display_task
+from ablation.prefill.report.study import FinetuneRun, display_task, stopped_early
 
 ORIGINAL_TASKS = ("hellaswag", "piqa", "arc_easy", "arc_challenge", "winogrande")
 
@@ -46,11 +46,6 @@ def published_run(run: FinetuneRun) -> str | None:
         return None
     steps = run.summary.get("steps_run")
     return next((name for name, published_steps, *_ in ORIGINAL_STAGE5[1:] if published_steps == steps), None)
-
-
-def stopped_early(summary: Mapping) -> bool:
-    """Whether a fine-tune ended before its configured steps (a stop rule fired), so it repeats no published run."""
-    return summary.get("steps_run") != summary.get("max_steps")
 
 
 def _per_token_macro(metrics: Mapping | None) -> float | None:

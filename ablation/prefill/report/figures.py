@@ -37,6 +37,7 @@ from ablation.prefill.report.study import (
     Study,
     display_task,
     stop_reason_label,
+    stopped_early,
     task_acc,
 )
 from ablation.writers import LABEL_BOX, STOP_MARKER, STYLE, save_figure
@@ -249,19 +250,18 @@ def eval_loss_figure(study: Study, runs: Iterable[str] | None = None) -> Figure:
     with matplotlib.rc_context(STYLE):
         figure = Figure(figsize=(7.5, 4.8), layout="constrained")
         ax = figure.add_subplot()
-        stopped_early = False
+        any_stopped_early = False
         for run in shown:
             evals = run.loss_history.dropna(subset=["eval_loss"])
             colour = colours[run.name]
             ax.plot(evals["step"], evals["eval_loss"], marker="o", markersize=3.5, color=colour, label=run.label)
-            reason = (run.summary or {}).get("stop_reason")
-            if reason and reason != "max_steps":
-                stopped_early = True
-                step = (run.summary or {}).get("steps_run") or run.loss_history["step"].max()
+            if run.summary and stopped_early(run.summary):
+                any_stopped_early = True
+                step = run.summary.get("steps_run") or run.loss_history["step"].max()
                 loss = evals["eval_loss"].iloc[-1]
                 ax.plot(step, loss, linestyle="none", color=colour, **STOP_MARKER)
                 ax.annotate(
-                    f"{stop_reason_label(reason)}\nat step {step:g}",
+                    f"{stop_reason_label(run.summary.get('stop_reason'))}\nat step {step:g}",
                     (step, loss),
                     # below-left of the stop: falling loss curves leave that corner empty
                     xytext=(-8, -8),
@@ -272,7 +272,7 @@ def eval_loss_figure(study: Study, runs: Iterable[str] | None = None) -> Figure:
                     bbox=LABEL_BOX,
                 )
         handles, _ = ax.get_legend_handles_labels()
-        if stopped_early:
+        if any_stopped_early:
             handles.append(Line2D([], [], linestyle="none", color="grey", label="stopped early", **STOP_MARKER))
         ax.legend(handles=handles, frameon=False)
         ax.set_xlabel("step")

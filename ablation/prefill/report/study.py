@@ -64,6 +64,11 @@ def stop_reason_label(reason: str | None) -> str:
     return STOP_REASONS.get(reason, reason or "unknown")
 
 
+def stopped_early(summary: Mapping) -> bool:
+    """Whether a fine-tune ended before its configured steps: a stop rule cut it short."""
+    return summary.get("steps_run") != summary.get("max_steps")
+
+
 def task_acc(metrics: Mapping | None, task: str) -> float | None:
     """A task's acc in a metrics dict; None when the evaluation, the task or its acc is missing."""
     if metrics is None:
