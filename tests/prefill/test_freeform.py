@@ -14,8 +14,9 @@ from ablation.prefill.freeform import run as freeform_run
 from ablation.prefill.freeform.generation import DecodingSettings, generate
 from ablation.prefill.freeform.metrics import exact_match, score, token_f1
 from ablation.prefill.freeform.report import write_report
-from ablation.prefill.freeform.run import build_task_set, generate_freeform, partial_path, score_generations
-from ablation.prefill.freeform.tasks import hub_translation_items, original_items, read_items, tiny_items
+from ablation.prefill.freeform.run import generate_freeform, partial_path
+from ablation.prefill.freeform.scores import score_generations
+from ablation.prefill.freeform.tasks import build_task_set, hub_translation_items, original_items, read_items, tiny_items
 from ablation.io import read_jsonl
 from tests.conftest import VOCAB, build_model
 from tests.helpers import planned_jobs, snakemake

@@ -16,7 +16,7 @@ import yaml
 from ablation.config import validate_config
 from ablation.prefill.freeform.judge import JudgeClient, JudgeError, JudgeSettings, backoff_delay, judge_generations, parse_verdict
 from ablation.prefill.freeform.report import scores_table
-from ablation.prefill.freeform.run import judge_rows
+from ablation.prefill.freeform.scores import judge_rows
 from ablation.io import atomic_write_jsonl, read_jsonl
 from tests.helpers import snakemake
 

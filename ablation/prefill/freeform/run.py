@@ -1,4 +1,4 @@
-"""The free-form stages' library entry points: build the task set, generate under a mask, score.
+"""Free-form generation under a mask, the stage's library entry point (the task set: ``tasks``; scoring: ``scores``).
 
 Generation saves each finished batch to a partial file beside its output, claimed (ablation.resume)
 with a hash of the model and how it was loaded, mask, task set, prompt format and decoding settings:
@@ -16,11 +16,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ablation.stats import bootstrap_mean_ci
 from ablation.prefill.freeform.generation import DecodingSettings, check_generation_mode, generate
-from ablation.prefill.freeform.metrics import JUDGE_METRIC, score
-from ablation.prefill.freeform.tasks import FreeformItem, build_items, read_items, write_items
-from ablation.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from ablation.prefill.freeform.tasks import FreeformItem, read_items
+from ablation.io import atomic_write_jsonl, read_jsonl
 from ablation.models import load_causal_lm, load_tokenizer, resolve_device
 from ablation.provenance import provenance
 from ablation.io import file_sha256, settings_sha256
@@ -28,13 +26,6 @@ from ablation.resume import claim_checkpoint
 
 log = logging.getLogger(__name__)
 PROMPT_FORMATS = ("auto", "chat", "plain")
-
-
-def build_task_set(freeform: dict, world_seed: int, output: str | Path) -> int:
-    items = build_items(freeform, world_seed)
-    write_items(items, output)
-    log.info("wrote %d free-form items", len(items))
-    return len(items)
 
 
 def uses_chat_template(tokenizer, prompt_format: str) -> bool:
@@ -173,45 +164,3 @@ def response_row(item: FreeformItem, generation, tokenizer, mask: str, key: str)
         "mask": mask,
         "settings_sha256": key,
     }
-
-
-def judge_rows(model: str, mask: str, judgments: list[dict], *, resamples: int) -> list[dict]:
-    """Per task, the judge's mean score (1–5) over the items it scored; failures are counted, not averaged in."""
-    rows = []
-    for task in sorted({judgment["task"] for judgment in judgments}):
-        task_judgments = [judgment for judgment in judgments if judgment["task"] == task]
-        scores = [judgment["score"] for judgment in task_judgments if judgment["score"] is not None]
-        interval = bootstrap_mean_ci(scores, resamples=resamples) if scores else {"mean": None, "ci95": None}
-        rows.append({
-            "model": model, "mask": mask, "task": task, "metric": JUDGE_METRIC, "value": interval["mean"], "ci95": interval["ci95"],
-            "n": len(scores), "judge_failures": len(task_judgments) - len(scores), "empty_responses": None,
-        })  # fmt: skip
-    return rows
-
-
-def score_generations(
-    generations: dict[tuple[str, str], str | Path],
-    output: str | Path,
-    *,
-    resamples: int,
-    judgments: dict[tuple[str, str], str | Path] | None = None,
-) -> dict:
-    """Per (model, mask) and task: each reference metric, and the judge's score when judged, with 95% intervals.
-
-    ``generations`` (and ``judgments``) map (model, mask) to a generations.jsonl (a judgments.jsonl).
-    """
-    rows = []
-    for (model, mask), path in generations.items():
-        records = read_jsonl(path)
-        for task in sorted({record["task"] for record in records}):
-            task_records = [record for record in records if record["task"] == task]
-            responses = [record["response"] for record in task_records]
-            references = [record["reference"] for record in task_records]
-            base = {"model": model, "mask": mask, "task": task, "empty_responses": sum(not response for response in responses)}
-            for metric in task_records[0]["metrics"]:
-                rows.append({**base, "metric": metric, **score(metric, responses, references, resamples=resamples)})
-        if judgments:
-            rows += judge_rows(model, mask, read_jsonl(judgments[(model, mask)]), resamples=resamples)
-    summary = {"rows": rows, "configurations": [list(key) for key in generations], "judged": bool(judgments)}
-    atomic_write_json(output, summary)
-    return summary

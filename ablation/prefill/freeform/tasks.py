@@ -16,11 +16,14 @@ once to ``freeform/tasks.jsonl`` so every (model, mask) generation reads identic
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ablation.io import atomic_write_jsonl, read_jsonl
+
+log = logging.getLogger(__name__)
 
 # the prompts of the real task set; the tiny world's prompts are corpus-style text
 TRANSLATION_PROMPT = "Translate the following English text into German. Reply with the German translation only.\n\n{source}"
@@ -153,3 +156,11 @@ def write_items(items: list[FreeformItem], path: str | Path) -> None:
 
 def read_items(path: str | Path) -> list[FreeformItem]:
     return [FreeformItem(**{**row, "metrics": tuple(row["metrics"]), "stop": tuple(row["stop"])}) for row in read_jsonl(path)]
+
+
+def build_task_set(freeform: dict, world_seed: int, output: str | Path) -> int:
+    """Write the free-form items of ``freeform`` (the config section) to ``output``; returns how many."""
+    items = build_items(freeform, world_seed)
+    write_items(items, output)
+    log.info("wrote %d free-form items", len(items))
+    return len(items)

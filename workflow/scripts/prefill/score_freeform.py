@@ -2,7 +2,7 @@ from ablation.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
 
-from ablation.prefill.freeform.run import score_generations  # noqa: E402 - after logging is routed
+from ablation.prefill.freeform.scores import score_generations  # noqa: E402 - after logging is routed
 
 configurations = list(map(tuple, snakemake.params.configurations))
 score_generations(
