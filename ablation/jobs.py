@@ -7,11 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-import torch
+# what torch (OpenMP, MKL) reads for its thread count when it is first imported
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def start_job(log_path: str | Path, threads: int = 1, offline: bool = False) -> None:
     """Send the root logger, warnings, stdout and stderr to ``log_path``; let torch use ``threads`` cores.
+
+    The thread count is set in the environment torch reads when it is imported, so a job that
+    never needs torch (world text, reports) does not pay its second of import.
 
     ``offline`` forbids Hugging Face downloads (compute nodes read what ``prefetch`` cached); it
     must be set before huggingface_hub or datasets are imported, hence here, first thing.
@@ -32,4 +36,8 @@ def start_job(log_path: str | Path, threads: int = 1, offline: bool = False) -> 
         force=True,
     )
     logging.captureWarnings(True)
-    torch.set_num_threads(max(1, threads))
+    threads = max(1, threads)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    if "torch" in sys.modules:  # imported before the job started: it has read the environment already
+        sys.modules["torch"].set_num_threads(threads)

@@ -48,7 +48,8 @@ from ablation.prefill.finetune.training_mask import masked_model_inputs  # noqa:
 from ablation.models import FP8_DTYPE, load_causal_lm, load_tokenizer, native_fp8_problem, save_fp8_checkpoint  # noqa: E402
 from ablation.prefill.scoring import ScoringRequest, score_continuations  # noqa: E402
 from ablation.prefill.study import MASK_MODES  # noqa: E402
-from ablation.world import build_world_data, train_tokenizer  # noqa: E402
+from ablation.world.data import build_world_data  # noqa: E402
+from ablation.world.tokenizer import train_tokenizer  # noqa: E402
 from train_throughput import PEAK_BF16_TFLOPS  # noqa: E402  (bench/ is the script's directory)
 
 MASK_AGREEMENT = 1e-3  # fp32 log-probs of the two backends; they differ by summation order only

@@ -88,7 +88,9 @@ MICRO_TRAINING = dict(max_steps=8, batch_size=8, seq_len=64, learning_rate=3e-3,
 @pytest.fixture(scope="session")
 def micro_world(tmp_path_factory):
     """A micro tiny world (tasks, tokenizer, barely trained model), built once per test session in about a second."""
-    from ablation.world import build_world_data, pretrain_model, train_tokenizer
+    from ablation.world.data import build_world_data
+    from ablation.world.pretrain import pretrain_model
+    from ablation.world.tokenizer import train_tokenizer
 
     world = tmp_path_factory.mktemp("micro_world")
     build_world_data(world, **MICRO_WORLD)
@@ -107,7 +109,8 @@ MICRO_BRIDGE_MODEL = {**MICRO_MODEL, "hidden_size": 24, "intermediate_size": 48}
 def micro_bridge_world(micro_world, tmp_path_factory):
     """The micro world plus its bridge tasks and a barely trained Llama-architecture second LM (about a second)."""
     from ablation.bridge.world_data import build_bridge_world_data
-    from ablation.world import pretrain_model, train_tokenizer
+    from ablation.world.pretrain import pretrain_model
+    from ablation.world.tokenizer import train_tokenizer
     from ablation.world.corpus import DOCUMENT_SEPARATOR
 
     bridge = tmp_path_factory.mktemp("micro_bridge_world")

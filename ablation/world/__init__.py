@@ -8,17 +8,7 @@ bridge it also generates GSM8K- and HotpotQA-shaped rows (arithmetic, two-hop
 questions), which `ablation.bridge.world_data` renders in the bridge's prompts,
 and pre-trains the bridge's own pair of LMs (a Mistral-architecture source, a
 Llama-architecture target) on them.
+
+Import from the submodules (``data``, ``tokenizer``, ``pretrain``, ``tasks``): this package
+imports none of them, so a job writing the world's text never loads torch or transformers.
 """
-
-from .data import build_dev_tasks, build_world_data
-from .pretrain import pretrain_model
-from .tasks import TINY_TASKS
-from .tokenizer import train_tokenizer
-
-__all__ = [
-    "TINY_TASKS",
-    "build_dev_tasks",
-    "build_world_data",
-    "pretrain_model",
-    "train_tokenizer",
-]

@@ -29,6 +29,7 @@ from ablation.layout import (
     embedded_model_dir,
 )
 from ablation.references import is_local_reference
+from ablation.world.corpus import DOCUMENT_SEPARATOR
 
 BRIDGE = config["bridge"]
 BRIDGE_ACTIVE = "bridge" in config["studies"]
@@ -41,8 +42,6 @@ BRIDGE_WORLD = bridge_world_dir(RESULTS)
 # the bridge's own tiny LMs (bridge.world.models), by their embedded name
 BRIDGE_LMS = BRIDGE["world"]["models"]
 BRIDGE_LM_PATTERN = "|".join(BRIDGE_LMS)
-# ablation.world.corpus.DOCUMENT_SEPARATOR (the bridge's prompts hold blank lines); importing it here would load torch
-BRIDGE_DOCUMENT_SEPARATOR = "\n\n\n"
 # the frozen-output caches (ablation.bridge.frozen_cache) the trained runs read: run -> key, key name -> the first run with it
 BRIDGE_SOURCE_STATE_KEYS, BRIDGE_KL_BASELINE_KEYS = (
     cached_run_keys(BRIDGE_TRAINED_SETTINGS, BRIDGE, config["model"]["device"]) if BRIDGE_ACTIVE else ({}, {})

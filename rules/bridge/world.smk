@@ -46,7 +46,7 @@ use rule pretrain_base_model as pretrain_bridge_model with:
         model=lambda wildcards: BRIDGE_LMS[wildcards.bridge_lm]["model"],
         training=lambda wildcards: BRIDGE_LMS[wildcards.bridge_lm]["training"],
         architecture=lambda wildcards: BRIDGE_LMS[wildcards.bridge_lm]["architecture"],
-        document_separator=BRIDGE_DOCUMENT_SEPARATOR,
+        document_separator=DOCUMENT_SEPARATOR,
     threads: 1
     priority: 3
     wildcard_constraints:

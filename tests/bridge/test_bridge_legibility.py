@@ -82,7 +82,7 @@ def test_a_source_that_has_read_digits_keeps_the_numbers_legible(micro_bridge_wo
     """The bridge's own source is pre-trained on the bridge corpus, which is full of numbers: past its
     embeddings a closed-form readout still recovers most of the questions' number tokens (the prefill
     study's model, whose corpus has no digits, kept 0.02 to 0.05 of them on the tiny default)."""
-    from ablation.world import pretrain_model
+    from ablation.world.pretrain import pretrain_model
     from ablation.world.corpus import DOCUMENT_SEPARATOR
 
     shape = dict(hidden_size=128, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rope_theta=1000.0)

@@ -22,7 +22,7 @@ from ablation.bridge.training import _early_stop_update, run_bridge
 from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
 from ablation.bridge.translators import TranslatorOutput
 from ablation.io import atomic_write_jsonl
-from ablation.world import pretrain_model
+from ablation.world.pretrain import pretrain_model
 from ablation.world.corpus import DOCUMENT_SEPARATOR
 from ablation.world.tokenizer import SPECIAL_TOKENS
 from tests.bridge.micro_runs import (

@@ -9,7 +9,8 @@ import pytest
 from ablation.bridge.prompts import SOFT_SUFFIX, soft_question, task_prompt
 from ablation.bridge.world_data import build_bridge_world_data, draw_rows
 from ablation.config import load_schema
-from ablation.world import pretrain_model, train_tokenizer
+from ablation.world.pretrain import pretrain_model
+from ablation.world.tokenizer import train_tokenizer
 from ablation.world.corpus import DOCUMENT_SEPARATOR
 from ablation.world.pretrain import MODEL_KEYS, TRAINING_KEYS, pack_corpus
 from ablation.world.twohop import first_hop
@@ -208,7 +209,7 @@ def test_mistral_path_is_unchanged(tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoConfig
 
-    from ablation.world import build_world_data
+    from ablation.world.data import build_world_data
 
     build_world_data(tmp_path / "world", seed=0, corpus_documents=150, eval_examples_per_task=2, instruction_examples=2)
     corpus = tmp_path / "world" / "corpus.txt"

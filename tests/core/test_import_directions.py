@@ -63,6 +63,6 @@ def test_a_forbidden_import_is_found(tmp_path):
 
 def test_the_world_generates_the_prefill_study_tiny_tasks():
     from ablation.prefill.study import TINY_TASKS as STUDY_TASKS
-    from ablation.world import TINY_TASKS as WORLD_TASKS
+    from ablation.world.tasks import TINY_TASKS as WORLD_TASKS
 
     assert WORLD_TASKS == STUDY_TASKS

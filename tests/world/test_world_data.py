@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from ablation.world import TINY_TASKS, build_dev_tasks, build_world_data, lexicon, moves, routes
+from ablation.world import lexicon, moves, routes
+from ablation.world.data import build_dev_tasks, build_world_data
+from ablation.world.tasks import TINY_TASKS
 from ablation.world.world import make_world
 
 SIZES = dict(corpus_documents=200, eval_examples_per_task=24, instruction_examples=30)

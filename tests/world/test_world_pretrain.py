@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from ablation.world import build_world_data, pretrain_model, train_tokenizer
+from ablation.world.data import build_world_data
+from ablation.world.pretrain import pretrain_model
+from ablation.world.tokenizer import train_tokenizer
 
 MODEL = dict(
     hidden_size=32,

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from ablation.world import TINY_TASKS, build_world_data, lexicon
+from ablation.world import lexicon
+from ablation.world.data import build_world_data
+from ablation.world.tasks import TINY_TASKS
 
 N = 12
 

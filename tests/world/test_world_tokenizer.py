@@ -2,7 +2,8 @@
 
 import pytest
 
-from ablation.world import build_world_data, train_tokenizer
+from ablation.world.data import build_world_data
+from ablation.world.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="module")

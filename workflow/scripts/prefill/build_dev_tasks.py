@@ -2,7 +2,7 @@ from ablation.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
 
-from ablation.world import build_dev_tasks  # noqa: E402
+from ablation.world.data import build_dev_tasks  # noqa: E402
 
 world = snakemake.params.world
 build_dev_tasks(

@@ -4,7 +4,7 @@ start_job(snakemake.log[0], snakemake.threads)
 
 from pathlib import Path  # noqa: E402
 
-from ablation.world import build_world_data  # noqa: E402
+from ablation.world.data import build_world_data  # noqa: E402
 
 world = snakemake.params.world
 build_world_data(

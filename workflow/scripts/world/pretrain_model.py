@@ -2,7 +2,7 @@ from ablation.jobs import start_job
 
 start_job(snakemake.log[0], snakemake.threads)
 
-from ablation.world import pretrain_model  # noqa: E402
+from ablation.world.pretrain import pretrain_model  # noqa: E402
 
 params = snakemake.params
 pretrain_model(
