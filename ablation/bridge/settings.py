@@ -114,6 +114,12 @@ def resolve_runs(bridge: dict, schema: dict, seed: int, processes: int = 1) -> d
     return {run: run_settings(bridge, run, schema, seed, processes) for run in bridge["runs"]}
 
 
+def forced_prompt_modes(resolved: dict[str, dict]) -> dict[str, bool]:
+    """Each run -> whether the prompt-teacher fix forced its prompt mode. A run that reuses another's
+    translator (``trained_run_of``) has its own answer: ``experiment_key`` leaves it out."""
+    return {run: settings["prompt_mode_forced"] for run, settings in resolved.items()}
+
+
 def trained_run_of(resolved: dict[str, dict]) -> dict[str, str]:
     """Each run -> the run whose translator it uses: itself, or the first earlier run with equal settings."""
     first_by_key: dict[str, str] = {}

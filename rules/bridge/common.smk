@@ -6,6 +6,7 @@ from ablation.bridge.cache_plan import cache_plan, cached_run_keys, format_plan,
 from ablation.bridge.settings import (
     default_processes,
     embedded_model_name,
+    forced_prompt_modes,
     inference_run,
     resolve_runs,
     source_state_name,

@@ -56,6 +56,7 @@ rule report_bridge:
         experiment=config["experiment"],
         reproductions=reproductions(BRIDGE),
         parity_config=parity_config(BRIDGE),
+        forced_prompt_modes=forced_prompt_modes(BRIDGE_RUNS),
         allow_mixed_code=config["report"]["allow_mixed_code"],
     localrule: True
     conda:

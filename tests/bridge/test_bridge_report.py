@@ -5,6 +5,7 @@ and the legacy import rule in a real Snakemake run on a small hand-made legacy d
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -214,6 +215,15 @@ def test_the_runs_table_shows_every_role_reuse_and_missing_runs(tmp_path):
     assert table.loc["1a", "note"] == "" and table.loc["3a", "dataset"] == "hotpotqa"
     assert table.loc["2a", "origin"] == "not yet run" and pd_missing(table.loc["2a", "final"])
     assert table.loc["1a", "compression"] == pytest.approx(150 / 64) and table.loc["1a", "wall time"] == "12.5 s"
+
+
+def test_a_reused_run_shows_its_own_forced_prompt_mode_not_its_owners(tmp_path):
+    """2c asked for soft_plus_text with the DiT's prompt teacher: forced to soft_only, it trained as 1a did and reuses 1a."""
+    study = study_of(tmp_path, {"1a": SUPPORTING_RUNS["1a"]})
+    forced = dataclasses.replace(study, forced_prompt_modes={"1a": False, "2c": True})
+    table = runs_table(forced).set_index("role")
+    assert table.loc["2c", "note"] == "reuses 1a; prompt mode forced to soft_only" and table.loc["1a", "note"] == ""
+    assert runs_table(study).set_index("role").loc["2c", "note"] == "reuses 1a"  # no config given: the summary's record
 
 
 def pd_missing(value) -> bool:

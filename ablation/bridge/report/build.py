@@ -23,6 +23,7 @@ def build_bridge_report(
     experiment: str | None = None,
     reproductions: Mapping[str, str] | None = None,
     parity_config: Mapping | None = None,
+    forced_prompt_modes: Mapping[str, bool] | None = None,
     allow_mixed_code: bool = False,
 ) -> list[Path]:
     """Write the files ``ablation.layout.bridge_report_files`` names under ``report_dir`` (``<results>/bridge``).
@@ -32,7 +33,7 @@ def build_bridge_report(
     """
     report_dir = Path(report_dir)
     study = load_bridge_study(paths, roles=roles, report=report, descriptions=descriptions, experiment=experiment,
-                              reproductions=reproductions, parity_config=parity_config)  # fmt: skip
+                              reproductions=reproductions, parity_config=parity_config, forced_prompt_modes=forced_prompt_modes)  # fmt: skip
     trained = {name: run.summary.get("provenance") for name, run in study.runs.items() if run.origin == "trained"}
     check_one_library_code(trained, allow_mixed=allow_mixed_code, what="trained runs")
     benchmarks = {run: summary.get("provenance") for run, summary in study.inference.items()}

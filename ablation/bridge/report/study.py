@@ -149,11 +149,17 @@ class BridgeStudy:
     experiment: str | None = None
     reproductions: Mapping[str, str] = field(default_factory=dict)  # legacy run -> the run that re-runs it
     parity_config: Mapping = field(default_factory=dict)  # ablation.bridge.parity.parity_config: what parity reads besides a run's settings
+    forced_prompt_modes: Mapping[str, bool] = field(default_factory=dict)  # configured run -> ablation.bridge.settings.forced_prompt_modes
 
     def run_of(self, role: str) -> BridgeRun | None:
         """The run playing ``role``; None when no run is named or it has no files yet."""
         name = self.roles.get(role)
         return None if name is None else self.runs.get(name)
+
+    def prompt_mode_forced(self, run: BridgeRun) -> bool:
+        """Whether ``run``'s own settings had their prompt mode forced: a configured run's from the
+        config (a reused run's summary is its owner's), a legacy run's from its summary."""
+        return self.forced_prompt_modes.get(run.name, bool(run.summary["settings"].get("prompt_mode_forced")))
 
     def roles_of(self, run: str) -> list[str]:
         return [role for role, name in self.roles.items() if name == run]
@@ -179,6 +185,7 @@ def load_bridge_study(
     experiment: str | None = None,
     reproductions: Mapping[str, str] | None = None,
     parity_config: Mapping | None = None,
+    forced_prompt_modes: Mapping[str, bool] | None = None,
 ) -> BridgeStudy:
     """Read every ``run_<name>`` and ``inference_<run>`` file named in ``paths``; other keys are an error."""
     descriptions = dict(descriptions or {})
@@ -197,4 +204,5 @@ def load_bridge_study(
         roles=dict(roles), runs=runs, inference=inference, report=report,
         sources={key: Path(path) for key, path in paths.items()}, descriptions=descriptions, experiment=experiment,
         reproductions=dict(reproductions or {}), parity_config=dict(parity_config or {}),
+        forced_prompt_modes=dict(forced_prompt_modes or {}),
     )  # fmt: skip

@@ -66,9 +66,9 @@ def stop_label(run: BridgeRun) -> str:
     return kind if kind == "unknown" or step is None else f"{kind} at {step}"
 
 
-def _notes(run: BridgeRun, reuses: str | None) -> str:
+def _notes(run: BridgeRun, reuses: str | None, prompt_mode_forced: bool) -> str:
     notes = [] if reuses is None else [f"reuses {reuses}"]
-    if run.summary["settings"].get("prompt_mode_forced"):
+    if prompt_mode_forced:
         notes.append("prompt mode forced to soft_only")
     if run.unscorable:
         notes.append("not scorable: HotpotQA under the original's '#### n' rule, accuracies measure nothing")
@@ -129,7 +129,7 @@ def runs_table(study: BridgeStudy) -> pd.DataFrame:
             "compression": run.compression,
             "stop": stop_label(run),
             "wall time": duration(s.get("wall_seconds")),
-            "note": _notes(run, reuses),
+            "note": _notes(run, reuses, study.prompt_mode_forced(run)),
         })  # fmt: skip
     columns = ["role", "run", "origin", "dataset", "K", "compression", "peak", "peak step", "final", "degradation",
                "source alone", "target alone", "gap to target", "question in soft slot", "majority floor",

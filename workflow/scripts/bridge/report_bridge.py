@@ -15,5 +15,6 @@ build_bridge_report(
     experiment=snakemake.params.experiment,
     reproductions=snakemake.params.reproductions,
     parity_config=snakemake.params.parity_config,
+    forced_prompt_modes=snakemake.params.forced_prompt_modes,
     allow_mixed_code=snakemake.params.allow_mixed_code,
 )
