@@ -5,9 +5,10 @@ or several (``accelerate launch -m ablation.bridge JOB``, see ``ablation.launch`
 ``eval_every`` steps (step 0 included) the main process generates the bridged answers for the
 eval set; source-alone and target-alone answers come from the baseline files, computed once
 per (model, dataset) by their own jobs. With early stopping on, a copy of the best translator is
-kept and reloaded for the final evaluation; without it (the seeds' unstable 1b), or with
+kept and is the one the final evaluation reads; without it (the seeds' unstable 1b), or with
 ``final_weights: last`` (what the original's aliased "best" state amounted to), the final
-evaluation reads the last translator. A checkpoint every ``checkpoint_every`` steps holds everything a killed job
+evaluation reads the last translator. Either was evaluated when it was made, so the final
+evaluation is that evaluation, not generated again. A checkpoint every ``checkpoint_every`` steps holds everything a killed job
 needs to resume exactly; a non-finite loss stops the run with an error and no summary.
 
 Run directory::
@@ -22,7 +23,7 @@ Run directory::
     loss_history.csv                   every step's losses and learning rate
     live_log.csv                       step, metric, value: each step's losses and each evaluation's accuracies, appended as they happen
     tensorboard/<run>/                 TensorBoard events of the same (config 'tracking'; other trackers log where they are set up to)
-    translator.pt                      the translator evaluated last (state dict, settings, widths)
+    translator.pt                      the translator the final evaluation read (state dict, settings, widths)
     summary.json                       peak/final accuracy, final soft-token spread, stop reason, the references, the source's legibility, provenance; written last
 """
 
@@ -133,6 +134,15 @@ def sample_rows(step, examples, source_rows, target_rows, generations, dataset) 
         }  # fmt: skip
         for example, generation in zip(examples, generations)
     ]
+
+
+def final_evaluation(run_dir: Path, evaluated: dict) -> dict:
+    """The final evaluation of weights already evaluated (history row ``evaluated``): that evaluation's
+    samples and numbers under the final step. Generation is greedy and a DiT samples from a fixed
+    seed, so evaluating the same weights again would give the same answers."""
+    rows = [{**row, "eval_step": str(FINAL_STEP)} for row in read_jsonl(run_dir / samples_filename(evaluated["step"]))]
+    atomic_write_jsonl(run_dir / samples_filename(FINAL_STEP), rows)
+    return {**{name: value for name, value in evaluated.items() if name != "losses"}, "step": FINAL_STEP}
 
 
 def latest_checkpoint(checkpoints: Path) -> Path | None:
@@ -339,7 +349,10 @@ def run_bridge(
     read_best = state["best"] is not None and s["final_weights"] == "best"
     if read_best:
         unwrapped.load_state_dict(state["best"]["translator"])
-    final = evaluate(FINAL_STEP)
+    # the weights read were evaluated at that step: the same answers, so they are not generated again
+    read_step = state["best"]["step"] if read_best else state["step"]
+    final = final_evaluation(run_dir, next(row for row in state["history"] if row["step"] == read_step))
+    log.info("[Eval] Step final | the evaluation of step %s, whose weights it read | Bridged acc: %.3f", read_step, final["bridged_acc"])
     state["history"].append(final)
     track(state["step"], "final", final)
     accelerator.end_training()

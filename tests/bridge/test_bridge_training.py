@@ -18,7 +18,7 @@ from ablation.bridge.batches import generation_inputs, lead_text, tokenize_sourc
 from ablation.bridge.data import eval_examples, load_rows, majority_accuracy, majority_answer
 from ablation.bridge.generation import Hygiene, generate_from_embeds, generate_from_text, opening_ids, trim_to_answer
 from ablation.bridge.prompts import soft_question, soft_slot_prompt, task_prompt
-from ablation.bridge.training import _early_stop_update, run_bridge
+from ablation.bridge.training import _early_stop_update, final_evaluation, run_bridge
 from ablation.bridge.model import Bridge, NonFiniteLossError, lr_schedule, optimizer_and_schedule
 from ablation.bridge.translators import TranslatorOutput
 from ablation.io import atomic_write_jsonl
@@ -381,6 +381,15 @@ def test_early_stopping_stops_a_run_that_never_scores(micro_bridge_world, baseli
     assert summary["peak_step"] == 1  # the untrained translator is a reference, never the peak
     assert summary["final_weights_read"] == "last"
     assert "final_weights best: no best was kept (no evaluation after step 0 scored above 0)" in "; ".join(summary["notes"])
+
+
+def test_the_final_evaluation_is_the_evaluation_of_the_weights_it_reads(tmp_path):
+    rows = [{"eval_step": "4", "index": index, "bridged_full": "#### 3"} for index in range(2)]
+    (tmp_path / "eval_samples_step_4.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    evaluated = {"step": 4, "bridged_acc": 0.5, "soft_token_spread": 0.3, "losses": {"total": 1.0}}
+    assert final_evaluation(tmp_path, evaluated) == {"step": "final", "bridged_acc": 0.5, "soft_token_spread": 0.3}
+    final = [json.loads(line) for line in (tmp_path / "eval_samples_step_final.jsonl").read_text().splitlines()]
+    assert final == [{**row, "eval_step": "final"} for row in rows]
 
 
 def test_the_final_evaluation_reads_the_weights_final_weights_names(four_questions, tmp_path):
