@@ -140,13 +140,15 @@ def evaluate_model(
     dtype: str = "float32",
     attn_implementation: str = "sdpa",
     eval_weights: str = "dequantized",
+    logprob_dtype: str = "float32",
     seed: int = 1234,
 ) -> dict:
     """Evaluate ``model_id`` under ``mask`` and write ``metrics.json`` and ``samples.jsonl`` to ``output_dir``.
 
     The ``original`` task set is tokenized as the original study did (``ORIGINAL_ENCODING``) and
-    also gets its metric, ``acc_per_token``. ``metrics.json`` is written last and atomically: it
-    exists only for a finished evaluation.
+    also gets its metric, ``acc_per_token``. ``logprob_dtype`` is the precision log-probabilities are
+    scored in (``ablation.prefill.scoring``; ``model``: the original's). ``metrics.json`` is written
+    last and atomically: it exists only for a finished evaluation.
     """
     started = time.perf_counter()
     check_mask_mode(mask)
@@ -162,6 +164,7 @@ def evaluate_model(
         device=device,
         eval_weights=eval_weights,
         batch_size=batch_size,
+        logprob_dtype=logprob_dtype,
         **(ORIGINAL_ENCODING if original else {}),
     )
     log.info("evaluating %s under %s on %s (limit %s)", model_id, mask, ", ".join(task_names), limit)
@@ -190,6 +193,7 @@ def evaluate_model(
         "task_set": task_set,
         "limit": limit,
         "scoring": model.scoring,
+        "logprob_dtype": model.logprob_dtype,
         "requests": requests,
         "requests_per_second": requests / scoring_seconds,
         "provenance": provenance(

@@ -15,6 +15,9 @@ pretrained=DIR,mask=prefill_bidir --tasks ...`` takes every flag ``lm_eval`` tak
 ``len(tokenize(prompt))`` tokens. lm-eval instead moves the prompt's trailing whitespace into the
 continuation and prefixes the prompt's own tokens, which differs where the two tokenizations do
 not line up (the original's winogrande prompts end in a space).
+
+``logprob_dtype=model`` scores log-probabilities in the model's dtype, as the original did
+(``ablation.prefill.scoring``); the default, ``float32``, upcasts the logits first.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from ablation.models import load_causal_lm, load_tokenizer, resolve_device
-from ablation.prefill.scoring import ScoringRequest, check_strategy, default_strategy, score_continuations
+from ablation.prefill.scoring import (
+    ScoringRequest,
+    check_logprob_dtype,
+    check_strategy,
+    default_strategy,
+    score_continuations,
+)
 from ablation.prefill.study import check_mask_mode
 
 PAIR_ENCODINGS = ("lm_eval", "original")
@@ -47,10 +56,12 @@ class MaskedHFLM(HFLM):
         batch_size: int = 16,
         add_bos_token: bool | None = None,
         pair_encoding: str = "lm_eval",
+        logprob_dtype: str = "float32",
         **kwargs,
     ) -> None:
         self.mask_mode = check_mask_mode(mask)
         self.scoring = check_strategy(mask, scoring or default_strategy(mask))
+        self.logprob_dtype = check_logprob_dtype(logprob_dtype)
         if pair_encoding not in PAIR_ENCODINGS:
             raise ValueError(f"unknown pair_encoding {pair_encoding!r}; allowed: {', '.join(PAIR_ENCODINGS)}")
         self.pair_encoding = pair_encoding
@@ -97,6 +108,7 @@ class MaskedHFLM(HFLM):
             batch_size=override_bs or self.batch_size,
             max_length=self.max_length,
             pad_token_id=self.tokenizer.pad_token_id or 0,
+            logprob_dtype=self.logprob_dtype,
         )
         results = []
         for (cache_key, _, continuation), score in zip(requests, scores):

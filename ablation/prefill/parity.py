@@ -18,6 +18,7 @@ from ablation.config import finetune_settings, validate_config
 PRESET = Path(__file__).resolve().parents[2] / "presets" / "ministral-3b.yaml"
 
 ORIGINAL_MODEL = {
+    "seed": 42,  # its scripts' --seed default, never overridden: set_seed and the Trainer's shuffle
     "model.id": "mistralai/Ministral-3-3B-Instruct-2512",
     "model.dtype": "bfloat16",
     "model.attn_implementation": "sdpa",
@@ -27,6 +28,8 @@ ORIGINAL_MODEL = {
     # Stage 2 and Stage 4 ran the is_causal=False patch, on the base model and on the fine-tunes
     "eval.masks includes full_bidir": True,
     "eval.finetune_full_bidir": True,
+    # eval_mcq.py: log_softmax of the bf16 logits and the continuation's sum in bf16
+    "eval.logprob_dtype": "model",
     "finetune.dataset": "yahma/alpaca-cleaned",
 }
 
@@ -38,7 +41,7 @@ ORIGINAL_DATA = {
     "strip_fields": True,
     "prompt_bos": False,
     "long_rows": "truncate",
-    "empty_responses": "keep",
+    "empty_responses": "error",
     "data_split_seed": 42,
 }
 ORIGINAL_STAGE3 = {

@@ -11,6 +11,13 @@ This is the engine behind our lm-eval model. Two strategies give the same number
   scored in one batched decode-style pass. Fewer FLOPs for multiple-choice tasks, and by
   construction what a served model computes. Not defined for ``full_bidir``, whose
   continuation tokens see the future.
+
+``logprob_dtype`` sets the precision of the log-probabilities: ``float32`` upcasts the logits
+before ``log_softmax`` and sums a continuation's token log-probs in double precision; ``model``
+scores as the original study's scorer did, ``log_softmax`` and the sum in the logits' own dtype
+(the model's, bf16 for the real model), so each token's log-prob and each continuation's total are
+rounded to it (torch computes both in float32 and rounds the result). On a float32 model the two
+are the same.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from ablation.prefill.masks import build_attention_mask, position_ids_from_paddi
 from ablation.prefill.study import check_mask_mode
 
 SCORING_STRATEGIES = ("single_pass", "shared_prefill")
+LOGPROB_DTYPES = ("float32", "model")
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,29 @@ def check_strategy(mode: str, strategy: str) -> str:
     return strategy
 
 
+def check_logprob_dtype(logprob_dtype: str) -> str:
+    if logprob_dtype not in LOGPROB_DTYPES:
+        raise ValueError(f"unknown logprob_dtype {logprob_dtype!r}; allowed: {', '.join(LOGPROB_DTYPES)}")
+    return logprob_dtype
+
+
+def log_softmax(logits: torch.Tensor, logprob_dtype: str) -> torch.Tensor:
+    """Log-probabilities over the last dim: in float32, or (``model``) in the logits' own dtype, as the original."""
+    return logits.log_softmax(-1) if check_logprob_dtype(logprob_dtype) == "model" else logits.float().log_softmax(-1)
+
+
+def continuation_totals(target_logprobs: torch.Tensor, lengths: Sequence[int]) -> list[float]:
+    """Each row's sum of its first ``lengths[row]`` token log-probs (``[rows, cont]``, zeros past a row's length).
+
+    float32 log-probs are summed in double precision; narrower ones (``logprob_dtype: model`` on a
+    bf16 or fp16 model) by torch in their dtype, as the original's ``.sum()``: accumulated in
+    float32, the total rounded to the dtype.
+    """
+    if target_logprobs.dtype == torch.float32:
+        return [float(sum(row[:length])) for row, length in zip(target_logprobs.tolist(), lengths)]
+    return target_logprobs.sum(-1).tolist()
+
+
 def fit_to_length(request: ScoringRequest, max_length: int, mode: str) -> ScoringRequest:
     """Drop context tokens from the left until the row fits the model's context window."""
     fed_continuation = len(request.continuation) - (0 if mode == "full_bidir" else 1)
@@ -78,16 +109,18 @@ def score_continuations(
     batch_size: int = 16,
     max_length: int | None = None,
     pad_token_id: int = 0,
+    logprob_dtype: str = "float32",
 ) -> list[ContinuationScore]:
     """Score every request under ``mode``; results come back in request order."""
     strategy = check_strategy(mode, strategy or default_strategy(mode))
+    check_logprob_dtype(logprob_dtype)
     if any(not request.context or not request.continuation for request in requests):
         raise ValueError("every request needs at least one context and one continuation token")
     if max_length is not None:
         requests = [fit_to_length(request, max_length, mode) for request in requests]
     scorer = _score_single_pass if strategy == "single_pass" else _score_shared_prefill
     with torch.inference_mode():
-        return scorer(model, list(requests), mode, batch_size, pad_token_id)
+        return scorer(model, list(requests), mode, batch_size, pad_token_id, logprob_dtype)
 
 
 def _pad_right(rows: list[Sequence[int]], pad_token_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,9 +144,10 @@ def _continuation_scores(
     target_logprobs = logprobs.gather(-1, targets[..., None]).squeeze(-1) * valid  # [rows, cont]
     greedy = ((logprobs.argmax(-1) == targets) | ~valid.bool()).all(-1)
     lengths = valid.sum(-1).tolist()
+    totals = continuation_totals(target_logprobs, lengths)
     return [
-        ContinuationScore(float(sum(row[:length])), bool(flag), tuple(row[:length]))
-        for row, length, flag in zip(target_logprobs.tolist(), lengths, greedy.tolist())
+        ContinuationScore(total, bool(flag), tuple(row[:length]))
+        for row, length, total, flag in zip(target_logprobs.tolist(), lengths, totals, greedy.tolist())
     ]
 
 
@@ -122,7 +156,7 @@ def _batches(indices: list[int], batch_size: int) -> Iterator[list[int]]:
         yield indices[start : start + batch_size]
 
 
-def _score_single_pass(model, requests, mode, batch_size, pad_token_id):
+def _score_single_pass(model, requests, mode, batch_size, pad_token_id, logprob_dtype):
     device = model.device
     scores: list[ContinuationScore | None] = [None] * len(requests)
     feeds_last_token = mode == "full_bidir"
@@ -152,7 +186,7 @@ def _score_single_pass(model, requests, mode, batch_size, pad_token_id):
             max=ids.shape[1] - 1
         )
         selected = logits[torch.arange(len(rows), device=device)[:, None], positions]  # [batch, cont, vocab]
-        batch_scores = _continuation_scores(selected.float().log_softmax(-1), targets, continuation_padding)
+        batch_scores = _continuation_scores(log_softmax(selected, logprob_dtype), targets, continuation_padding)
         for request_index, score in zip(batch, batch_scores):
             scores[request_index] = score
     return scores
@@ -180,7 +214,7 @@ def _group_batches(groups: list[list[int]], max_rows: int) -> Iterator[list[list
         yield batch
 
 
-def _score_shared_prefill(model, requests, mode, batch_size, pad_token_id):
+def _score_shared_prefill(model, requests, mode, batch_size, pad_token_id, logprob_dtype):
     device = model.device
     scores: list[ContinuationScore | None] = [None] * len(requests)
     for groups in _group_batches(_group_by_context(requests), batch_size):
@@ -200,7 +234,7 @@ def _score_shared_prefill(model, requests, mode, batch_size, pad_token_id):
             use_cache=True,
             logits_to_keep=1,  # only the last context position predicts a continuation token
         )
-        first_token_logprobs = prefill.logits[:, -1].float().log_softmax(-1)  # [contexts, vocab]
+        first_token_logprobs = log_softmax(prefill.logits[:, -1], logprob_dtype)  # [contexts, vocab]
 
         # 2. every continuation of a context reuses its cache and is decoded causally after it
         request_indices = [index for group in groups for index in group]
@@ -223,7 +257,7 @@ def _score_shared_prefill(model, requests, mode, batch_size, pad_token_id):
                 past_key_values=cache,
                 use_cache=True,
             )
-            logprobs = torch.cat([logprobs, decoded.logits.float().log_softmax(-1)], dim=1)
+            logprobs = torch.cat([logprobs, log_softmax(decoded.logits, logprob_dtype)], dim=1)
         for request_index, score in zip(
             request_indices, _continuation_scores(logprobs, targets, continuation_padding)
         ):

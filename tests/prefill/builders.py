@@ -40,7 +40,7 @@ MICRO_SETTINGS = dict(
 
 # the schema's default data preparation, and the original's (the real preset's)
 OURS = DataPreparation(strip_fields=False, prompt_bos=True, long_rows="skip", empty_responses="skip")
-ORIGINALS = DataPreparation(strip_fields=True, prompt_bos=False, long_rows="truncate", empty_responses="keep")
+ORIGINALS = DataPreparation(strip_fields=True, prompt_bos=False, long_rows="truncate", empty_responses="error")
 
 
 def settings(**overrides) -> FinetuneSettings:

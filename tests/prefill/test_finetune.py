@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -90,21 +91,31 @@ def test_the_originals_preparation_gives_the_originals_token_ids_and_labels(micr
     records = [
         {"instruction": "Name a colour.", "input": "", "output": "red"},
         {"instruction": "  Add the numbers. \n", "input": " 2 and 3 ", "output": "\n5  "},
-        {"instruction": "Say nothing.", "input": "", "output": "   "},  # kept: trained to answer EOS
         {"instruction": "Tell a story.", "input": "", "output": "once upon a time " * 20},  # truncated
         {"instruction": "Repeat. " * 40, "input": "", "output": "ok"},  # the prompt fills the window: dropped
     ]
     split = tokenize_records(Dataset.from_list(records), tokenizer, 64, ORIGINALS)
     expected = [encoded for encoded in (original_encoding(r, tokenizer, 64) for r in records) if encoded is not None]
     assert [(e["input_ids"], e["labels"]) for e in split.examples] == expected
-    assert len(expected) == 4 and len(expected[3][0]) == 64
+    assert len(expected) == 3 and len(expected[2][0]) == 64
     assert (split.skipped_empty_response, split.skipped_too_long, split.truncated) == (0, 1, 1)
     assert all(e["input_ids"][0] != tokenizer.bos_token_id for e in split.examples)  # no BOS
     assert all(e["labels"][: e["prompt_length"]] == [IGNORE_INDEX] * e["prompt_length"] for e in split.examples)
     # our default differs: a BOS before the prompt, the long and the empty rows skipped
     ours = tokenize_records(Dataset.from_list(records), tokenizer, 64, OURS)
     assert ours.examples[0]["input_ids"] == [tokenizer.bos_token_id] + expected[0][0]
-    assert (len(ours.examples), ours.skipped_empty_response, ours.skipped_too_long) == (1, 1, 3)
+    assert (len(ours.examples), ours.skipped_empty_response, ours.skipped_too_long) == (1, 0, 3)
+
+
+@pytest.mark.parametrize("empty", [{"output": "   "}, {"instruction": " \n"}])
+def test_an_empty_instruction_or_output_stops_the_originals_preparation_and_keep_trains_eos(micro_world, empty):
+    tokenizer = load_tokenizer(str(micro_world / "base_model"))
+    records = [{"instruction": "Name a colour.", "input": "", "output": "red"}, {"instruction": "Say it.", "input": "", "output": "no", **empty}]
+    with pytest.raises(ValueError, match="instruction record 1 of the split has an empty instruction or output"):
+        tokenize_records(Dataset.from_list(records), tokenizer, 64, ORIGINALS)
+    if "output" in empty:  # 'keep' trains the empty answer as EOS alone
+        kept = tokenize_records(Dataset.from_list(records), tokenizer, 64, dataclasses.replace(ORIGINALS, empty_responses="keep"))
+        assert kept.examples[1]["labels"][kept.examples[1]["prompt_length"]:] == [tokenizer.eos_token_id]
 
 
 def test_a_missing_dataset_field_is_named(tmp_path):
@@ -359,7 +370,7 @@ def test_the_evaluation_after_an_early_stop_keeps_the_stop_reason(micro_world, t
 
 
 def test_no_learning_stops_a_run(micro_world, tmp_path):
-    originals = {"strip_fields": True, "prompt_bos": False, "long_rows": "truncate", "empty_responses": "keep"}
+    originals = {"strip_fields": True, "prompt_bos": False, "long_rows": "truncate", "empty_responses": "error"}
     summary = finetune(micro_world, tmp_path / "run", learning_rate=1e-9, max_steps=30, logging_steps=2,
                        kill_if_no_learning={"after_steps": 5, "min_improvement": 0.5, "mode": "first_log_to_best"},
                        data_split_seed=42, **originals)

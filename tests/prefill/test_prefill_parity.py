@@ -17,9 +17,10 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 def test_the_real_preset_passes(capsys):
     assert main(["parity"]) == 0
     out = capsys.readouterr().out
-    assert "0 of 90 compared settings differ from the original" in out
+    assert "0 of 92 compared settings differ from the original" in out
     assert "finetune.runs.stage5_6000.auto_stop.mode" in out and "ignore_before_min_steps" in out
     assert "not compared: a score is the same at any batch size" in out
+    assert any(line.split()[:3] == ["seed", "42", "42"] for line in out.splitlines())  # the original's run seed, the Trainer's shuffle
 
 
 def test_a_setting_that_differs_is_named_and_fails(tmp_path, capsys):
@@ -30,7 +31,7 @@ def test_a_setting_that_differs_is_named_and_fails(tmp_path, capsys):
     changed.write_text(yaml.safe_dump(preset))
     assert main(["parity", "--config", str(changed)]) == 1
     summary = capsys.readouterr().out.splitlines()[-1]
-    assert summary.startswith("4 of 90 compared settings differ")
+    assert summary.startswith("4 of 92 compared settings differ")
     assert "finetune.runs.stage3b_prefix_lm.long_rows" in summary and "finetune.runs.stage5_6000.auto_stop.mode" in summary
 
 

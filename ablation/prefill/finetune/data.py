@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 ALPACA_FIELDS = ("instruction", "input", "output")
 IGNORE_INDEX = -100  # label value the loss skips
 LONG_ROWS = ("skip", "truncate")
-EMPTY_RESPONSES = ("skip", "keep")
+EMPTY_RESPONSES = ("skip", "keep", "error")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class DataPreparation:
     strip_fields: bool  # .strip() instruction, input and output (the original did)
     prompt_bos: bool  # the tokenizer's special tokens (a BOS) before the prompt (the original had none)
     long_rows: str  # longer than max_seq_len: 'skip' the row or 'truncate' it (the original truncated)
-    empty_responses: str  # an empty output: 'skip' the row or 'keep' it, trained to answer EOS (the original kept it)
+    empty_responses: str  # an empty output: 'skip' the row, 'keep' it (trained to answer EOS), or stop with an 'error', as the original did on an empty instruction or output
 
 
 def format_prompt(instruction: str, input_text: str) -> str:
@@ -106,7 +106,10 @@ def tokenize_records(records: Dataset, tokenizer, max_seq_len: int, preparation:
     prompt_ids = tokenizer(prompts, add_special_tokens=preparation.prompt_bos)["input_ids"]
     response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
     examples, empty, too_long, truncated = [], 0, 0, 0
-    for prompt, response, text in zip(prompt_ids, response_ids, responses):
+    for index, (prompt, response, text) in enumerate(zip(prompt_ids, response_ids, responses)):
+        if preparation.empty_responses == "error" and not (text.strip() and fields[index]["instruction"].strip()):
+            raise ValueError(f"instruction record {index} of the split has an empty instruction or output "
+                             "(finetune empty_responses: error, as the original stopped)")  # fmt: skip
         if preparation.empty_responses == "skip" and not text.strip():
             empty += 1
             continue

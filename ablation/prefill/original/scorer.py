@@ -5,6 +5,10 @@ The original scored each (prompt, choice) with its own batch-1 forward over
 attention module, which sdpa honours for every call with more than one query token and no
 explicit mask. That patch is reproduced here only as ground truth: the workflow itself builds
 explicit masks (``ablation.prefill.masks``).
+
+The original took ``log_softmax`` of the model's bf16 logits and summed the continuation's
+log-probs in bf16; ``logprob_dtype`` (``ablation.prefill.scoring``) chooses that (``model``) or our
+float32 scoring, so the reference is compared with our scorer at the same precision.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from contextlib import contextmanager
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
+
+from ablation.prefill.scoring import ContinuationScore, check_logprob_dtype, continuation_totals, log_softmax
 
 
 @contextmanager
@@ -31,11 +37,15 @@ def causal_flag_cleared(model) -> Iterator[None]:
             module.is_causal = flag
 
 
-def original_token_logprobs(
-    model, context: tuple[int, ...], continuation: tuple[int, ...], bidirectional: bool = False
-) -> tuple[list[float], bool]:
-    """Per-token log-probs of ``continuation`` from one batch-1 forward over context + continuation,
-    and whether every continuation token was the argmax."""
+def original_score(
+    model,
+    context: tuple[int, ...],
+    continuation: tuple[int, ...],
+    bidirectional: bool = False,
+    logprob_dtype: str = "float32",
+) -> ContinuationScore:
+    """The continuation's total and per-token log-probs from one batch-1 forward over context +
+    continuation, and whether every continuation token was the argmax."""
     if bidirectional and model.config.get_text_config()._attn_implementation != "sdpa":
         raise ValueError("the original patch only acts through sdpa's is_causal flag; load the model with sdpa")
     ids = torch.tensor([context + continuation], device=model.device)
@@ -45,27 +55,41 @@ def original_token_logprobs(
                 logits = model(input_ids=ids).logits
         else:
             logits = model(input_ids=ids).logits
-    logprobs = logits[0, len(context) - 1 : -1].float().log_softmax(-1)  # [cont, vocab]
+    logprobs = log_softmax(logits[0, len(context) - 1 : -1], logprob_dtype)  # [cont, vocab]
     targets = torch.tensor(continuation, device=model.device)
-    token_logprobs = logprobs.gather(-1, targets[:, None]).squeeze(-1).tolist()
-    return token_logprobs, bool((logprobs.argmax(-1) == targets).all())
+    token_logprobs = logprobs.gather(-1, targets[:, None]).squeeze(-1)  # [cont]
+    (total,) = continuation_totals(token_logprobs[None], [len(continuation)])
+    return ContinuationScore(total, bool((logprobs.argmax(-1) == targets).all()), tuple(token_logprobs.tolist()))
+
+
+def original_token_logprobs(
+    model,
+    context: tuple[int, ...],
+    continuation: tuple[int, ...],
+    bidirectional: bool = False,
+    logprob_dtype: str = "float32",
+) -> tuple[list[float], bool]:
+    """Per-token log-probs of ``continuation`` (``original_score``) and whether every token was the argmax."""
+    score = original_score(model, context, continuation, bidirectional, logprob_dtype)
+    return list(score.token_logprobs), score.is_greedy
 
 
 @register_model("original_scorer_hf")
 class OriginalScorerLM(HFLM):
     """lm-eval model with the original scorer's shape: batch 1, one full forward per (prompt, choice)."""
 
-    def __init__(self, pretrained, bidirectional: bool = False, **kwargs) -> None:
+    def __init__(self, pretrained, bidirectional: bool = False, logprob_dtype: str = "float32", **kwargs) -> None:
         self.bidirectional = bidirectional
+        self.logprob_dtype = check_logprob_dtype(logprob_dtype)
         super().__init__(pretrained=pretrained, backend="causal", **kwargs)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         results = []
         for _, context, continuation in requests:
-            token_logprobs, is_greedy = original_token_logprobs(
-                self.model, tuple(context), tuple(continuation), self.bidirectional
+            score = original_score(
+                self.model, tuple(context), tuple(continuation), self.bidirectional, self.logprob_dtype
             )
-            results.append((sum(token_logprobs), is_greedy))
+            results.append((score.logprob, score.is_greedy))
         return results
 
 

@@ -24,5 +24,6 @@ evaluate_model(
     dtype=model["dtype"],
     attn_implementation=model["attn_implementation"],
     eval_weights=model["eval_weights"],
+    logprob_dtype=settings["logprob_dtype"],
     seed=snakemake.config["seed"],
 )
