@@ -34,6 +34,24 @@ log = logging.getLogger(__name__)
 
 LOSS_NAMES = ("total", "nll", "kl", "info_nce", "prompt_alignment", "format", "decode", "flow")
 EVAL_SEED = 2024  # evaluations sample under their own RNG, so they never shift the training stream
+TRANSLATOR_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # setting translator_dtype
+
+
+def translator_dtype(settings: dict) -> torch.dtype:
+    """The dtype of a run's translator weights (``translator_dtype``; a translator saved before the
+    setting existed was float32)."""
+    name = settings.get("translator_dtype", "float32")
+    if name not in TRANSLATOR_DTYPES:
+        raise ValueError(f"bridge run setting 'translator_dtype': {name!r} is not allowed; allowed: {', '.join(TRANSLATOR_DTYPES)}")
+    return TRANSLATOR_DTYPES[name]
+
+
+def cast_parameters(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """``module`` with its parameters in ``dtype`` and its buffers as they were: the target's embedding
+    RMS and the sinusoid frequencies stay float32, as the original computed them outside its bf16 module."""
+    for parameter in module.parameters():
+        parameter.data = parameter.data.to(dtype)
+    return module
 
 
 class NonFiniteLossError(RuntimeError):
@@ -107,6 +125,8 @@ class Bridge:
             target_embedding=target.embeddings.weight.detach(),
             source_max_length=source.tokenizer.model_max_length,
         ).to(target.model.device)
+        self.translator_dtype = translator_dtype(settings)
+        cast_parameters(self.translator, self.translator_dtype)
         marker_ids = target.tokenizer("####", add_special_tokens=False)["input_ids"]
         self.marker_ids = set(marker_ids)
 
@@ -128,7 +148,8 @@ class Bridge:
             ids, teacher_mask = prompt_token_ids(self.target.tokenizer, teacher_texts, k)
             teacher = self.target.embeddings(ids.to(device)).detach()  # [B, <=K, Dt]
             teacher, teacher_mask = _pad_to(teacher, teacher_mask.to(device), k)
-        return translator(states.float(), source_mask.bool(), teacher=teacher, teacher_mask=teacher_mask)
+        # in the weights' dtype: a bf16 translator (translator_dtype) on CPU runs without autocast
+        return translator(states.to(self.translator_dtype), source_mask.bool(), teacher=teacher, teacher_mask=teacher_mask)
 
     # ---------------------------------------------------------------- training
     def training_prompt(self, row: dict) -> str:
@@ -170,10 +191,11 @@ class Bridge:
             prompt_ids, prompt_mask = prompt_token_ids(self.target.tokenizer, prompts, s["max_prompt_tokens"])
             prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
             prompt_embeds = self.target.embeddings(prompt_ids)  # [B, P, Dt]
-            if s["kl_weight"] > 0 and step >= s["warmup_steps"]:
+            late = s["auxiliary_loss_onset"] == "original"  # each term a step later, the decode loss after warm-up
+            if s["kl_weight"] > 0 and _started(step, s["warmup_steps"], late):
                 baseline = self.kl_baseline(kl_baseline_leads(prompts, s), answers)
                 values["kl"] = L.kl_to_log_probs(logits, bridged_positions, *baseline, reduction=s["kl_reduction"])
-            if s["info_nce_weight"] > 0 and step >= s["warmup_steps"] // 2:
+            if s["info_nce_weight"] > 0 and _started(step, s["warmup_steps"] // 2, late):
                 values["info_nce"] = L.info_nce(soft, prompt_embeds, prompt_mask, s["info_nce_temperature"])
             if s["prompt_alignment_weight"] > 0:
                 aligned_embeds, aligned_mask = prompt_embeds, prompt_mask
@@ -182,7 +204,7 @@ class Bridge:
                     question_ids, aligned_mask = prompt_token_ids(self.target.tokenizer, [soft_question(dataset, row) for row in rows], k)
                     aligned_embeds, aligned_mask = self.target.embeddings(question_ids.to(device)), aligned_mask.to(device)
                 values["prompt_alignment"] = L.prompt_alignment(soft, aligned_embeds, aligned_mask, s["prompt_alignment_reduction"])
-            if s["decode_loss_weight"] > 0 and step % s["decode_interval"] == 0:
+            if s["decode_loss_weight"] > 0 and step % s["decode_interval"] == 0 and (not late or step > s["warmup_steps"]):
                 decoded = prompts if s["decode_target"] == "prompt" else [row["question"] for row in rows]
                 decode_batch = tokenize_target(self.target.tokenizer, [""] * len(rows), [" " + text for text in decoded],
                                                max_lead_tokens=1, max_answer_tokens=s["max_prompt_tokens"])
@@ -250,6 +272,12 @@ class Bridge:
                     dataset=self.dataset, hygiene=hygiene, max_new_tokens=max_new_tokens, measure_cache=measure_cache,
                 )  # fmt: skip
         return generations
+
+
+def _started(step: int, start: int, late: bool) -> bool:
+    """Whether a loss that starts at ``start`` is on at ``step``: from ``start`` (ours), or from the
+    step after it (``late``: the original's ``step > start``)."""
+    return step > start if late else step >= start
 
 
 def _pad_to(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:

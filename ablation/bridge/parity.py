@@ -4,7 +4,9 @@ block its ``train.log`` echoes, the original's value beside our run's effective 
 ``python -m ablation.bridge parity --config PRESET --run RUN --log TRAIN_LOG`` prints the table
 and exits 1 when a key that has a counterpart here differs. A key has no counterpart when it
 names a path (``log_dir``, ``save_path``), a switch of the original's machinery
-(``no_compile``, ``show_eval_samples``) or a setting this workflow does not have.
+(``no_compile``, ``show_eval_samples``) or a setting this workflow does not have. No key echoes the
+translator's mode in training (``translator_mode_in_training``): the original's was a side effect
+of its step-0 evaluation, not a flag.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def our_value(key: str, settings: dict, config: dict):
         return bridge["models"][settings[key.removesuffix("_model")]]["id"]
     if key == "bridge":
         return settings["translator"]
-    if key == "bf16":
-        return settings["precision"] == "bf16"
+    if key == "bf16":  # the original's --bf16 made the translator's weights bf16 too (translator_dtype)
+        return settings["precision"] == "bf16" and settings.get("translator_dtype") == "bfloat16"
     if key == "dataset":
         return as_the_original_ran(settings["dataset"], bridge["datasets"][settings["dataset"]])
     return NO_COUNTERPART

@@ -170,6 +170,10 @@ def run_problems(bridge: dict, schema: dict, seed: int) -> list[str]:
             problems.append(f"{where}.dataset': {settings['dataset']!r} is not in bridge.datasets; configured: {', '.join(datasets) or 'none'}")
         if settings["dit_cfg"] > 0 and settings["dit_drop_cond"] == 0:
             problems.append(f"{where}.dit_cfg': guidance needs an unconditional velocity; set dit_drop_cond > 0")
+        if settings["translator"] == "dit" and settings["dit_flow_warmup_steps"] > 0 and settings["translator_mode_in_training"] != "train":
+            problems.append(f"{where}.dit_flow_warmup_steps': {settings['dit_flow_warmup_steps']} flow-only steps would train nothing with "
+                            f"translator_mode_in_training {settings['translator_mode_in_training']!r} (a DiT in eval mode samples from noise and has no flow loss); "
+                            "set dit_flow_warmup_steps 0 or translator_mode_in_training 'train'")
         for heads, width in (("heads", "bottleneck"), ("dit_heads", "dit_dim")):
             if settings[width] % settings[heads]:
                 problems.append(f"{where}.{heads}': {settings[heads]} does not divide {width} {settings[width]}")

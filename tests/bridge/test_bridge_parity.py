@@ -123,12 +123,16 @@ def test_the_presets_rerun_the_preserved_runs_and_the_plan_as_written():
     assert trained["ablB_kl_only"] == trained["ablC_kl_prompt"] != trained["phase1_all_fix"]
     assert (phase1["soft_tokens"], phase1["prompt_mode"], phase1["final_weights"], phase1["train_prompt"]) == (-1, "soft_plus_text", "last", "eval")
     assert (phase1["decode_interval"], phase1["decode_loss_weight"], phase1["dit_variant"]) == (200, 0.0, "original")
+    # the original decoded plain greedy to EOS or max_new_tokens; every preserved run's bridged answers too
+    assert {(s["repetition_penalty"], s["stop_after_answer"]) for s in runs.values()} == {(1.0, False)}
     plan, two_a = load_run(REPOSITORY / "presets" / "latentwire-plan-original.yaml", "2a")
     sizes = {key: two_a[key] for key in ("translator", "soft_tokens", "depth", "heads", "bottleneck", "warmup_steps", "per_device_batch",
                                          "train_steps", "early_stop_patience", "lr", "seed")}  # fmt: skip
     assert sizes == {"translator": "cross", "soft_tokens": 32, "depth": 4, "heads": 12, "bottleneck": 768, "warmup_steps": 600,
                      "per_device_batch": 10, "train_steps": 3000, "early_stop_patience": 5, "lr": 1e-4, "seed": 1234}  # fmt: skip
     assert plan["bridge"]["eval"]["samples"] == 500 and two_a["cross_self_attention"] and two_a["cross_ffn"] == "swiglu_two_thirds"
+    # the plan's script had no step-0 evaluation: train mode until its first evaluation; weights in bf16
+    assert (two_a["translator_mode_in_training"], two_a["translator_dtype"]) == ("after_first_evaluation", "bfloat16")
 
 
 def test_hotpotqa_is_the_same_as_the_original_ran_it_only_in_gsm8k_prompts_and_scoring(tmp_path):

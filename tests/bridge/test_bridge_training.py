@@ -219,6 +219,21 @@ def test_losses_wait_for_their_start_step(micro_bridge_world):
     assert middle["kl"] == 0 and middle["info_nce"] > 0
 
 
+
+def test_the_originals_losses_start_a_step_later_and_its_decode_loss_after_the_warm_up(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    rows = load_rows("gsm8k", EMBEDDED, "train", micro_bridge_world["data"])[:4]
+    terms = dict(kl_weight=1.0, info_nce_weight=1.0, decode_loss_weight=1.0, decode_interval=1, warmup_steps=10)
+    started = {}
+    for onset in ("ours", "original"):
+        bridge = Bridge(source, target, settings(auxiliary_loss_onset=onset, **terms), "gsm8k")
+        started[onset] = {step: tuple(name for name in ("kl", "info_nce", "decode") if bridge.losses(bridge.translator, rows, step)[name] > 0)
+                          for step in (0, 5, 6, 10, 11)}  # fmt: skip
+    assert started["ours"] == {0: ("decode",), 5: ("info_nce", "decode"), 6: ("info_nce", "decode"),
+                               10: ("kl", "info_nce", "decode"), 11: ("kl", "info_nce", "decode")}  # fmt: skip
+    assert started["original"] == {0: (), 5: (), 6: ("info_nce",), 10: ("info_nce",), 11: ("kl", "info_nce", "decode")}
+
+
 # ---------------------------------------------------------------- generation
 def test_batched_generation_equals_one_prompt_at_a_time(micro_bridge_world):
     _, target = frozen_pair(micro_bridge_world)
