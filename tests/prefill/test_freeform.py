@@ -16,7 +16,7 @@ from ablation.prefill.freeform.metrics import exact_match, score, token_f1
 from ablation.prefill.freeform.report import write_report
 from ablation.prefill.freeform.run import generate_freeform, partial_path
 from ablation.prefill.freeform.scores import score_generations
-from ablation.prefill.freeform.tasks import build_task_set, hub_translation_items, original_items, read_items, tiny_items
+from ablation.prefill.freeform.tasks import build_task_set, hub_translation_items, original_items, read_items, tiny_items, write_items
 from ablation.io import read_jsonl
 from tests.conftest import VOCAB, build_model
 from tests.helpers import planned_jobs, snakemake
@@ -127,6 +127,27 @@ def test_original_task_file_is_read_and_a_missing_field_is_named(tmp_path):
         original_items(path)
     with pytest.raises(FileNotFoundError, match="freeform.tasks_file"):
         original_items(tmp_path / "missing.json")
+
+
+def test_the_originals_prompt_style_asks_the_bare_item_after_a_system_turn_per_task(tmp_path, micro_world):
+    from ablation.models import load_tokenizer
+
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps({
+        "translation_en_de": [{"id": 1, "source": "The cat sleeps.", "reference": "Die Katze schläft."}],
+        "code_understanding": [{"id": "c1", "instruction": "What does print(1) do?", "reference": "It prints 1."}],
+    }))
+    ours, original = original_items(path), original_items(path, prompt_style="original")
+    assert [item.system for item in ours] == ["", ""] and ours[0].prompt != "The cat sleeps."
+    assert [item.prompt for item in original] == ["The cat sleeps.", "What does print(1) do?"]
+    assert original[0].system.startswith("You are a professional translator.") and original[1].system.startswith("You are an expert Python")
+    tokenizer = load_tokenizer(str(micro_world / "base_model"))
+    tokenizer.chat_template = "{% for m in messages %}[{{ m['role'] }}:{{ m['content'] }}]{% endfor %}{% if add_generation_prompt %}=>{% endif %}"
+    item = original[1]
+    assert tokenizer.decode(freeform_run.encode_prompt(tokenizer, item.prompt, True, item.system)) == f"[system:{item.system}][user:{item.prompt}]=>"
+    written = tmp_path / "items.jsonl"
+    write_items(original, written)
+    assert read_items(written) == original  # the system turn survives the task file every generation job reads
 
 
 def test_translation_set_is_read_through_datasets(tmp_path):

@@ -3,8 +3,9 @@ response 1–5 against its reference, through a rubric template of the repositor
 
 What the original did differently, and why not here:
 
-- A failed call counted as score 0 and was averaged in, so an outage read as bad answers. Here a
-  failure is a recorded failure (``score`` null, ``error`` set), excluded from means and counted.
+- A failed call was recorded as score 0 (its summary left the 0s out of the means, but the
+  per-item rows could not tell a failure from a score). Here a failure is a recorded failure
+  (``score`` null, ``error`` set), excluded from means and counted.
 - Nothing was cached, so a rerun paid for every call again. Here every verdict is kept in an
   append-only cache keyed by (judge model, prompt): a rerun only calls for what it lacks.
 

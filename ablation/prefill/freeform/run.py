@@ -36,12 +36,14 @@ def uses_chat_template(tokenizer, prompt_format: str) -> bool:
     return prompt_format == "chat" or (prompt_format == "auto" and bool(tokenizer.chat_template))
 
 
-def encode_prompt(tokenizer, prompt: str, chat: bool) -> list[int]:
-    """The prompt's token ids: one user turn with the generation prompt (chat), or the text with the BOS."""
+def encode_prompt(tokenizer, prompt: str, chat: bool, system: str = "") -> list[int]:
+    """The prompt's token ids: a system turn (when ``system`` is set) and one user turn with the
+    generation prompt (chat), or the text with the BOS, after the system text and a blank line."""
     if chat:
-        encoded = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=True)
+        turns = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        encoded = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=True, return_dict=True)
         return list(encoded["input_ids"])
-    return tokenizer(prompt)["input_ids"]
+    return tokenizer(f"{system}\n\n{prompt}" if system else prompt)["input_ids"]
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
@@ -131,7 +133,7 @@ def generate_freeform(
     pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_token_ids(model, tokenizer)[0]
     generate(
         model,
-        [encode_prompt(tokenizer, item.prompt, chat) for item in pending],
+        [encode_prompt(tokenizer, item.prompt, chat, item.system) for item in pending],
         mode=mask,
         settings=decoding,
         eos_token_ids=eos_token_ids(model, tokenizer),

@@ -25,9 +25,16 @@ from ablation.io import atomic_write_jsonl, read_jsonl
 
 log = logging.getLogger(__name__)
 
-# the prompts of the real task set; the tiny world's prompts are corpus-style text
+# the prompts of the real task set (prompt_style 'ours'); the tiny world's prompts are corpus-style text
 TRANSLATION_PROMPT = "Translate the following English text into German. Reply with the German translation only.\n\n{source}"
 CODE_PROMPT = "{instruction}"
+# prompt_style 'original': the original's system turn per task, then the item's bare source or instruction
+ORIGINAL_SYSTEM = {
+    "translation_en_de": "You are a professional translator. Translate the following English text to German. "
+                         "Output only the German translation, nothing else.",
+    "code_understanding": "You are an expert Python programmer. Answer the following question concisely and accurately.",
+}  # fmt: skip
+PROMPT_STYLES = ("ours", "original")
 
 TASK_METRICS = {
     "translation_en_de": ("chrf", "bleu"),
@@ -49,6 +56,7 @@ class FreeformItem:
     reference: str
     metrics: tuple[str, ...]  # the first is the task's headline metric
     stop: tuple[str, ...] = ()  # the response is cut at the first of these strings
+    system: str = ""  # a system turn before the prompt (prompt_style 'original'); none when empty
 
 
 def tiny_items(seed: int, examples_per_task: int) -> list[FreeformItem]:
@@ -95,7 +103,18 @@ def _field(record, task: str, index: int, name: str, source: str) -> str:
     return str(value)
 
 
-def original_items(path: str | Path, limit: int | None = None) -> list[FreeformItem]:
+def real_prompt(task: str, text: str, prompt_style: str) -> tuple[str, str]:
+    """(system turn, prompt) of a real item whose source or instruction is ``text``: our one-turn
+    prompt (``ours``), or the original's system turn and the bare text (``original``)."""
+    if prompt_style not in PROMPT_STYLES:
+        raise ValueError(f"config key 'freeform.prompt_style': {prompt_style!r} is not allowed; allowed: {', '.join(PROMPT_STYLES)}")
+    if prompt_style == "original":
+        return ORIGINAL_SYSTEM[task], text
+    template = TRANSLATION_PROMPT if task == "translation_en_de" else CODE_PROMPT
+    return "", template.format(source=text, instruction=text)
+
+
+def original_items(path: str | Path, limit: int | None = None, prompt_style: str = "ours") -> list[FreeformItem]:
     """Items of the original study's JSON file; a missing field stops with the item named."""
     path = Path(path)
     if not path.is_file():
@@ -110,15 +129,12 @@ def original_items(path: str | Path, limit: int | None = None) -> list[FreeformI
             raise ValueError(f"{path}: '{task}' must be a list of items")
         for index, record in enumerate(records[:limit]):
             fields = {name: _field(record, task, index, name, str(path)) for name in ORIGINAL_FIELDS[task]}
-            if task == "translation_en_de":
-                prompt = TRANSLATION_PROMPT.format(source=fields["source"])
-            else:
-                prompt = CODE_PROMPT.format(instruction=fields["instruction"])
-            items.append(FreeformItem(f"{task}-{fields['id']}", task, prompt, fields["reference"], TASK_METRICS[task]))
+            system, prompt = real_prompt(task, fields["source" if task == "translation_en_de" else "instruction"], prompt_style)
+            items.append(FreeformItem(f"{task}-{fields['id']}", task, prompt, fields["reference"], TASK_METRICS[task], system=system))
     return items
 
 
-def hub_translation_items(settings: dict) -> list[FreeformItem]:
+def hub_translation_items(settings: dict, prompt_style: str = "ours") -> list[FreeformItem]:
     """English→German items from a ``datasets`` translation set (``path``, ``name``, ``split``, ``limit``, ``data_files``)."""
     from datasets import load_dataset
 
@@ -128,9 +144,8 @@ def hub_translation_items(settings: dict) -> list[FreeformItem]:
         pair = row.get("translation") or {}
         if not pair.get("en") or not pair.get("de"):
             raise ValueError(f"translation set {settings['path']!r} row {index} has no 'translation' with non-empty 'en' and 'de'")
-        items.append(
-            FreeformItem(f"hub-{index:04d}", "translation_en_de", TRANSLATION_PROMPT.format(source=pair["en"]), pair["de"], TASK_METRICS["translation_en_de"])
-        )
+        system, prompt = real_prompt("translation_en_de", pair["en"], prompt_style)
+        items.append(FreeformItem(f"hub-{index:04d}", "translation_en_de", prompt, pair["de"], TASK_METRICS["translation_en_de"], system=system))
     return items
 
 
@@ -139,9 +154,10 @@ def build_items(freeform: dict, world_seed: int) -> list[FreeformItem]:
     if freeform["task_set"] == "tiny":
         items = tiny_items(world_seed, freeform["examples_per_task"] or TINY_EXAMPLES)
     else:
-        items = original_items(freeform["tasks_file"], freeform["examples_per_task"]) if freeform["tasks_file"] else []
+        style = freeform["prompt_style"]
+        items = original_items(freeform["tasks_file"], freeform["examples_per_task"], style) if freeform["tasks_file"] else []
         if freeform["hub_translation"]:
-            items += hub_translation_items(freeform["hub_translation"])
+            items += hub_translation_items(freeform["hub_translation"], style)
     if not items:
         raise ValueError("the free-form task set is empty: set 'freeform.tasks_file' and/or 'freeform.hub_translation'")
     duplicated = sorted({item.id for item in items if sum(other.id == item.id for other in items) > 1})
@@ -155,6 +171,7 @@ def write_items(items: list[FreeformItem], path: str | Path) -> None:
 
 
 def read_items(path: str | Path) -> list[FreeformItem]:
+    """The items ``write_items`` wrote (a file written before items had a system turn reads as without one)."""
     return [FreeformItem(**{**row, "metrics": tuple(row["metrics"]), "stop": tuple(row["stop"])}) for row in read_jsonl(path)]
 
 
