@@ -183,8 +183,9 @@ def test_a_failure_is_recorded_and_left_out_of_the_mean_never_counted_as_zero(tm
     assert [row["score"] for row in judgments] == [4, None, 2, None]
     assert judgments[1]["attempts"] == 3 and "JSON object" in judgments[1]["error"]
     assert judgments[3]["attempts"] == 1 and "HTTP 401" in judgments[3]["error"]  # retrying cannot fix a bad key
-    (row,) = judge_rows("base", "causal", judgments, resamples=200)
+    row, overall = judge_rows("base", "causal", judgments, resamples=200)
     assert row["value"] == pytest.approx(3.0) and row["n"] == 2 and row["judge_failures"] == 2
+    assert overall == {**row, "task": "overall"}  # one task: the pooled row is the same
     assert 2.0 <= row["ci95"][0] <= row["ci95"][1] <= 4.0
     table = scores_table({"rows": [row], "judged": True})
     assert table.loc[0, "judge failures"] == 2 and table.loc[0, "metric"] == "judge (1–5)"
@@ -242,6 +243,27 @@ def test_verdict_parsing():
             parse_verdict(reply)
 
 
+def test_the_originals_style_reads_replies_and_fills_rubrics_as_it_did(tmp_path, server_factory, api_key):
+    assert parse_verdict('```json\n{"score": 4.5, "reason": "ok"}\n```', "original") == (4.5, "ok")  # the score as given
+    with pytest.raises(JudgeError, match="not JSON") as prose:
+        parse_verdict('Sure. {"score": 2, "reason": "x"}', "original")  # no JSON taken out of prose: retried
+    assert prose.value.retryable
+    for reply in ('{"reason": "no score"}', '{"score": 0}', '{"score": "4"}'):
+        with pytest.raises(JudgeError, match="no positive score") as missing:
+            parse_verdict(reply, "original")  # a 0 there, left out of its means: a failure, not retried
+        assert not missing.value.retryable
+    write_generations(tmp_path / "generations.jsonl", count=2)
+    server = server_factory()
+    original = judge_config(server.url, rubrics_dir=str(REPOSITORY / "workflow" / "judge" / "original"), style="original")
+    assert [row["score"] for row in run_judge(tmp_path, original)] == [4, 4]
+    (prompt,) = [request["body"]["messages"][0]["content"] for request in server.requests if "item-1" in request["body"]["messages"][0]["content"]]
+    assert prompt.startswith("You are evaluating a machine translation from English to German.")
+    assert "Source (English): Translate item-1 into German.\nReference translation: Satz 1.\nModel output: \n" in prompt  # empty stays empty
+    assert prompt.endswith('{"score": <1-5>, "reason": "<brief explanation>"}')  # as sent, no trailing newline
+    run_judge(tmp_path, judge_config(server.url), name="ours.jsonl")
+    assert len(server.requests) == 4  # the cache keeps the styles apart: ours asks again
+
+
 def test_rubric_templates_cover_the_original_tasks_with_a_default():
     directory = REPOSITORY / "workflow" / "judge"
     for name in ("default", "translation_en_de", "code_understanding"):
@@ -277,7 +299,8 @@ def test_snakemake_judges_through_the_rules_and_the_report_shows_the_judge(tmp_p
     assert len(judgments) == 8 and len(failed) == 1 and failed[0]["attempts"] == 5 and len(server.requests) == 12
     scores = json.loads((tmp_path / "results" / "freeform" / "scores.json").read_text())
     judge = {row["task"]: row for row in scores["rows"] if row["metric"] == "judge"}
-    assert set(judge) == {"tiny_route_retell", "tiny_move_answer"}
+    assert set(judge) == {"tiny_route_retell", "tiny_move_answer", "overall"}
+    assert judge["overall"]["n"] == judge["tiny_route_retell"]["n"] + judge["tiny_move_answer"]["n"]  # every item pooled, as the original's
     assert judge[failed[0]["task"]]["judge_failures"] == 1 and judge[failed[0]["task"]]["n"] == 3
     assert "judge failures" in (tmp_path / "results" / "freeform" / "RESULTS.md").read_text()
     assert API_KEY not in (tmp_path / "results" / "freeform" / "judge_cache.jsonl").read_text()

@@ -69,6 +69,7 @@ class JudgeSettings:
     timeout_seconds: float
     backoff_seconds: float
     max_tokens: int
+    style: str = "ours"  # how a prompt is filled and a reply read: ours, or the original's (JUDGE_STYLES)
 
     @classmethod
     def from_config(cls, judge: dict) -> JudgeSettings:
@@ -85,6 +86,7 @@ class JudgeSettings:
             timeout_seconds=judge["timeout_seconds"],
             backoff_seconds=judge["backoff_seconds"],
             max_tokens=judge["max_tokens"],
+            style=judge["style"],
         )
 
     def api_key(self) -> str | None:
@@ -102,15 +104,18 @@ class JudgeSettings:
 
 @dataclass(frozen=True)
 class Verdict:
-    score: int | None  # None: the judge failed on this item
+    score: int | float | None  # None: the judge failed on this item; a float only as the original took it
     reason: str
     attempts: int
     error: str | None = None
     cached: bool = False
 
 
-def parse_verdict(content: str) -> tuple[int, str]:
-    """``(score, reason)`` from the judge's reply: a JSON object, possibly fenced or wrapped in prose."""
+def parse_verdict(content: str, style: str = "ours") -> tuple[int | float, str]:
+    """``(score, reason)`` from the judge's reply: a JSON object, possibly fenced or wrapped in prose,
+    with an integer score from 1 to 5; under the ``original`` style as the original read it."""
+    if style == "original":
+        return _parse_as_the_original(content)
     content = content or ""  # a chat completion's content may be null
     match = _JSON_OBJECT.search(content)
     try:
@@ -126,6 +131,23 @@ def parse_verdict(content: str) -> tuple[int, str]:
         score = int(score)
     if isinstance(score, bool) or not isinstance(score, int) or score not in SCORES:
         raise JudgeError(f"score {verdict['score']!r} is not an integer from 1 to 5", retryable=True)
+    return score, str(verdict.get("reason", ""))
+
+
+def _parse_as_the_original(content: str) -> tuple[int | float, str]:
+    """The original's reading: the reply is JSON once a leading code fence is removed (else the call
+    is retried), and its score is taken as given; a missing, non-numeric or non-positive score was a
+    0 there, which its means left out, so here it is a failure, not retried."""
+    text = (content or "").strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1].rsplit("```", 1)[0].strip() if "\n" in text else ""
+    try:
+        verdict = json.loads(text)
+    except json.JSONDecodeError:
+        raise JudgeError(f"reply is not JSON: {text[:200]!r}", retryable=True) from None
+    score = verdict.get("score") if isinstance(verdict, dict) else None
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or score <= 0:
+        raise JudgeError(f"reply has no positive score: {text[:200]!r}", retryable=False)
     return score, str(verdict.get("reason", ""))
 
 
@@ -187,7 +209,7 @@ class JudgeClient:
         error: JudgeError | None = None
         for attempt in range(1, self.settings.max_attempts + 1):
             try:
-                score, reason = parse_verdict(self._call(prompt))
+                score, reason = parse_verdict(self._call(prompt), self.settings.style)
                 return Verdict(score, reason, attempt)
             except JudgeError as failed:
                 error = failed
@@ -201,8 +223,9 @@ class JudgeClient:
         return Verdict(None, "", attempt, error=str(error))
 
 
-def cache_key(judge_model: str, prompt: str) -> str:
-    return hashlib.sha256(json.dumps([judge_model, prompt]).encode()).hexdigest()
+def cache_key(judge_model: str, prompt: str, style: str = "ours") -> str:
+    """A verdict's key; another reply style is part of it, as it reads the same reply differently."""
+    return hashlib.sha256(json.dumps([judge_model, prompt] if style == "ours" else [judge_model, prompt, style]).encode()).hexdigest()
 
 
 class VerdictCache:
@@ -255,8 +278,12 @@ def load_rubrics(rubrics_dir: str | Path, tasks: set[str]) -> dict[str, str]:
     return templates
 
 
-def judge_prompt(template: str, row: dict) -> str:
-    return template.format(instruction=row["prompt"], reference=row["reference"], response=row["response"] or "(empty)")
+def judge_prompt(template: str, row: dict, style: str = "ours") -> str:
+    """The rubric filled in: ``{instruction}`` and ``{source}`` are the item's prompt (the bare source
+    or instruction under prompt_style 'original'); an empty answer reads "(empty)", or, in the
+    original's style, stays empty."""
+    response = row["response"] if style == "original" else row["response"] or "(empty)"
+    return template.format(instruction=row["prompt"], source=row["prompt"], reference=row["reference"], response=response)
 
 
 def judge_generations(
@@ -281,8 +308,8 @@ def judge_generations(
     cache = VerdictCache(cache_path)
 
     def judged(row: dict) -> Verdict:
-        prompt = judge_prompt(templates[row["task"]], row)
-        key = cache_key(settings.model, prompt)
+        prompt = judge_prompt(templates[row["task"]], row, settings.style)
+        key = cache_key(settings.model, prompt, settings.style)
         verdict = cache.get(key)
         if verdict is None:
             verdict = client.judge(prompt)

@@ -10,8 +10,12 @@ from ablation.prefill.freeform.metrics import JUDGE_METRIC, score
 from ablation.stats import bootstrap_mean_ci
 
 
+OVERALL = "overall"  # the judge's row over every task's items
+
+
 def judge_rows(model: str, mask: str, judgments: list[dict], *, resamples: int) -> list[dict]:
-    """Per task, the judge's mean score (1–5) over the items it scored; failures are counted, not averaged in."""
+    """Per task, then over all tasks' items pooled, the judge's mean score (1–5) over the items it
+    scored; failures are counted, not averaged in."""
     rows = []
     for task in sorted({judgment["task"] for judgment in judgments}):
         task_judgments = [judgment for judgment in judgments if judgment["task"] == task]
@@ -20,6 +24,13 @@ def judge_rows(model: str, mask: str, judgments: list[dict], *, resamples: int) 
         rows.append({
             "model": model, "mask": mask, "task": task, "metric": JUDGE_METRIC, "value": interval["mean"], "ci95": interval["ci95"],
             "n": len(scores), "judge_failures": len(task_judgments) - len(scores), "empty_responses": None,
+        })  # fmt: skip
+    scores = [judgment["score"] for judgment in judgments if judgment["score"] is not None]
+    if scores:  # the original's "overall": every scored item of every task, pooled
+        interval = bootstrap_mean_ci(scores, resamples=resamples)
+        rows.append({
+            "model": model, "mask": mask, "task": OVERALL, "metric": JUDGE_METRIC, "value": interval["mean"], "ci95": interval["ci95"],
+            "n": len(scores), "judge_failures": len(judgments) - len(scores), "empty_responses": None,
         })  # fmt: skip
     return rows
 
