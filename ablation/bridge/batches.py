@@ -7,7 +7,10 @@ Training (right padded)::
     decode    [soft tokens K][prompt]                                        labels on the prompt
 
 With the original's choices (``train_layout: answer_alone``, ``train_answer_eos: false``,
-``kl_baseline: answer_alone``) the lead is BOS alone and the answer has no EOS.
+``kl_baseline: answer_alone``) the lead is BOS alone and the answer has no EOS. The original's token
+layout (``token_layout: original``) pads on the left instead, so a shorter row's padding sits
+between the soft tokens and BOS and its positions count it, labels BOS too and has no space before
+the answer (``original_text_batch``); its source reads left-padded prompts too.
 
 Evaluation (left padded): ``[pad…][soft tokens K][BOS suffix | BOS prompt suffix]``, then the
 target generates. ``suffix`` is the line that asks for the answer (``prompts.SOFT_SUFFIX``).
@@ -24,6 +27,9 @@ from ablation.bridge.losses import IGNORE
 from ablation.bridge.prompts import SOFT_SUFFIX
 
 MARKER = "####"
+# the original's tokenizer caps under token_layout 'original': the trained text, and its KL baseline (kl_max_length)
+ORIGINAL_TEXT_MAX_TOKENS = 8192
+ORIGINAL_KL_MAX_TOKENS = 512
 
 
 @dataclass
@@ -38,10 +44,11 @@ class TargetBatch:
     answer_length: torch.Tensor  # [B]
 
 
-def tokenize_source(tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_tokens: int) -> dict[str, torch.Tensor]:
-    """The source reads the prompt, kept from the left when longer than ``max_tokens``."""
+def tokenize_source(tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_tokens: int, padding_side: str = "right") -> dict[str, torch.Tensor]:
+    """The source reads the prompt, kept from the left when longer than ``max_tokens``; padded on the
+    right, or on the left as the original did (its forward then counts the padding in positions)."""
     tokenizer.truncation_side = "left"
-    tokenizer.padding_side = "right"
+    tokenizer.padding_side = padding_side
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer(prompts, return_tensors="pt", padding=True, truncation=True, max_length=max_tokens)
@@ -104,6 +111,45 @@ def tokenize_target(
         answer_start=torch.tensor(starts),
         answer_length=torch.tensor(lengths),
     )
+
+
+def _pad_left(rows: list[list], value) -> torch.Tensor:
+    width = max(len(row) for row in rows)
+    return torch.tensor([[value] * (width - len(row)) + row for row in rows])
+
+
+def original_text_batch(tokenizer: PreTrainedTokenizerBase, answers: list[str], max_tokens: int) -> TargetBatch:
+    """The original's trained text (``token_layout: original``): each answer stripped, after the
+    tokenizer's BOS, cut at ``max_tokens`` and left padded, every real token a label (BOS too,
+    predicted from the last soft token)."""
+    stripped = [answer.strip() for answer in answers]
+    encoded = tokenizer(stripped, return_offsets_mapping=True)
+    ids, marker, lengths = [], [], []
+    for answer, row, offsets in zip(stripped, encoded["input_ids"], encoded["offset_mapping"]):
+        marker_start = answer.rfind(MARKER)
+        ids.append(row[:max_tokens])  # cut on the right, as its tokenizer truncated
+        marker.append([marker_start >= 0 and end > marker_start for _, end in offsets[:max_tokens]])
+        lengths.append(len(ids[-1]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    padded = _pad_left(ids, pad)
+    attention = _pad_left([[1] * length for length in lengths], 0)
+    width = padded.size(1)
+    return TargetBatch(
+        ids=padded,
+        attention=attention,
+        labels=padded.masked_fill(attention == 0, IGNORE),
+        marker=_pad_left(marker, False),
+        answer_start=torch.tensor([width - length + 1 for length in lengths]),  # after the padding and BOS
+        answer_length=torch.tensor([length - 1 for length in lengths]),
+    )
+
+
+def original_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The original's target tokens of each prompt for prompt alignment and InfoNCE: BOS and the
+    prompt's first tokens, ``max_tokens`` in all, left padded: [B, P] ids and mask."""
+    rows = [ids[:max_tokens] for ids in tokenizer(list(prompts))["input_ids"]]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return _pad_left(rows, pad), _pad_left([[1] * len(row) for row in rows], 0)
 
 
 def kl_baseline_leads(prompts: list[str], settings: dict) -> list[str]:

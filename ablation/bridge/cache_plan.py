@@ -21,6 +21,7 @@ from ablation.references import embedded_model_name
 
 ELEMENT_BYTES = {"float32": 4, "bfloat16": 2}
 LEFT_OUT = "on the fly: trains on the evaluation prompt (prompts: task_prompt_runs)"
+LAYOUT_LEFT_OUT = "on the fly: the original's token layout pads per batch (token_layout: original)"
 # A stated estimate for English prose and arithmetic with Mistral's and Llama-3's 32k-128k BPE
 # vocabularies (no hub tokenizer is read at parse time): GSM8K's 8-shot prompt, about 4,530
 # characters in the preserved original run, comes to about 1,200 tokens.
@@ -77,8 +78,15 @@ def prompt_tokens(chars: int, max_tokens: int, chars_per_token: float = CHARS_PE
 def reads_source_states(settings: dict, cached_prompts: str) -> bool:
     """Whether a run reads the source's states from a cache under ``bridge.source_state_cache.prompts``
     (validated by the schema): every run (``all``), or only the runs that train on the simple task
-    prompt (``task_prompt_runs``)."""
-    return cached_prompts == "all" or settings["train_prompt"] == "task"
+    prompt (``task_prompt_runs``); never one with the original's token layout, whose left padding
+    makes a row's states depend on its batch."""
+    return reads_frozen_caches(settings) and (cached_prompts == "all" or settings["train_prompt"] == "task")
+
+
+def reads_frozen_caches(settings: dict) -> bool:
+    """Whether a run can read frozen outputs from a cache at all: not with ``token_layout: original``
+    (its padding, and so its positions, depend on the batch)."""
+    return settings["token_layout"] == "ours"
 
 
 @dataclass(frozen=True)
@@ -156,12 +164,13 @@ def cache_plan(runs: dict[str, dict], bridge: dict, device: str) -> list[CacheEs
         source, target, data = bridge["models"][s["source"]], bridge["models"][s["target"]], bridge["datasets"][s["dataset"]]
         stats = HUB_DATASETS.get((data["path"], data.get("name")))
         source_dtype, target_dtype = (stored_dtype(model["dtype"], s["precision"], device) for model in (source, target))
-        left_out = None if reads_source_states(s, cache["prompts"]) else LEFT_OUT
+        left_out = None if reads_source_states(s, cache["prompts"]) else LEFT_OUT if reads_frozen_caches(s) else LAYOUT_LEFT_OUT
         kinds = [("source states", source_state_key(s, source, data, bridge["eval"], device),
                   source_state_estimate(s, data, bridge["eval"], source_dtype, model_shape(source, world_models), stats), left_out)]  # fmt: skip
         if s["kl_weight"] > 0:
             kinds.append(("KL baselines", kl_baseline_key(s, target, data, bridge["eval"], device),
-                          kl_baseline_estimate(s, data, target_dtype, model_shape(target, world_models), stats), None))  # fmt: skip
+                          kl_baseline_estimate(s, data, target_dtype, model_shape(target, world_models), stats),
+                          None if reads_frozen_caches(s) else LAYOUT_LEFT_OUT))  # fmt: skip
         for kind, key, estimate, left_out in kinds:
             entry = entries.setdefault((kind, source_state_name(key)), {"runs": [], "size": estimate, "left_out": left_out})
             entry["runs"].append(run)
@@ -197,7 +206,7 @@ def cached_run_keys(runs: dict[str, dict], bridge: dict, device: str) -> tuple[d
     states = {run: source_state_key(s, bridge["models"][s["source"]], bridge["datasets"][s["dataset"]], bridge["eval"], device)
               for run, s in runs.items() if reads_source_states(s, cache["prompts"])}  # fmt: skip
     kl = {run: kl_baseline_key(s, bridge["models"][s["target"]], bridge["datasets"][s["dataset"]], bridge["eval"], device)
-          for run, s in runs.items() if s["kl_weight"] > 0}  # fmt: skip
+          for run, s in runs.items() if s["kl_weight"] > 0 and reads_frozen_caches(s)}  # fmt: skip
     return shared_keys(states, cache["min_runs"]), shared_keys(kl, cache["min_runs"])
 
 
@@ -228,7 +237,7 @@ def longest_first(runs: dict[str, dict], state_keys: dict[str, dict], kl_keys: d
 def informative(plan: list[CacheEstimate]) -> bool:
     """Whether the plan says more than "each job decides": an estimated size, or a run left on the fly.
     The tiny world's models and data are in no table, so its plan would be a column of question marks."""
-    return any(entry.size.bytes is not None or entry.plan == LEFT_OUT for entry in plan)
+    return any(entry.size.bytes is not None or entry.plan in (LEFT_OUT, LAYOUT_LEFT_OUT) for entry in plan)
 
 
 def format_plan(plan: list[CacheEstimate], cache: dict) -> str:

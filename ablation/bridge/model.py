@@ -17,9 +17,13 @@ from ablation.bridge.batches import (
     answer_positions,
     bridged_inputs,
     generation_inputs,
+    ORIGINAL_KL_MAX_TOKENS,
+    ORIGINAL_TEXT_MAX_TOKENS,
     kl_baseline_batch,
     kl_baseline_leads,
     lead_text,
+    original_prompt_ids,
+    original_text_batch,
     prompt_token_ids,
     tokenize_source,
     tokenize_target,
@@ -139,13 +143,19 @@ class Bridge:
         if cached is not None:  # read once per cache key (ablation.bridge.frozen_cache)
             states, source_mask = cached
         else:
-            source_batch = tokenize_source(self.source.tokenizer, prompts, s["max_prompt_tokens"]).to(device)
+            padding_side = "left" if s["token_layout"] == "original" else "right"
+            source_batch = tokenize_source(self.source.tokenizer, prompts, s["max_prompt_tokens"], padding_side).to(device)
             states = hidden_states(self.source, source_batch, s["source_layer"])  # [B, S, Ds]
             source_mask = source_batch["attention_mask"]
         teacher = teacher_mask = None
         if teacher_texts is not None and s["translator"] == "dit":
             k = self.translator.soft_tokens  # K, with soft_tokens -1 resolved
-            ids, teacher_mask = prompt_token_ids(self.target.tokenizer, teacher_texts, k)
+            if s["token_layout"] == "original":  # the first K of the left-padded [pad…][BOS text], pads included
+                ids, _ = original_prompt_ids(self.target.tokenizer, [text.strip() for text in teacher_texts], ORIGINAL_TEXT_MAX_TOKENS)
+                ids = ids[:, :k]
+                teacher_mask = torch.ones_like(ids)
+            else:
+                ids, teacher_mask = prompt_token_ids(self.target.tokenizer, teacher_texts, k)
             teacher = self.target.embeddings(ids.to(device)).detach()  # [B, <=K, Dt]
             teacher, teacher_mask = _pad_to(teacher, teacher_mask.to(device), k)
         # in the weights' dtype: a bf16 translator (translator_dtype) on CPU runs without autocast
@@ -171,37 +181,48 @@ class Bridge:
         flow_only = s["translator"] == "dit" and step < s["dit_flow_warmup_steps"]
         if output.flow_loss is not None:
             values["flow"] = output.flow_loss
+        original_layout = s["token_layout"] == "original"
         if not flow_only:
-            # the original trained on [soft tokens][BOS answer]: no lead text (train_layout answer_alone)
-            leads = [lead_text(dataset, prompt, s["prompt_mode"]) if s["train_layout"] == "lead" else "" for prompt in prompts]
-            target_batch = tokenize_target(
-                self.target.tokenizer,
-                leads,
-                answers,
-                max_lead_tokens=s["max_prompt_tokens"],
-                max_answer_tokens=s["max_answer_tokens"],
-                answer_eos=s["train_answer_eos"],
-            )
+            if original_layout:  # [soft tokens][pad…][BOS answer], BOS labelled (batches.original_text_batch)
+                target_batch = original_text_batch(self.target.tokenizer, answers, ORIGINAL_TEXT_MAX_TOKENS)
+            else:  # the original trained on [soft tokens][BOS answer]: no lead text (train_layout answer_alone)
+                leads = [lead_text(dataset, prompt, s["prompt_mode"]) if s["train_layout"] == "lead" else "" for prompt in prompts]
+                target_batch = tokenize_target(
+                    self.target.tokenizer,
+                    leads,
+                    answers,
+                    max_lead_tokens=s["max_prompt_tokens"],
+                    max_answer_tokens=s["max_answer_tokens"],
+                    answer_eos=s["train_answer_eos"],
+                )
             inputs, attention, labels = bridged_inputs(soft, self.target.embeddings, target_batch)
             logits = self.target.model(inputs_embeds=inputs, attention_mask=attention).logits  # [B, K+T, V]
             values["nll"] = L.token_nll(logits, labels)
             values["format"] = L.marker_nll(logits, labels, torch.cat([torch.zeros(len(rows), k, dtype=torch.bool), target_batch.marker], 1).to(device))
             bridged_positions = answer_positions(target_batch, k, s["kl_tokens"]).to(device)
             self.format_miss_rate = L.format_miss_rate(logits, bridged_positions, self.marker_ids)
-            prompt_ids, prompt_mask = prompt_token_ids(self.target.tokenizer, prompts, s["max_prompt_tokens"])
+            if original_layout:  # BOS and the prompt's first tokens, K in all, left padded
+                prompt_ids, prompt_mask = original_prompt_ids(self.target.tokenizer, prompts, k)
+            else:
+                prompt_ids, prompt_mask = prompt_token_ids(self.target.tokenizer, prompts, s["max_prompt_tokens"])
             prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
             prompt_embeds = self.target.embeddings(prompt_ids)  # [B, P, Dt]
             late = s["auxiliary_loss_onset"] == "original"  # each term a step later, the decode loss after warm-up
-            if s["kl_weight"] > 0 and _started(step, s["warmup_steps"], late):
+            if s["kl_weight"] > 0 and _started(step, s["warmup_steps"], late) and original_layout:
+                values["kl"] = self.original_kl(logits, answers, k)
+            elif s["kl_weight"] > 0 and _started(step, s["warmup_steps"], late):
                 baseline = self.kl_baseline(kl_baseline_leads(prompts, s), answers)
                 values["kl"] = L.kl_to_log_probs(logits, bridged_positions, *baseline, reduction=s["kl_reduction"])
             if s["info_nce_weight"] > 0 and _started(step, s["warmup_steps"] // 2, late):
-                values["info_nce"] = L.info_nce(soft, prompt_embeds, prompt_mask, s["info_nce_temperature"])
+                # the original's prompt anchor is a plain mean over its left-padded ids, padding included
+                anchor_mask = torch.ones_like(prompt_mask) if original_layout else prompt_mask
+                values["info_nce"] = L.info_nce(soft, prompt_embeds, anchor_mask, s["info_nce_temperature"])
             if s["prompt_alignment_weight"] > 0:
                 aligned_embeds, aligned_mask = prompt_embeds, prompt_mask
                 if s["prompt_alignment_target"] == "question":
                     # the question's own first K tokens, not the prompt's (a GSM8K prompt opens with the same instruction every time)
-                    question_ids, aligned_mask = prompt_token_ids(self.target.tokenizer, [soft_question(dataset, row) for row in rows], k)
+                    questions = [soft_question(dataset, row) for row in rows]
+                    question_ids, aligned_mask = (original_prompt_ids if original_layout else prompt_token_ids)(self.target.tokenizer, questions, k)
                     aligned_embeds, aligned_mask = self.target.embeddings(question_ids.to(device)), aligned_mask.to(device)
                 values["prompt_alignment"] = L.prompt_alignment(soft, aligned_embeds, aligned_mask, s["prompt_alignment_reduction"])
             if s["decode_loss_weight"] > 0 and step % s["decode_interval"] == 0 and (not late or step > s["warmup_steps"]):
@@ -220,6 +241,18 @@ class Bridge:
             weights = {name: (1.0 if name == "flow" else 0.0) for name in weights}
         values["total"] = sum(weights[name] * values[name] for name in weights)
         return values
+
+    def original_kl(self, logits: torch.Tensor, answers: list[str], k: int) -> torch.Tensor:
+        """The original's KL (``token_layout: original``): the bridged logits at the first
+        ``kl_tokens`` positions after the soft tokens against the target's own at the same positions
+        of the left-padded [pad…][BOS answer] (cut at its kl_max_length): padding positions included."""
+        s, device = self.settings, self.target.model.device
+        batch = original_text_batch(self.target.tokenizer, answers, ORIGINAL_KL_MAX_TOKENS)
+        with torch.no_grad():
+            baseline_logits = self.target.model(input_ids=batch.ids.to(device), attention_mask=batch.attention.to(device)).logits
+        count = min(s["kl_tokens"], baseline_logits.size(1), logits.size(1) - k)
+        positions = torch.arange(count, device=device).expand(logits.size(0), count)
+        return L.kl_to_baseline(logits, k + positions, baseline_logits, positions, reduction=s["kl_reduction"])
 
     def kl_baseline(self, leads: list[str], answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """The frozen target's log-probabilities at the first ``kl_tokens`` answer positions after

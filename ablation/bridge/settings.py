@@ -84,7 +84,14 @@ def source_state_key(settings: dict, model: dict, dataset_source: dict, eval_set
         "eval_prompts": {name: eval_settings[name] for name in ("samples", "few_shot", "few_shot_seed")},
         "precision": settings["precision"],
         "device": device,
+        **_layout(settings),
     }
+
+
+def _layout(settings: dict) -> dict:
+    """The original's token layout as part of a cache key: its runs read no cache, and the plan never
+    groups them with ours; nothing for ours, so the keys of caches already built stay what they were."""
+    return {"token_layout": settings["token_layout"]} if settings["token_layout"] != "ours" else {}
 
 
 def kl_baseline_key(settings: dict, model: dict, dataset_source: dict, eval_settings: dict, device: str) -> dict:
@@ -101,6 +108,7 @@ def kl_baseline_key(settings: dict, model: dict, dataset_source: dict, eval_sett
         "shots": {name: eval_settings[name] for name in ("few_shot", "few_shot_seed")} if reads_prompt else None,
         **{name: settings[name] for name in ("max_answer_tokens", "train_answer_eos", "kl_tokens", "precision")},
         "device": device,
+        **_layout(settings),
     }
 
 
@@ -170,10 +178,17 @@ def run_problems(bridge: dict, schema: dict, seed: int) -> list[str]:
             problems.append(f"{where}.dataset': {settings['dataset']!r} is not in bridge.datasets; configured: {', '.join(datasets) or 'none'}")
         if settings["dit_cfg"] > 0 and settings["dit_drop_cond"] == 0:
             problems.append(f"{where}.dit_cfg': guidance needs an unconditional velocity; set dit_drop_cond > 0")
-        if settings["translator"] == "dit" and settings["dit_flow_warmup_steps"] > 0 and settings["translator_mode_in_training"] != "train":
+        if settings["translator"] == "dit" and settings["dit_flow_warmup_steps"] > 0 and settings["translator_mode_in_training"] == "eval":
             problems.append(f"{where}.dit_flow_warmup_steps': {settings['dit_flow_warmup_steps']} flow-only steps would train nothing with "
-                            f"translator_mode_in_training {settings['translator_mode_in_training']!r} (a DiT in eval mode samples from noise and has no flow loss); "
+                            "translator_mode_in_training 'eval' (a DiT in eval mode samples from noise and has no flow loss); "
                             "set dit_flow_warmup_steps 0 or translator_mode_in_training 'train'")
+        if settings["token_layout"] == "original":
+            needs = {"train_layout": "answer_alone", "train_answer_eos": False, "kl_baseline": "answer_alone", "decode_loss_weight": 0}
+            wrong = [f"{key} {settings[key]!r}" for key, value in needs.items() if settings[key] != value]
+            if wrong:
+                problems.append(f"{where}.token_layout': 'original' trains on the original's [BOS answer] text with no decode loss; it needs "
+                                f"train_layout 'answer_alone', train_answer_eos false, kl_baseline 'answer_alone' and decode_loss_weight 0, "
+                                f"not {', '.join(wrong)}")  # fmt: skip
         for heads, width in (("heads", "bottleneck"), ("dit_heads", "dit_dim")):
             if settings[width] % settings[heads]:
                 problems.append(f"{where}.{heads}': {settings[heads]} does not divide {width} {settings[width]}")

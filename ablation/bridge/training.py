@@ -136,14 +136,6 @@ def sample_rows(step, examples, source_rows, target_rows, generations, dataset) 
     ]
 
 
-def trains_in_train_mode(setting: str, last_evaluated: int | None) -> bool:
-    """Whether training steps run the translator in train mode under ``translator_mode_in_training``,
-    given the last evaluated step (None before any): the original's evaluations switched it to eval
-    mode for good, from step 0 at the preserved runs ('eval'), from the first evaluation of a trained
-    translator in seed 004's plan's script ('after_first_evaluation')."""
-    return setting == "train" or (setting == "after_first_evaluation" and not last_evaluated)
-
-
 def final_evaluation(run_dir: Path, evaluated: dict) -> dict:
     """The final evaluation of weights already evaluated (history row ``evaluated``): that evaluation's
     samples and numbers under the final step. Generation is greedy and a DiT samples from a fixed
@@ -297,11 +289,14 @@ def run_bridge(
             live.log(step, values)
         accelerator.log(values, step=step)
 
+    # the mode every training step runs in: 'eval' is the original's (its step-0 evaluation left the translator in eval mode)
+    train_mode = s["translator_mode_in_training"] == "train"
+
     def evaluate(step) -> dict:
         unwrapped.eval()
         soft_batches = bridge.translate(unwrapped, examples, batch_size=eval_settings["batch_size"])
         generations = bridge.generate_from_soft(soft_batches, examples, max_new_tokens=eval_settings["max_new_tokens"])
-        unwrapped.train(trains_in_train_mode(s["translator_mode_in_training"], step))
+        unwrapped.train(train_mode)
         samples = sample_rows(step, examples, baselines["source"], baselines["target"], generations, scored_as)
         atomic_write_jsonl(run_dir / samples_filename(step), samples)
         row = history_row(step, samples, scored_as)
@@ -311,8 +306,7 @@ def run_bridge(
                  step, row["source_acc"], row["target_acc"], row["bridged_acc"], row["soft_token_spread"])  # fmt: skip
         return row
 
-    last_evaluated = max((row["step"] for row in state["history"]), default=None)
-    translator.train(trains_in_train_mode(s["translator_mode_in_training"], last_evaluated))
+    translator.train(train_mode)
     losses_since_eval: list[dict] = []
     while True:
         step = state["step"]

@@ -13,6 +13,7 @@ import yaml
 
 from ablation.bridge.cache_plan import (
     HUB_DATASETS,
+    LAYOUT_LEFT_OUT,
     HUB_MODELS,
     DatasetStats,
     cache_bytes,
@@ -42,9 +43,11 @@ PRESET_EVAL = {"samples": 200, "batch_size": 36, "max_new_tokens": 256, "few_sho
 MICRO_TOLERANCE = 0.05
 
 
-def preset_config(name: str, **cache) -> dict:
+def preset_config(name: str, token_layout: str | None = None, **cache) -> dict:
     config = yaml.safe_load((REPOSITORY / "presets" / f"{name}.yaml").read_text())
     config["bridge"]["source_state_cache"] = {**config["bridge"].get("source_state_cache", {}), "enabled": True, **cache}
+    if token_layout is not None:
+        config["bridge"]["defaults"]["token_layout"] = token_layout
     return validate_config(config)
 
 
@@ -99,14 +102,16 @@ def test_the_estimate_agrees_with_a_micro_cache_built_from_the_same_prompts(micr
 
 
 def test_the_default_leaves_runs_training_on_the_8_shot_prompt_to_compute_on_the_fly():
-    plan = plan_of(preset_config("latentwire-original"))
+    # the original's token layout pads per batch, so none of its runs reads a cache
+    assert {entry.plan for entry in plan_of(preset_config("latentwire-original")).values()} == {LAYOUT_LEFT_OUT}
+    plan = plan_of(preset_config("latentwire-original", token_layout="ours"))  # its 8-shot prompts with our layout
     phase1 = plan[("source states", "phase1_all_fix")]
     assert phase1.size.bytes > 60e9 and phase1.plan.startswith("on the fly: trains on the evaluation prompt")
     assert plan[("KL baselines", "phase2_swap")].plan == "built"  # Mistral's 32k vocabulary: ~10 GB
     assert plan[("KL baselines", "phase1_all_fix")].plan.startswith("on the fly: past max_gb 20")  # Llama's 128k
-    every_run = plan_of(preset_config("latentwire-original", prompts="all"))
+    every_run = plan_of(preset_config("latentwire-original", "ours", prompts="all"))
     assert every_run[("source states", "phase1_all_fix")].plan.startswith("on the fly: past max_gb 20")
-    assert plan_of(preset_config("latentwire-original", prompts="all", max_gb=100))[("source states", "phase1_all_fix")].plan == "built"
+    assert plan_of(preset_config("latentwire-original", "ours", prompts="all", max_gb=100))[("source states", "phase1_all_fix")].plan == "built"
 
 
 def test_the_improved_preset_caches_its_simple_prompt_and_prints_the_plan():

@@ -1,5 +1,6 @@
-"""Two behaviours of the original's training, each a run setting: the translator's module mode in
-training (``translator_mode_in_training``) and the dtype of its weights (``translator_dtype``)."""
+"""Behaviours of the original's training, each a run setting: the translator's module mode in
+training (``translator_mode_in_training``), the dtype of its weights (``translator_dtype``) and its
+token layout (``token_layout``)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ import pytest
 import torch
 import yaml
 
+import torch.nn.functional as F
+
+from ablation.bridge.batches import original_prompt_ids, original_text_batch, tokenize_source
 from ablation.bridge.benchmark import load_bench
+from ablation.bridge.cache_plan import LAYOUT_LEFT_OUT, cache_plan, cached_run_keys
+from ablation.bridge.losses import IGNORE
 from ablation.bridge.model import Bridge
 from ablation.bridge.parity import DIFFERS, SAME, load_run, parity_rows
 from ablation.bridge.settings import resolve_runs
-from ablation.bridge.training import run_bridge, trains_in_train_mode
+from ablation.bridge.training import run_bridge
 from ablation.config import ConfigError, load_schema, validate_config
-from tests.bridge.micro_runs import job, models
+from tests.bridge.micro_runs import frozen_pair, job, models, settings
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 ORIGINAL_PRESET = REPOSITORY / "presets" / "latentwire-original.yaml"
@@ -49,9 +55,6 @@ def test_a_cross_translator_trains_in_the_mode_its_setting_names_after_every_eva
         assert len(seen) == 4 and len(seen[0]) > 1  # four steps, evaluations before steps 0 and 2; the translator has dropouts
         assert {flag for step in seen for flag in step} == {mode == "train"}, mode  # 'eval': dropout off at every step
         seen.clear()
-    # seed 004's plan's script: train mode until the first evaluation of a trained translator (step 2 here), eval after
-    run_bridge(**job(micro_bridge_world, baselines, tmp_path / "after", dropout=0.5, translator_mode_in_training="after_first_evaluation"))
-    assert [set(step) for step in seen] == [{True}, {True}, {False}, {False}]
 
 
 def test_a_dit_trained_in_eval_mode_has_no_flow_loss(micro_bridge_world, baselines, tmp_path):
@@ -112,7 +115,7 @@ def test_eval_mode_is_fine_without_a_flow_warm_up_or_for_a_cross_translator():
 def test_the_original_preset_trains_every_run_in_eval_mode_with_bfloat16_weights():
     config, _ = load_run(ORIGINAL_PRESET, "phase1_all_fix")
     runs = resolve_runs(config["bridge"], load_schema(), config["seed"])
-    assert {(s["translator_mode_in_training"], s["translator_dtype"]) for s in runs.values()} == {("eval", "bfloat16")}
+    assert {(s["translator_mode_in_training"], s["translator_dtype"], s["token_layout"]) for s in runs.values()} == {("eval", "bfloat16", "original")}
 
 
 def test_the_originals_bf16_flag_is_compared_with_the_translators_dtype_too():
@@ -125,6 +128,63 @@ def test_the_originals_bf16_flag_is_compared_with_the_translators_dtype_too():
     assert verdict({**settings, "translator_dtype": "float32"}) == DIFFERS
 
 
-def test_a_resumed_run_takes_the_mode_its_last_evaluation_left():
-    assert [trains_in_train_mode("after_first_evaluation", last) for last in (None, 0, 2)] == [True, True, False]
-    assert [trains_in_train_mode(setting, 2) for setting in ("train", "eval")] == [True, False]
+# ---------------------------------------------------------------- token_layout
+ORIGINAL_LAYOUT = {"token_layout": "original", "train_layout": "answer_alone", "train_answer_eos": False, "kl_baseline": "answer_alone",
+                   "decode_loss_weight": 0.0}  # fmt: skip
+ANSWERS = [" Tom has 3 apples.\n#### 3", " She walks 12 km to the market and back, so 24 km.\n#### 24"]
+
+
+def test_the_originals_text_is_bos_and_the_stripped_answer_left_padded_with_bos_labelled(micro_bridge_world):
+    _, target = frozen_pair(micro_bridge_world)
+    tokenizer = target.tokenizer
+    batch = original_text_batch(tokenizer, ANSWERS, 8192)
+    for row, answer in enumerate(ANSWERS):
+        real = batch.ids[row][batch.attention[row] == 1].tolist()
+        assert real == [tokenizer.bos_token_id] + tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]  # no leading space
+        assert batch.attention[row, -len(real):].all() and not batch.attention[row, : batch.ids.size(1) - len(real)].any()  # left padded
+        assert batch.labels[row][batch.attention[row] == 1].tolist() == real  # BOS labelled too
+        assert (batch.labels[row][batch.attention[row] == 0] == IGNORE).all()
+        assert batch.ids[row, batch.answer_start[row]].item() == real[1] and batch.answer_length[row].item() == len(real) - 1
+    assert batch.marker[0].any() and not batch.marker[0][batch.attention[0] == 0].any()  # the '#### 3' line
+    assert original_text_batch(tokenizer, ANSWERS, 4).ids.size(1) == 4  # cut on the right at its cap
+
+
+def test_the_originals_prompt_ids_are_bos_first_and_the_source_reads_left_padded(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    ids, mask = original_prompt_ids(target.tokenizer, ["one two", "one two three four five six"], 4)
+    assert ids.shape == (2, 4) and ids[1, 0].item() == target.tokenizer.bos_token_id
+    assert mask[0].tolist() == [0] * (4 - int(mask[0].sum())) + [1] * int(mask[0].sum())  # left padded
+    left = tokenize_source(source.tokenizer, ["a b", "a b c d e"], 128, padding_side="left")
+    assert left["attention_mask"][0, 0] == 0 and left["attention_mask"][0, -1] == 1
+
+
+def test_the_originals_kl_compares_fixed_slices_over_the_padded_text(micro_bridge_world):
+    source, target = frozen_pair(micro_bridge_world)
+    bridge = Bridge(source, target, settings(kl_tokens=5, kl_reduction="batchmean", **ORIGINAL_LAYOUT), "gsm8k")
+    k, text = 4, original_text_batch(target.tokenizer, ANSWERS, 512)
+    with torch.no_grad():
+        baseline = target.model(input_ids=text.ids, attention_mask=text.attention).logits
+    logits = torch.randn(2, k + text.ids.size(1), baseline.size(-1))
+    expected = F.kl_div(F.log_softmax(logits[:, k : k + 5], -1), F.softmax(baseline[:, :5].float(), -1), reduction="batchmean")
+    assert torch.allclose(bridge.original_kl(logits, ANSWERS, k), expected, atol=1e-5)
+
+
+def test_a_run_with_the_originals_layout_trains_and_reads_no_cache(micro_bridge_world, baselines, tmp_path):
+    summary = run_bridge(**job(micro_bridge_world, baselines, tmp_path / "run", kl_weight=1.0, info_nce_weight=1.0,
+                               prompt_alignment_weight=1.0, warmup_steps=0, **ORIGINAL_LAYOUT))  # fmt: skip
+    assert summary["trained_steps"] == 4 and summary["settings"]["token_layout"] == "original"
+    for name in ("nll", "kl", "info_nce", "prompt_alignment"):
+        assert all(value > 0 for value in loss_column(tmp_path / "run", name)), name
+    config = validate_config(config_with_runs({"a": ORIGINAL_LAYOUT, "b": ORIGINAL_LAYOUT, "c": {}, "d": {}}))
+    runs = resolve_runs(config["bridge"], load_schema(), config["seed"])
+    states, kl = cached_run_keys(runs, config["bridge"], "cpu")
+    assert set(states) | set(kl) <= {"c", "d"}  # its padding depends on the batch: no cache serves it
+    plan = {(entry.kind, entry.runs): entry.plan for entry in cache_plan(runs, config["bridge"], "cpu")}
+    assert plan[("source states", ("a", "b"))] == LAYOUT_LEFT_OUT
+
+
+def test_the_originals_layout_needs_its_text_and_no_decode_loss():
+    with pytest.raises(ConfigError) as error:
+        validate_config(config_with_runs({"r": {**ORIGINAL_LAYOUT, "train_layout": "lead", "decode_loss_weight": 1.0}}))
+    assert "'bridge.runs.r.token_layout': 'original' trains on the original's [BOS answer] text" in str(error.value)
+    assert "not train_layout 'lead', decode_loss_weight 1.0" in str(error.value)

@@ -131,8 +131,8 @@ def test_the_presets_rerun_the_preserved_runs_and_the_plan_as_written():
     assert sizes == {"translator": "cross", "soft_tokens": 32, "depth": 4, "heads": 12, "bottleneck": 768, "warmup_steps": 600,
                      "per_device_batch": 10, "train_steps": 3000, "early_stop_patience": 5, "lr": 1e-4, "seed": 1234}  # fmt: skip
     assert plan["bridge"]["eval"]["samples"] == 500 and two_a["cross_self_attention"] and two_a["cross_ffn"] == "swiglu_two_thirds"
-    # the plan's script had no step-0 evaluation: train mode until its first evaluation; weights in bf16
-    assert (two_a["translator_mode_in_training"], two_a["translator_dtype"]) == ("after_first_evaluation", "bfloat16")
+    # as the preserved runs' script trained: eval mode, bf16 weights, its token layout
+    assert (two_a["translator_mode_in_training"], two_a["translator_dtype"], two_a["token_layout"]) == ("eval", "bfloat16", "original")
 
 
 def test_hotpotqa_is_the_same_as_the_original_ran_it_only_in_gsm8k_prompts_and_scoring(tmp_path):
