@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ablation.bridge.batches import ORIGINAL_KL_MAX_TOKENS
 from ablation.bridge.data import prompt_task, scoring_task
 from ablation.bridge.original_runs import LegacyImportError, parse_config_block
 from ablation.bridge.settings import default_processes, run_settings
@@ -56,6 +57,8 @@ def our_value(key: str, settings: dict, config: dict):
         return settings["precision"] == "bf16" and settings.get("translator_dtype") == "bfloat16"
     if key == "dataset":
         return as_the_original_ran(settings["dataset"], bridge["datasets"][settings["dataset"]])
+    if key == "kl_max_length" and settings.get("token_layout") == "original":  # ours reads the KL at the answer's positions
+        return ORIGINAL_KL_MAX_TOKENS
     return NO_COUNTERPART
 
 

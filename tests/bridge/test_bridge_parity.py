@@ -37,9 +37,10 @@ def run_main(capsys, *args) -> tuple[int, str, str]:
 def test_the_original_preset_matches_the_preserved_swap_on_every_key_with_a_counterpart(capsys):
     code, out, _ = run_main(capsys, "--config", ORIGINAL_PRESET, "--run", "phase2_swap_soft_only", "--log", LEGACY_LOG)
     assert code == 0, out
-    assert "38 of 38 keys with a counterpart are the same" in out
+    assert "39 of 39 keys with a counterpart are the same" in out
     rows = {line.split()[0]: line for line in out.splitlines()[1:] if line}
     assert rows["world_size"].split()[1:] == ["1", "1", SAME]  # its [Rank 0/1]: one process, as the preset sets it
+    assert rows["kl_max_length"].split()[1:] == ["512", "512", SAME]  # token_layout original cuts its KL baseline there
     assert rows["log_dir"].endswith(NO_COUNTERPART) and rows["save_path"].endswith(NO_COUNTERPART)
 
 
