@@ -27,9 +27,6 @@ from ablation.bridge.losses import IGNORE
 from ablation.bridge.prompts import SOFT_SUFFIX
 
 MARKER = "####"
-# the original's tokenizer caps under token_layout 'original': the trained text, and its KL baseline (kl_max_length)
-ORIGINAL_TEXT_MAX_TOKENS = 8192
-ORIGINAL_KL_MAX_TOKENS = 512
 
 
 @dataclass

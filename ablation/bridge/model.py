@@ -17,8 +17,6 @@ from ablation.bridge.batches import (
     answer_positions,
     bridged_inputs,
     generation_inputs,
-    ORIGINAL_KL_MAX_TOKENS,
-    ORIGINAL_TEXT_MAX_TOKENS,
     kl_baseline_batch,
     kl_baseline_leads,
     lead_text,
@@ -32,6 +30,7 @@ from ablation.bridge.data import EvalExample
 from ablation.bridge.frozen import FrozenLM, hidden_states
 from ablation.bridge.generation import Hygiene, generate_from_embeds
 from ablation.bridge.prompts import answer_text, soft_question, training_prompt
+from ablation.bridge.settings import ORIGINAL_KL_MAX_TOKENS, ORIGINAL_TEXT_MAX_TOKENS
 from ablation.bridge.translators import build_translator, decay_parameter_groups
 
 log = logging.getLogger(__name__)

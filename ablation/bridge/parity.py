@@ -18,10 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from ablation.bridge.batches import ORIGINAL_KL_MAX_TOKENS
 from ablation.bridge.data import prompt_task, scoring_task
 from ablation.bridge.original_runs import LegacyImportError, parse_config_block
-from ablation.bridge.settings import default_processes, run_settings
+from ablation.bridge.settings import ORIGINAL_KL_MAX_TOKENS, default_processes, run_settings
 from ablation.config import load_schema, validate_config
 
 SAME, DIFFERS, NO_COUNTERPART = "same", "differs", "no counterpart"

@@ -14,6 +14,10 @@ import json
 
 from ablation.references import EMBEDDED_PREFIX, embedded_model_name
 
+# the original's tokenizer caps under token_layout 'original': its trained text, and its KL baseline (kl_max_length)
+ORIGINAL_TEXT_MAX_TOKENS = 8192
+ORIGINAL_KL_MAX_TOKENS = 512
+
 TRANSLATORS = ("cross", "dit")
 PROMPT_MODES = ("soft_only", "soft_plus_text")
 RUN_META_KEYS = ("base", "description")  # name a run's lineage and purpose, not its experiment
