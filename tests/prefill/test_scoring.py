@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch._inductor.exc import InductorError
 
-from ablation.prefill.original.scorer import original_token_logprobs
+from ablation.prefill.original.scorer import original_score
 from ablation.prefill.scoring import ScoringRequest, score_continuations
 from tests.conftest import build_model, random_requests
 
@@ -39,7 +39,7 @@ def test_causal_equals_the_unmodified_model(architecture, strategy):
     model = build_model(architecture)
     requests = random_requests()
     scores = score_continuations(model, requests, mode="causal", strategy=strategy, batch_size=5)
-    expected = [original_token_logprobs(model, r.context, r.continuation)[0] for r in requests]
+    expected = [list(original_score(model, r.context, r.continuation).token_logprobs) for r in requests]
     assert_token_logprobs_close(scores, expected)
 
 
@@ -60,7 +60,7 @@ def test_full_bidir_equals_the_original_patch_at_batch_size_one(architecture):
     model = build_model(architecture)
     requests = random_requests()
     scores = score_continuations(model, requests, mode="full_bidir", batch_size=5)
-    expected = [original_token_logprobs(model, r.context, r.continuation, bidirectional=True)[0] for r in requests]
+    expected = [list(original_score(model, r.context, r.continuation, bidirectional=True).token_logprobs) for r in requests]
     assert_token_logprobs_close(scores, expected)
 
 

@@ -62,18 +62,6 @@ def original_score(
     return ContinuationScore(total, bool((logprobs.argmax(-1) == targets).all()), tuple(token_logprobs.tolist()))
 
 
-def original_token_logprobs(
-    model,
-    context: tuple[int, ...],
-    continuation: tuple[int, ...],
-    bidirectional: bool = False,
-    logprob_dtype: str = "float32",
-) -> tuple[list[float], bool]:
-    """Per-token log-probs of ``continuation`` (``original_score``) and whether every token was the argmax."""
-    score = original_score(model, context, continuation, bidirectional, logprob_dtype)
-    return list(score.token_logprobs), score.is_greedy
-
-
 @register_model("original_scorer_hf")
 class OriginalScorerLM(HFLM):
     """lm-eval model with the original scorer's shape: batch 1, one full forward per (prompt, choice)."""
