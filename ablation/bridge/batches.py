@@ -72,6 +72,11 @@ def _answer_tokens(tokenizer, answer: str, max_tokens: int, eos: bool) -> tuple[
     return ids, marker
 
 
+def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id padding is written with: the pad token, else EOS (masked out either way)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def _pad_right(rows: list[list], value) -> torch.Tensor:
     width = max(len(row) for row in rows)
     return torch.tensor([row + [value] * (width - len(row)) for row in rows])
@@ -98,7 +103,7 @@ def tokenize_target(
         marker.append([False] * len(lead_ids) + answer_marker)
         starts.append(len(lead_ids))
         lengths.append(len(answer_ids))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = _pad_id(tokenizer)
     padded = _pad_right(ids, pad)
     return TargetBatch(
         ids=padded,
@@ -127,7 +132,7 @@ def original_text_batch(tokenizer: PreTrainedTokenizerBase, answers: list[str], 
         ids.append(row[:max_tokens])  # cut on the right, as its tokenizer truncated
         marker.append([marker_start >= 0 and end > marker_start for _, end in offsets[:max_tokens]])
         lengths.append(len(ids[-1]))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = _pad_id(tokenizer)
     padded = _pad_left(ids, pad)
     attention = _pad_left([[1] * length for length in lengths], 0)
     width = padded.size(1)
@@ -145,7 +150,7 @@ def original_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: list[str], 
     """The original's target tokens of each prompt for prompt alignment and InfoNCE: BOS and the
     prompt's first tokens, ``max_tokens`` in all, left padded: [B, P] ids and mask."""
     rows = [ids[:max_tokens] for ids in tokenizer(list(prompts))["input_ids"]]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = _pad_id(tokenizer)
     return _pad_left(rows, pad), _pad_left([[1] * len(row) for row in rows], 0)
 
 
@@ -170,7 +175,7 @@ def answer_positions(batch: TargetBatch, offset: int, count: int) -> torch.Tenso
 def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The target's tokens of each prompt without special tokens, right padded: [B, P] ids and mask."""
     rows = [tokenizer(prompt, add_special_tokens=False)["input_ids"][:max_tokens] for prompt in prompts]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = _pad_id(tokenizer)
     return _pad_right(rows, pad), _pad_right([[1] * len(row) for row in rows], 0)
 
 

@@ -207,11 +207,12 @@ class Bridge:
             prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
             prompt_embeds = self.target.embeddings(prompt_ids)  # [B, P, Dt]
             late = s["auxiliary_loss_onset"] == "original"  # each term a step later, the decode loss after warm-up
-            if s["kl_weight"] > 0 and _started(step, s["warmup_steps"], late) and original_layout:
-                values["kl"] = self.original_kl(logits, answers, k)
-            elif s["kl_weight"] > 0 and _started(step, s["warmup_steps"], late):
-                baseline = self.kl_baseline(kl_baseline_leads(prompts, s), answers)
-                values["kl"] = L.kl_to_log_probs(logits, bridged_positions, *baseline, reduction=s["kl_reduction"])
+            if s["kl_weight"] > 0 and _started(step, s["warmup_steps"], late):
+                if original_layout:
+                    values["kl"] = self.original_kl(logits, answers, k)
+                else:
+                    baseline = self.kl_baseline(kl_baseline_leads(prompts, s), answers)
+                    values["kl"] = L.kl_to_log_probs(logits, bridged_positions, *baseline, reduction=s["kl_reduction"])
             if s["info_nce_weight"] > 0 and _started(step, s["warmup_steps"] // 2, late):
                 # the original's prompt anchor is a plain mean over its left-padded ids, padding included
                 anchor_mask = torch.ones_like(prompt_mask) if original_layout else prompt_mask

@@ -69,7 +69,7 @@ class JudgeSettings:
     timeout_seconds: float
     backoff_seconds: float
     max_tokens: int
-    style: str = "ours"  # how a prompt is filled and a reply read: ours, or the original's (JUDGE_STYLES)
+    style: str = "ours"  # how a prompt is filled and a reply read: ours, or the original's (schema freeform.judge.style)
 
     @classmethod
     def from_config(cls, judge: dict) -> JudgeSettings:
