@@ -119,6 +119,8 @@ class Bridge:
         """``shots``: the evaluation's few-shot examples, which a run with ``train_prompt: eval`` trains on too."""
         self.source, self.target, self.settings, self.dataset = source, target, settings, dataset
         self.shots = shots or []
+        # the original's token layout (left padding, BOS labelled, its own prompt ids and KL): batches.original_text_batch
+        self.original_layout = settings["token_layout"] == "original"
         self.source_states = None  # a frozen_cache.SourceStates to read instead of running the source
         self.kl_baselines = None  # a frozen_cache.KLBaselines to read instead of the target's baseline forward
         self.translator = build_translator(
@@ -142,14 +144,14 @@ class Bridge:
         if cached is not None:  # read once per cache key (ablation.bridge.frozen_cache)
             states, source_mask = cached
         else:
-            padding_side = "left" if s["token_layout"] == "original" else "right"
+            padding_side = "left" if self.original_layout else "right"
             source_batch = tokenize_source(self.source.tokenizer, prompts, s["max_prompt_tokens"], padding_side).to(device)
             states = hidden_states(self.source, source_batch, s["source_layer"])  # [B, S, Ds]
             source_mask = source_batch["attention_mask"]
         teacher = teacher_mask = None
         if teacher_texts is not None and s["translator"] == "dit":
             k = self.translator.soft_tokens  # K, with soft_tokens -1 resolved
-            if s["token_layout"] == "original":  # the first K of the left-padded [pad…][BOS text], pads included
+            if self.original_layout:  # the first K of the left-padded [pad…][BOS text], pads included
                 ids, _ = original_prompt_ids(self.target.tokenizer, [text.strip() for text in teacher_texts], ORIGINAL_TEXT_MAX_TOKENS)
                 ids = ids[:, :k]
                 teacher_mask = torch.ones_like(ids)
@@ -180,9 +182,8 @@ class Bridge:
         flow_only = s["translator"] == "dit" and step < s["dit_flow_warmup_steps"]
         if output.flow_loss is not None:
             values["flow"] = output.flow_loss
-        original_layout = s["token_layout"] == "original"
         if not flow_only:
-            if original_layout:  # [soft tokens][pad…][BOS answer], BOS labelled (batches.original_text_batch)
+            if self.original_layout:  # [soft tokens][pad…][BOS answer], BOS labelled (batches.original_text_batch)
                 target_batch = original_text_batch(self.target.tokenizer, answers, ORIGINAL_TEXT_MAX_TOKENS)
             else:  # the original trained on [soft tokens][BOS answer]: no lead text (train_layout answer_alone)
                 leads = [lead_text(dataset, prompt, s["prompt_mode"]) if s["train_layout"] == "lead" else "" for prompt in prompts]
@@ -200,7 +201,7 @@ class Bridge:
             values["format"] = L.marker_nll(logits, labels, torch.cat([torch.zeros(len(rows), k, dtype=torch.bool), target_batch.marker], 1).to(device))
             bridged_positions = answer_positions(target_batch, k, s["kl_tokens"]).to(device)
             self.format_miss_rate = L.format_miss_rate(logits, bridged_positions, self.marker_ids)
-            if original_layout:  # BOS and the prompt's first tokens, K in all, left padded
+            if self.original_layout:  # BOS and the prompt's first tokens, K in all, left padded
                 prompt_ids, prompt_mask = original_prompt_ids(self.target.tokenizer, prompts, k)
             else:
                 prompt_ids, prompt_mask = prompt_token_ids(self.target.tokenizer, prompts, s["max_prompt_tokens"])
@@ -208,21 +209,21 @@ class Bridge:
             prompt_embeds = self.target.embeddings(prompt_ids)  # [B, P, Dt]
             late = s["auxiliary_loss_onset"] == "original"  # each term a step later, the decode loss after warm-up
             if s["kl_weight"] > 0 and _started(step, s["warmup_steps"], late):
-                if original_layout:
+                if self.original_layout:
                     values["kl"] = self.original_kl(logits, answers, k)
                 else:
                     baseline = self.kl_baseline(kl_baseline_leads(prompts, s), answers)
                     values["kl"] = L.kl_to_log_probs(logits, bridged_positions, *baseline, reduction=s["kl_reduction"])
             if s["info_nce_weight"] > 0 and _started(step, s["warmup_steps"] // 2, late):
                 # the original's prompt anchor is a plain mean over its left-padded ids, padding included
-                anchor_mask = torch.ones_like(prompt_mask) if original_layout else prompt_mask
+                anchor_mask = torch.ones_like(prompt_mask) if self.original_layout else prompt_mask
                 values["info_nce"] = L.info_nce(soft, prompt_embeds, anchor_mask, s["info_nce_temperature"])
             if s["prompt_alignment_weight"] > 0:
                 aligned_embeds, aligned_mask = prompt_embeds, prompt_mask
                 if s["prompt_alignment_target"] == "question":
                     # the question's own first K tokens, not the prompt's (a GSM8K prompt opens with the same instruction every time)
                     questions = [soft_question(dataset, row) for row in rows]
-                    question_ids, aligned_mask = (original_prompt_ids if original_layout else prompt_token_ids)(self.target.tokenizer, questions, k)
+                    question_ids, aligned_mask = (original_prompt_ids if self.original_layout else prompt_token_ids)(self.target.tokenizer, questions, k)
                     aligned_embeds, aligned_mask = self.target.embeddings(question_ids.to(device)), aligned_mask.to(device)
                 values["prompt_alignment"] = L.prompt_alignment(soft, aligned_embeds, aligned_mask, s["prompt_alignment_reduction"])
             if s["decode_loss_weight"] > 0 and step % s["decode_interval"] == 0 and (not late or step > s["warmup_steps"]):
